@@ -1,0 +1,74 @@
+"""The workspace store: SQLite through sqlite-utils, behind one typed facade.
+
+This package imports neither torch nor textual (an import-linter contract enforces it).
+"""
+
+from __future__ import annotations
+
+from ._fast_import import import_sqlite_utils
+
+import_sqlite_utils()
+
+from .datasets import NewDataset, NewSplit
+from .errors import (
+    ConflictError,
+    CorruptDatabaseError,
+    NotFoundError,
+    SchemaTooNewError,
+    StoreError,
+)
+from .models import NewModel
+from .prompts import content_hash, parse_prompt_ref
+from .records import (
+    CachedResponse,
+    Dataset,
+    DatasetRow,
+    Job,
+    JobEvent,
+    LabelEvent,
+    MetricPoint,
+    Model,
+    NewRunOutput,
+    Prompt,
+    PromptContent,
+    PromptVersion,
+    Run,
+    RunOutput,
+    SaveResult,
+    Split,
+)
+from .store import Store
+from .workspace import Workspace, find_workspace, init_workspace
+
+__all__ = [
+    "CachedResponse",
+    "ConflictError",
+    "CorruptDatabaseError",
+    "Dataset",
+    "DatasetRow",
+    "Job",
+    "JobEvent",
+    "LabelEvent",
+    "MetricPoint",
+    "Model",
+    "NewDataset",
+    "NewModel",
+    "NewRunOutput",
+    "NewSplit",
+    "NotFoundError",
+    "Prompt",
+    "PromptContent",
+    "PromptVersion",
+    "Run",
+    "RunOutput",
+    "SaveResult",
+    "SchemaTooNewError",
+    "Split",
+    "Store",
+    "StoreError",
+    "Workspace",
+    "content_hash",
+    "find_workspace",
+    "init_workspace",
+    "parse_prompt_ref",
+]

