@@ -1,0 +1,272 @@
+"""Evaluation runs: a prompt version, model, dataset split and settings, scored row by row.
+
+Each chunk of rows is generated (or found in the response cache), scored and written to the
+store before the next one starts, so an interrupted run keeps what it did and `resume_run`
+finishes only the missing rows. The engine knows nothing of a UI: progress goes through
+`on_progress`, cancellation comes through `should_stop`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab.store import PromptVersion, Run, Store
+
+from . import eval_plan
+from .errors import BadInputError, EngineError
+from .eval_plan import EvalPlan, RowJob
+from .metrics import Example, aggregate_metrics, run_stats
+
+SCORING_MODES = ("generate", "likelihood")
+
+
+@dataclass
+class EvalRequest:
+    """What to evaluate.
+
+    Args:
+        prompt: a prompt reference (`NAME`, `NAME@3`, `NAME:label`) or a version record.
+        model: a model argument (`builtin`, a model name, a folder, a hub id).
+        dataset: the dataset's name in the workspace.
+        split: the split; may be left out when the dataset has only one.
+        limit: evaluate the first N rows.
+        sample: evaluate N rows drawn at random with `seed` (reproducible).
+        seed: the seed for `sample`.
+        settings: generation settings that override the prompt version's.
+        scoring: 'generate' (generate then score) or 'likelihood' (most likely label).
+        metrics: metric names; empty means the dataset's own list.
+        batch_size: rows generated together; also how often results are written.
+        resume_run_id: finish this interrupted run instead of starting a new one.
+        use_cache: read and write the response cache for deterministic generations.
+    """
+
+    prompt: str | PromptVersion = ""
+    model: str = "builtin"
+    dataset: str = ""
+    split: str | None = None
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    scoring: str = "generate"
+    metrics: list[str] = field(default_factory=list)
+    batch_size: int = 8
+    resume_run_id: int | None = None
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORING_MODES:
+            raise BadInputError(
+                f"scoring must be one of {', '.join(SCORING_MODES)}, not {self.scoring!r}"
+            )
+        if self.limit is not None and self.sample is not None:
+            raise BadInputError("use either a limit (first N rows) or a sample (N random rows)")
+        for name in ("limit", "sample"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise BadInputError(f"{name} must be at least 1, got {value}")
+        if self.batch_size < 1:
+            raise BadInputError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    """Where a run stands; `eta` is None until a row has been generated."""
+
+    done: int
+    total: int
+    cached: int
+    elapsed: float
+    eta: float | None
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """A finished (or interrupted) run and its aggregate metrics."""
+
+    run: Run
+    metrics: dict[str, Any]
+    rows: int
+    """Rows scored in the run, over all its sessions."""
+    cached_rows: int
+    """Rows this call took from the response cache."""
+    new_rows: int = 0
+    """Rows this call scored (cached or generated)."""
+    interrupted: bool = False
+
+    @property
+    def run_id(self) -> int:
+        return self.run.id
+
+
+ProgressCallback = Callable[[EvalProgress], None]
+StopCheck = Callable[[], bool]
+
+
+def evaluate(
+    store: Store,
+    request: EvalRequest,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> EvalResult:
+    """Run (or resume) an evaluation, writing outputs and scores as they are produced.
+
+    Everything that can be checked is checked before the run is created: the prompt's
+    variables against the dataset's columns, metric names, and every rendered prompt against
+    the model's context window.
+
+    Returns:
+        the run with its aggregate metrics; `interrupted` is set when `should_stop` fired.
+    """
+    plan = eval_plan.prepare(store, request)
+    loaded = eval_plan.load(store, plan)
+    jobs = eval_plan.render_jobs(store, plan, loaded)
+    if request.resume_run_id is not None:
+        run = store.reopen_run(request.resume_run_id)
+    else:
+        run = store.create_run(
+            prompt_version_id=plan.version.id,
+            model_id=plan.model.id,
+            dataset_id=plan.dataset.id,
+            split=plan.split,
+            rows_total=len(plan.rows),
+            settings=plan.settings_dict,
+            scoring=plan.scoring,
+            metric_names=[m.name for m in plan.metrics],
+            row_limit=plan.row_limit,
+            sample_seed=plan.sample_seed,
+        )
+    return _execute(store, plan, loaded, run, jobs, request.batch_size, on_progress, should_stop)
+
+
+def resume_run(
+    store: Store,
+    run_id: int,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    batch_size: int = 8,
+) -> EvalResult:
+    """Finish the rows an interrupted or failed run is missing, with its original settings."""
+    run = store.get_run(run_id)
+    if run.status == "succeeded" and run.rows_done >= run.rows_total:
+        raise BadInputError(f"run {run_id} already finished all {run.rows_total} rows")
+    is_sample = run.sample_seed is not None
+    request = EvalRequest(
+        prompt=store.get_prompt_version(run.prompt_ref),
+        model=run.model_name,
+        dataset=run.dataset_name,
+        split=run.split,
+        limit=None if is_sample else run.row_limit,
+        sample=run.row_limit if is_sample else None,
+        seed=run.sample_seed or 0,
+        settings=dict(run.settings),
+        scoring=run.scoring,
+        metrics=list(run.metric_names),
+        batch_size=batch_size,
+        resume_run_id=run_id,
+    )
+    return evaluate(store, request, on_progress, should_stop)
+
+
+def _execute(
+    store: Store,
+    plan: EvalPlan,
+    loaded: Any,
+    run: Run,
+    jobs: Sequence[RowJob],
+    batch_size: int,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> EvalResult:
+    stop = should_stop or (lambda: False)
+    done_before = store.done_row_indices(run.id)
+    pending = [job for job in jobs if job.row.idx not in done_before]
+    total = len(jobs)
+    done = total - len(pending)
+    cached_now = 0
+    written_now = 0
+    generated_now = 0
+    started = time.perf_counter()
+    interrupted = False
+
+    def report() -> None:
+        if on_progress is None:
+            return
+        elapsed = time.perf_counter() - started
+        remaining = total - done
+        eta = elapsed / written_now * remaining if written_now else None
+        on_progress(EvalProgress(done, total, cached_now, elapsed, eta, run.id))
+
+    report()
+    try:
+        for start in range(0, len(pending), batch_size):
+            if stop():
+                interrupted = True
+                break
+            chunk = pending[start : start + batch_size]
+            outputs, from_cache, complete = eval_plan.score_chunk(store, plan, loaded, chunk, stop)
+            written = store.add_run_outputs(run.id, outputs)
+            done += written
+            written_now += written
+            cached_now += from_cache
+            generated_now += len(outputs) - from_cache
+            report()
+            if not complete:
+                interrupted = True
+                break
+    except KeyboardInterrupt:
+        _finish(store, plan, run.id, "interrupted")
+        raise
+    except Exception as exc:
+        _finish(store, plan, run.id, "failed", error=_one_line(exc))
+        if isinstance(exc, EngineError):
+            raise
+        raise EngineError(f"run {run.id} failed: {_one_line(exc)}") from exc
+    status = "interrupted" if interrupted else "succeeded"
+    finished = _finish(store, plan, run.id, status)
+    return EvalResult(
+        run=finished,
+        metrics=finished.metrics,
+        rows=finished.rows_done,
+        cached_rows=cached_now,
+        new_rows=written_now,
+        interrupted=interrupted,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def run_metrics(store: Store, plan: EvalPlan, run_id: int) -> dict[str, Any]:
+    """Aggregate metrics and run stats over every stored row of a run."""
+    outputs = store.run_outputs(run_id)
+    examples = [Example(o.output, o.prediction or "", o.reference) for o in outputs]
+    result = aggregate_metrics(plan.metrics, examples, [o.scores for o in outputs])
+    generated = [o for o in outputs if not o.cached]
+    result.update(
+        run_stats(
+            [o.latency_ms for o in generated],
+            [o.tokens_in for o in generated],
+            [o.tokens_out for o in generated],
+        )
+    )
+    result["cached_rows"] = sum(1 for o in outputs if o.cached)
+    return result
+
+
+def _finish(
+    store: Store, plan: EvalPlan, run_id: int, status: str, error: str | None = None
+) -> Run:
+    try:
+        metrics = run_metrics(store, plan, run_id)
+    except Exception as exc:
+        metrics = {}
+        error = error or f"aggregating metrics failed: {_one_line(exc)}"
+        status = "failed"
+    return store.finish_run(run_id, status, metrics, error)
