@@ -1,0 +1,304 @@
+"""`tunelab eval`, `tunelab run list|show|rate` and `tunelab generate`.
+
+Thin front ends over `engine.evaluation` and the model engine; the engine modules (and so
+torch) are imported inside the commands, which keeps `tunelab --help` fast.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from tunelab.cli_common import console, emit_json, err_console, fail, state
+from tunelab.store import Run
+
+if TYPE_CHECKING:
+    from tunelab.engine.evaluation import EvalProgress, EvalRequest, EvalResult
+
+run_app = typer.Typer(help="List, inspect and rate evaluation runs.", no_args_is_help=True)
+
+
+def parse_assignments(items: list[str], option: str) -> dict[str, Any]:
+    """`key=value` pairs; values are read as JSON when they parse (numbers, lists), else text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"{option} {item!r}: write KEY=VALUE, e.g. {option} temperature=0.7")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _stop_on_sigint() -> tuple[list[bool], Any]:
+    """First Ctrl-C asks the run to stop after the current chunk; a second one aborts."""
+    flag = [False]
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag[0]:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag[0] = True
+        err_console.print("stopping after the current batch (Ctrl-C again to abort)")
+
+    signal.signal(signal.SIGINT, handler)
+    return flag, previous
+
+
+def _run_with_progress(request: EvalRequest | None, resume_id: int | None, batch_size: int,
+                       show_progress: bool) -> EvalResult:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from tunelab.engine.evaluation import evaluate, resume_run
+
+    store = state.store()
+    flag, previous = _stop_on_sigint()
+    progress = Progress(
+        TextColumn("[bold]eval[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[cached]} cached"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not show_progress,
+        transient=True,
+    )
+    task = progress.add_task("eval", total=None, cached=0)
+
+    def on_progress(p: EvalProgress) -> None:
+        progress.update(task, total=p.total, completed=p.done, cached=p.cached)
+
+    try:
+        with progress:
+            if resume_id is not None:
+                return resume_run(store, resume_id, on_progress, lambda: flag[0], batch_size)
+            assert request is not None
+            return evaluate(store, request, on_progress, lambda: flag[0])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+
+
+def _print_summary(run: Run, metrics: dict[str, Any], cached_rows: int, new_rows: int) -> None:
+    status_style = {"succeeded": "green", "interrupted": "yellow", "failed": "red"}
+    console.print(
+        Text.assemble(
+            (f"run {run.id}", "bold"),
+            f"  {run.prompt_ref} · {run.model_name} · {run.dataset_name}/{run.split}  ",
+            (run.status, status_style.get(run.status, "")),
+            f"  {run.rows_done}/{run.rows_total} rows ({new_rows} now, {cached_rows} from cache)",
+        )
+    )
+    table = Table("metric", "value")
+    for name, value in _scalar_metrics(metrics).items():
+        table.add_row(name, _fmt(value))
+    console.print(table)
+    matrix = metrics.get("confusion_matrix")
+    if isinstance(matrix, dict) and matrix.get("labels"):
+        labels = [str(label) for label in matrix["labels"]]
+        grid = Table("true \\ predicted", *labels, title="confusion matrix")
+        for label, row in zip(labels, matrix["matrix"], strict=False):
+            grid.add_row(label, *(str(c) for c in row))
+        console.print(grid)
+    if run.status == "interrupted":
+        console.print(f"Resume with: tunelab eval --resume {run.id}")
+
+
+def _result_json(result: EvalResult) -> dict[str, Any]:
+    run = result.run
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "prompt": run.prompt_ref,
+        "model": run.model_name,
+        "dataset": run.dataset_name,
+        "split": run.split,
+        "rows": result.rows,
+        "rows_total": run.rows_total,
+        "new_rows": result.new_rows,
+        "cached_rows": result.cached_rows,
+        "metrics": result.metrics,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        prompt: str | None = typer.Option(
+            None, "--prompt", "-p", help="Prompt: NAME, NAME@VERSION or NAME:LABEL."
+        ),
+        model: str = typer.Option("builtin", "--model", "-m", help="Model name or 'builtin'."),
+        dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset name."),
+        split: str | None = typer.Option(None, "--split", help="Split (if several)."),
+        limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N rows."),
+        sample: int | None = typer.Option(None, "--sample", help="Evaluate N random rows."),
+        seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
+        scoring: str = typer.Option(
+            "generate", "--scoring", help="generate, or likelihood (classification only)."
+        ),
+        metric: list[str] = typer.Option(
+            [], "--metric", help="Metric name (repeatable); default: the dataset's metrics."
+        ),
+        set_: list[str] = typer.Option(
+            [], "--set", help="Generation setting override KEY=VALUE (repeatable)."
+        ),
+        max_new_tokens: int | None = typer.Option(
+            None, "--max-new-tokens", help="Override max_new_tokens."
+        ),
+        batch_size: int = typer.Option(8, "--batch-size", help="Rows generated together."),
+        resume: int | None = typer.Option(
+            None, "--resume", help="Finish the missing rows of an interrupted run."
+        ),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Ignore the response cache."),
+        json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ) -> None:
+        """Evaluate a prompt version on a model over a dataset split; scores go to the store."""
+        from tunelab.engine.evaluation import EvalRequest
+
+        request = None
+        if resume is None:
+            if not prompt or not dataset:
+                fail("name --prompt and --dataset (or --resume RUN_ID)")
+            overrides = parse_assignments(set_, "--set")
+            if max_new_tokens is not None:
+                overrides["max_new_tokens"] = max_new_tokens
+            request = EvalRequest(
+                prompt=prompt, model=model, dataset=dataset, split=split, limit=limit,
+                sample=sample, seed=seed, settings=overrides, scoring=scoring,
+                metrics=list(metric), batch_size=batch_size, use_cache=not no_cache,
+            )
+        elif prompt or dataset:
+            fail("--resume continues a run with its own prompt and dataset; drop those options")
+        if batch_size < 1:
+            fail(f"--batch-size must be at least 1, got {batch_size}")
+        show = not json_output and sys.stderr.isatty()
+        result = _run_with_progress(request, resume, batch_size, show)
+        if json_output:
+            emit_json(_result_json(result))
+        else:
+            _print_summary(result.run, result.metrics, result.cached_rows, result.new_rows)
+        if result.interrupted:
+            raise typer.Exit(130)
+
+    @run_app.command("list")
+    def run_list(
+        limit: int = typer.Option(50, "--limit", help="Show the newest N runs."),
+        json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """List evaluation runs, newest first."""
+        runs = state.store().list_runs(limit=limit)
+        if json_output:
+            emit_json(runs)
+            return
+        table = Table("run", "status", "prompt", "model", "dataset", "rows", "metrics", "started")
+        for run in runs:
+            headline = ", ".join(
+                f"{name}={_fmt(run.metrics[name])}"
+                for name in run.metric_names
+                if isinstance(run.metrics.get(name), int | float)
+            )
+            table.add_row(
+                str(run.id), run.status, run.prompt_ref, run.model_name,
+                f"{run.dataset_name}/{run.split}", f"{run.rows_done}/{run.rows_total}",
+                headline, run.started_at,
+            )
+        console.print(table)
+
+    @run_app.command("show")
+    def run_show(
+        run_id: int = typer.Argument(..., help="The run's id."),
+        outputs: bool = typer.Option(False, "--outputs", help="Include per-example outputs."),
+        json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Show a run's settings and metrics, and with --outputs its per-example results."""
+        store = state.store()
+        run = store.get_run(run_id)
+        rows = store.run_outputs(run_id) if outputs else []
+        if json_output:
+            payload: dict[str, Any] = {"run": run}
+            if outputs:
+                payload["outputs"] = rows
+            emit_json(payload)
+            return
+        _print_summary(run, run.metrics, run.cached_rows, 0)
+        console.print(Text(f"settings: {json.dumps(run.settings, sort_keys=True)}", style="dim"))
+        if run.error:
+            console.print(Text(f"error: {run.error}", style="red"))
+        if outputs:
+            table = Table("id", "row", "prediction", "reference", "scores", "cached", "output")
+            for out in rows:
+                scores = " ".join(f"{k}={_fmt(v)}" for k, v in out.scores.items())
+                table.add_row(
+                    str(out.id), str(out.row_idx), out.prediction or "", out.reference or "",
+                    scores, "yes" if out.cached else "", out.output[:80].replace("\n", " "),
+                )
+            console.print(table)
+
+    @run_app.command("rate")
+    def run_rate(
+        output_id: int = typer.Argument(..., help="The output's id (see run show --outputs)."),
+        rating: int = typer.Argument(..., help="1 (bad) to 5 (good)."),
+        note: str = typer.Option("", "--note", help="Why."),
+    ) -> None:
+        """Rate one output of a run, 1 to 5."""
+        state.store().rate_output(output_id, rating, note)
+        console.print(f"Rated output {output_id}: {rating}")
+
+    app.add_typer(run_app, name="run")
+
+    @app.command("generate")
+    def generate_command(
+        prompt: str = typer.Option(..., "--prompt", "-p", help="NAME, NAME@VERSION or NAME:LABEL."),
+        model: str = typer.Option("builtin", "--model", "-m", help="Model name or 'builtin'."),
+        dataset: str | None = typer.Option(None, "--dataset", "-d", help="Take a dataset row."),
+        split: str | None = typer.Option(None, "--split", help="The row's split."),
+        row: int | None = typer.Option(None, "--row", help="The row's index in the split."),
+        input_: list[str] = typer.Option(
+            [], "--input", "-i", help="Template variable KEY=VALUE (repeatable)."
+        ),
+        set_: list[str] = typer.Option([], "--set", help="Setting override KEY=VALUE."),
+        show_prompt: bool = typer.Option(False, "--show-prompt", help="Print the prompt first."),
+    ) -> None:
+        """Render one prompt and stream the model's output; reports time to first token."""
+        from tunelab.cli_generate import stream_one
+
+        if input_ and (dataset or row is not None):
+            fail("give either --input KEY=VALUE or --dataset/--row, not both")
+        if not input_ and (dataset is None or row is None):
+            fail("give --dataset NAME --row N (and --split), or --input KEY=VALUE")
+        values: dict[str, str] = {}
+        for item in input_:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                fail(f"--input {item!r}: write KEY=VALUE, e.g. --input text='hello'")
+            values[key.strip()] = raw
+        started = time.perf_counter()
+        stream_one(state.store(), prompt, model, dataset, split, row, values,
+                   parse_assignments(set_, "--set"), show_prompt, started)
