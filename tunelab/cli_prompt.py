@@ -109,9 +109,9 @@ def _save(name: str, content: PromptContent, message: str, as_json: bool) -> Non
         reasoning=content.reasoning,
         settings=validate_settings(content.settings),
     )
-    from tunelab.engine.templates import check_template_syntax
+    from tunelab.engine.templates import variables_of
 
-    check_template_syntax(content.template)
+    variables_of(content.template)  # refuses a syntax error with its line and column
     result = state.store().save_prompt_version(name, content, message=message)
     if as_json:
         emit_json({"prompt": name, "version": result.version.version, "created": result.created})

@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Each installs what it
+# needs into .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tunelab-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all check lint typecheck format snapshots-update bench
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	VENV=$(VENV) ./scripts/bootstrap.sh
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tunelab demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+snapshots-update: $(STAMP)
+	$(PY) -m pytest tests/test_tui_snapshots.py --snapshot-update
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
