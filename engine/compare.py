@@ -15,6 +15,7 @@ from tunelab.store import Run, RunOutput, Store
 from . import stats
 from .compare_cost import DEFAULT_PRICE_PER_GPU_HOUR, BreakEven, RunCost, break_even, run_cost
 from .compare_metrics import MetricSeries, build_series
+from .compare_trend import Trend, TrendPoint, metric_trend
 from .diffing import WordDiffSegment, word_diff
 from .errors import BadInputError
 
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
 CORRECTNESS_KEYS = ("accuracy", "exact_match", "correct", "contains", "valid_json")
 """Per-example scores, in order of preference, that say whether a row was right."""
 HIGHLIGHTS = 5
+
+__all__ = [
+    "ChangedRow", "Comparison", "ExampleCounts", "MetricComparison", "MetricDelta",
+    "PairComparison", "RowDiff", "RunSummary", "Trend", "TrendPoint", "classify_rows",
+    "compare_row", "compare_runs", "metric_trend", "row_diff",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,31 @@ class MetricComparison:
     deltas: list[MetricDelta]
     """One per run after the first."""
 
+    # The first run after the baseline, flattened for screens that show one pair.
+    @property
+    def delta(self) -> float:
+        return self.deltas[0].delta
+
+    @property
+    def ci_low(self) -> float | None:
+        return None if self.deltas[0].ci is None else self.deltas[0].ci[0]
+
+    @property
+    def ci_high(self) -> float | None:
+        return None if self.deltas[0].ci is None else self.deltas[0].ci[1]
+
+    @property
+    def p_value(self) -> float | None:
+        return self.deltas[0].p_value
+
+    @property
+    def significant(self) -> bool:
+        return self.deltas[0].significant
+
+    @property
+    def verdict(self) -> str:
+        return self.deltas[0].verdict
+
 
 @dataclass(frozen=True)
 class ExampleCounts:
@@ -110,6 +142,15 @@ class PairComparison:
 
 
 @dataclass(frozen=True)
+class ChangedRow:
+    row_idx: int
+    change: str
+    """'fixed', 'broken' or 'differs'."""
+    reference: str | None
+    outputs: list[str]
+
+
+@dataclass(frozen=True)
 class Comparison:
     runs: list[RunSummary]
     rows: int
@@ -124,6 +165,35 @@ class Comparison:
     n_boot: int
     confidence: float
     price_per_gpu_hour: float
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"run {r.id} ({r.prompt_ref} on {r.model_name})" for r in self.runs]
+
+    @property
+    def verdict(self) -> str:
+        """The headline: the first metric's verdict for the first pair."""
+        return self.metrics[0].verdict if self.metrics else "no comparable metric"
+
+    @property
+    def examples(self) -> list[ChangedRow]:
+        """The first pair's highlighted rows, labelled fixed, broken or differs."""
+        pair = self.pairs[0]
+        fixed = set(pair.counts.fixed_rows) if pair.counts else set()
+        broken = set(pair.counts.broken_rows) if pair.counts else set()
+        return [
+            ChangedRow(r.row_idx, "fixed" if r.row_idx in fixed else
+                       "broken" if r.row_idx in broken else "differs",
+                       r.reference, [r.output_a, r.output_b])
+            for r in pair.examples
+        ]
+
+    @property
+    def cost_lines(self) -> list[str]:
+        from .report import cost_rows
+
+        lines = [f"{label}: " + " | ".join(cells) for label, cells in cost_rows(self)]
+        return lines + [f"break-even (run {b.run_id}): {b.verdict}" for b in self.break_even]
 
     def metric(self, name: str) -> MetricComparison:
         for m in self.metrics:
