@@ -1,0 +1,213 @@
+"""The tunelab TUI: an App with one mode per screen, built by `make_app` for the CLI and tests.
+
+Importing this module must stay cheap (no torch): the engine loads models lazily, on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+
+from tunelab.themes import BUILTIN_THEMES, UnknownThemeError
+from tunelab.tui.commands import TunelabCommands
+from tunelab.tui.config import UserSettings, config_path, load_settings, save_settings
+from tunelab.tui.messages import RunChosen, RunsChosenForCompare, VersionChosenForPlayground
+from tunelab.tui.screens.help import HelpModal, describe_bindings
+from tunelab.tui.screens.home import HomeScreen
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from tunelab.engine.facade import EngineProtocol
+    from tunelab.store import Store, Workspace
+    from tunelab.tui.screens.base import TunelabScreen
+
+_GO = Binding.Group("Go", compact=True)
+
+
+def _go(key: str, mode: str, title: str) -> Binding:
+    return Binding(
+        key, f"show_screen('{mode}')", title, id=f"show-{mode}", group=_GO,
+        tooltip=f"Switch to the {title} screen",
+    )  # fmt: skip
+
+
+def _screen_classes() -> dict[str, tuple[str, Callable[..., TunelabScreen]]]:
+    """Mode name → (title, screen class), in the order of their number keys."""
+    from tunelab.tui.screens.compare import CompareScreen
+    from tunelab.tui.screens.finetune import FinetuneScreen
+    from tunelab.tui.screens.library import DatasetsScreen, ModelsScreen
+    from tunelab.tui.screens.playground import PlaygroundScreen
+    from tunelab.tui.screens.prompts import PromptsScreen
+    from tunelab.tui.screens.runs import RunsScreen
+
+    return {
+        "home": ("Home", HomeScreen),
+        "prompts": ("Prompts", PromptsScreen),
+        "playground": ("Playground", PlaygroundScreen),
+        "runs": ("Runs", RunsScreen),
+        "compare": ("Compare", CompareScreen),
+        "finetune": ("Fine-tune", FinetuneScreen),
+        "models": ("Models", ModelsScreen),
+        "datasets": ("Datasets", DatasetsScreen),
+    }
+
+
+class TunelabApp(App[None]):
+    """Keyboard-driven workbench: prompts, playground, runs, compare, fine-tune, models, data."""
+
+    TITLE = "tunelab"
+    CSS_PATH = [
+        "app.tcss",
+        "screens/home.tcss",
+        "screens/prompts.tcss",
+        "screens/playground.tcss",
+        "screens/runs.tcss",
+        "screens/compare.tcss",
+        "screens/finetune.tcss",
+        "screens/library.tcss",
+        "screens/help.tcss",
+    ]
+    COMMANDS = App.COMMANDS | {TunelabCommands}
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        _go("1", "home", "Home"),
+        _go("2", "prompts", "Prompts"),
+        _go("3", "playground", "Playground"),
+        _go("4", "runs", "Runs"),
+        _go("5", "compare", "Compare"),
+        _go("6", "finetune", "Fine-tune"),
+        _go("7", "models", "Models"),
+        _go("8", "datasets", "Datasets"),
+        Binding("question_mark", "show_help", "Help", id="show-help",
+                tooltip="List every key on this screen"),
+        Binding("ctrl+t", "cycle_theme", "Theme", id="cycle-theme",
+                tooltip="Switch to the next built-in theme (saved to your settings)"),
+        Binding("ctrl+p", "command_palette", "Commands", id="command-palette",
+                tooltip="Search every action and screen"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, tooltip="Quit tunelab"),
+    ]  # fmt: skip
+    """Number keys switch screens; they type normally inside text fields."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine: EngineProtocol,
+        settings: UserSettings | None = None,
+        settings_path: Path | None = None,
+        workspace: Workspace | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.engine = engine
+        self.settings = settings or UserSettings()
+        self.settings_path = settings_path
+        self.workspace = workspace
+        for theme in BUILTIN_THEMES.values():
+            self.register_theme(theme)
+        if self.settings.theme not in self.available_themes:
+            raise UnknownThemeError(self.settings.theme, list(self.available_themes))
+        self.theme = self.settings.theme
+        self._screen_table = _screen_classes()
+        for mode, (_title, screen_class) in self._screen_table.items():
+            self.add_mode(mode, self._screen_factory(screen_class))
+        self.set_keymap(self.settings.keymap)
+
+    def _screen_factory(self, screen_class: Callable[..., TunelabScreen]) -> Callable[[], Screen]:
+        return lambda: screen_class(self.store, self.engine, self.settings)
+
+    def screen_titles(self) -> dict[str, str]:
+        return {mode: title for mode, (title, _cls) in self._screen_table.items()}
+
+    def on_mount(self) -> None:
+        self.switch_mode("home")
+
+    async def action_show_screen(self, mode: str) -> None:
+        await self.switch_mode(mode)
+
+    def show_screen(self, mode: str) -> object:
+        return self.switch_mode(mode)
+
+    def action_show_help(self) -> None:
+        if isinstance(self.screen, HelpModal):
+            return
+        title = self.screen.sub_title or self.screen.__class__.__name__
+        self.push_screen(HelpModal(title, describe_bindings(self.screen.active_bindings)))
+
+    def action_cycle_theme(self) -> None:
+        names = list(BUILTIN_THEMES)
+        index = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(index + 1) % len(names)]
+        self.notify(f"Theme: {self.theme}", timeout=2)
+
+    def watch_theme(self, theme: str) -> None:
+        """Persist the theme choice, however it was made (key, palette or settings)."""
+        if theme == self.settings.theme:
+            return
+        self.settings.theme = theme
+        if self.settings_path is not None:
+            try:
+                save_settings(self.settings, self.settings_path)
+            except OSError as exc:
+                self.notify(f"could not save settings: {exc}", severity="warning")
+
+    @on(RunChosen)
+    async def open_run(self, event: RunChosen) -> None:
+        await self.switch_mode("runs")
+        from tunelab.tui.screens.runs import RunsScreen
+
+        if isinstance(self.screen, RunsScreen):
+            self.screen.open_run(event.run_id)
+
+    @on(RunsChosenForCompare)
+    async def compare_runs(self, event: RunsChosenForCompare) -> None:
+        await self.switch_mode("compare")
+        from tunelab.tui.screens.compare import CompareScreen
+
+        if isinstance(self.screen, CompareScreen):
+            self.screen.compare(event.run_ids)
+
+    @on(VersionChosenForPlayground)
+    async def try_version(self, event: VersionChosenForPlayground) -> None:
+        await self.switch_mode("playground")
+        from tunelab.tui.screens.playground import PlaygroundScreen
+
+        if isinstance(self.screen, PlaygroundScreen):
+            self.screen.choose_version(event.prompt_ref)
+
+
+def make_app(
+    workspace_or_store: Workspace | Store,
+    engine: EngineProtocol | None = None,
+    settings: UserSettings | None = None,
+    settings_path: Path | None = None,
+) -> TunelabApp:
+    """Build the app over a workspace (the CLI) or a store (tests), with the real engine by default."""
+    from tunelab.store import Store, Workspace
+
+    workspace: Workspace | None = None
+    if isinstance(workspace_or_store, Workspace):
+        workspace = workspace_or_store
+        store = workspace.open_store()
+    elif isinstance(workspace_or_store, Store):
+        store = workspace_or_store
+    else:
+        raise TypeError(f"make_app needs a Workspace or a Store, not {type(workspace_or_store)}")
+    if engine is None:
+        from tunelab.engine.facade import Engine
+
+        engine = Engine(store, workspace)
+    return TunelabApp(store, engine, settings=settings, settings_path=settings_path, workspace=workspace)
+
+
+def run_app(workspace: Workspace) -> None:
+    """Open the TUI on a workspace with the user's settings; errors in the settings file stop it."""
+    path = config_path()
+    settings = load_settings(path)
+    app = make_app(workspace, settings=settings, settings_path=path)
+    app.run()

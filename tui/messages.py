@@ -1,0 +1,219 @@
+"""Cross-cutting app messages: things that happened, posted by workers, handled by screens.
+
+Workers never touch widgets; they post one of these and an `@on` handler updates state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from tunelab.engine.facade import (
+        BiasToken,
+        ComparisonView,
+        DiffSegment,
+        EvalOutcome,
+        EvalProgress,
+        RenderedPreview,
+        TrainingField,
+    )
+    from tunelab.store import Dataset, Job, MetricPoint, Model, Prompt, PromptVersion, Run
+    from tunelab.store.records import RunOutput
+
+
+@dataclass
+class HomeLoaded(Message):
+    """The Home screen's data arrived from the store."""
+
+    runs: list[Run]
+    jobs: list[Job]
+    best_prompts: dict[str, str]
+    best_checkpoints: dict[str, str]
+    main_metrics: dict[int, str]
+
+
+@dataclass
+class RunChosen(Message):
+    """The user picked a run to open (the app shows it in the Runs screen)."""
+
+    run_id: int
+
+
+@dataclass
+class RunsChosenForCompare(Message):
+    """The user marked runs in the Runs screen and asked to compare them."""
+
+    run_ids: list[int]
+
+
+@dataclass
+class VersionChosenForPlayground(Message):
+    """The user asked to try a prompt version in the Playground."""
+
+    prompt_ref: str
+
+
+@dataclass
+class PromptsLoaded(Message):
+    prompts: list[Prompt]
+
+
+@dataclass
+class VersionsLoaded(Message):
+    prompt_name: str
+    versions: list[PromptVersion]
+
+
+@dataclass
+class VersionSaved(Message):
+    """A prompt version was saved; `created` is False when the content was unchanged."""
+
+    version: PromptVersion
+    created: bool
+
+
+@dataclass
+class LabelMoved(Message):
+    version: PromptVersion
+    label: str
+    previous_version: int | None
+
+
+@dataclass
+class VersionsDiffed(Message):
+    ref_a: str
+    ref_b: str
+    lines: list[str]
+
+
+@dataclass
+class PlaygroundChoicesLoaded(Message):
+    versions: list[PromptVersion]
+    models: list[Model]
+    datasets: list[Dataset]
+
+
+@dataclass
+class RowsLoaded(Message):
+    dataset: str
+    split: str
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class PreviewRendered(Message):
+    preview: RenderedPreview
+
+
+@dataclass
+class GenerationStarted(Message):
+    pass
+
+
+@dataclass
+class TokensReceived(Message):
+    text: str
+    elapsed_s: float
+
+
+@dataclass
+class GenerationFinished(Message):
+    text: str
+    elapsed_s: float
+    first_token_s: float | None
+    stopped: bool
+
+
+@dataclass
+class BiasTokenized(Message):
+    tokens: list[BiasToken]
+
+
+@dataclass
+class RunsLoaded(Message):
+    runs: list[Run]
+
+
+@dataclass
+class RunOutputsLoaded(Message):
+    run: Run
+    outputs: list[RunOutput]
+
+
+@dataclass
+class OutputRated(Message):
+    output_id: int
+    rating: int
+
+
+@dataclass
+class EvalChoicesLoaded(Message):
+    prompt_refs: list[str]
+    models: list[str]
+    datasets: dict[str, list[str]]
+
+
+@dataclass
+class EvalProgressed(Message):
+    progress: EvalProgress
+
+
+@dataclass
+class EvalFinished(Message):
+    outcome: EvalOutcome
+
+
+@dataclass
+class RunsCompared(Message):
+    comparison: ComparisonView
+
+
+@dataclass
+class OutputsDiffed(Message):
+    row_idx: int
+    segments: list[DiffSegment]
+
+
+@dataclass
+class JobsPolled(Message):
+    """A fresh read of the job table and, for the selected job, its curves, events and log."""
+
+    jobs: list[Job]
+    selected_job_id: int | None = None
+    metrics: list[MetricPoint] = field(default_factory=list)
+    log_lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JobLaunched(Message):
+    job_id: int
+
+
+@dataclass
+class JobCancelled(Message):
+    job_id: int
+
+
+@dataclass
+class CatalogLoaded(Message):
+    """Models and datasets for the Models and Datasets screens."""
+
+    models: list[Model]
+    datasets: list[Dataset]
+
+
+@dataclass
+class DatasetPreviewLoaded(Message):
+    dataset: str
+    split: str
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class TrainingFieldsLoaded(Message):
+    """The engine's training settings, to build the fine-tuning form from."""
+
+    fields: list[TrainingField]

@@ -1,0 +1,53 @@
+"""The base for tunelab's screens: store and engine passed down, worker errors shown, not raised."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+    from tunelab.engine.facade import EngineProtocol
+    from tunelab.store import Store
+    from tunelab.tui.config import UserSettings
+
+
+class TunelabScreen(Screen[None]):
+    """A main screen: gets the store, engine and settings explicitly from the app."""
+
+    SCREEN_TITLE = ""
+    """Shown in the header; also the screen's name in the command palette."""
+
+    def __init__(self, store: Store, engine: EngineProtocol, settings: UserSettings) -> None:
+        super().__init__()
+        self.store = store
+        self.engine = engine
+        self.settings = settings
+        self.sub_title = self.SCREEN_TITLE
+
+    def compose_header(self) -> ComposeResult:
+        yield Header(icon="≡")
+
+    def compose_footer(self) -> ComposeResult:
+        yield Footer(show_command_palette=False)
+
+    @on(Worker.StateChanged)
+    def show_worker_error(self, event: Worker.StateChanged) -> None:
+        """An engine or store error in a worker becomes a notification, never a crash."""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(
+                str(error) or type(error).__name__,
+                title=event.worker.description or "Error",
+                severity="error",
+                timeout=8,
+            )
+            self.worker_failed(event.worker)
+
+    def worker_failed(self, worker: Worker[object]) -> None:
+        """Hook for screens that must reset state (a busy flag) when a worker fails."""

@@ -1,0 +1,186 @@
+"""Compare: the verdict with CIs and significance, fixed/broken examples, word diffs and cost."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
+
+from tunelab.tui.messages import OutputsDiffed, RunsCompared
+from tunelab.tui.screens.base import TunelabScreen
+from tunelab.tui.widgets.nav_table import NavTable
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+    from tunelab.engine.facade import ComparisonView, DiffSegment, ExampleChange
+
+EXAMPLE_FILTERS = ("changed", "fixed", "broken", "all")
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def diff_text(segments: list[DiffSegment], removed: str, added: str) -> Text:
+    """Removed words struck through, added ones underlined, in the theme's colours."""
+    text = Text()
+    for segment in segments:
+        if segment.op == "equal":
+            text.append(segment.text)
+        elif segment.op == "delete":
+            text.append(segment.text, style=f"strike {removed}")
+        else:
+            text.append(segment.text, style=f"underline {added}")
+    return text
+
+
+class CompareScreen(TunelabScreen):
+    """Is run B better than run A, by how much, on which examples, and at what cost?"""
+
+    SCREEN_TITLE = "Compare"
+    BINDINGS = [
+        Binding("slash", "focus_runs", "Runs", id="compare-pick",
+                tooltip="Type the run ids to compare, e.g. 3, 7"),
+        Binding("f", "cycle_filter", "Filter", id="compare-filter",
+                tooltip="Show changed, fixed, broken or all examples"),
+        Binding("w", "word_diff", "Word diff", id="compare-diff",
+                tooltip="Word-level diff of the selected example's outputs"),
+        Binding("escape", "back", "Back", id="compare-back", tooltip="Back to the verdict table"),
+    ]  # fmt: skip
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.comparison: ComparisonView | None = None
+        self.example_filter = EXAMPLE_FILTERS[0]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with Vertical(id="compare"):
+            yield Input(placeholder="Run ids to compare, e.g. 1, 3 (Enter)", id="compare-runs")
+            yield Static("Pick two or more runs: mark them in Runs (space, then c) or type ids.",
+                         id="compare-verdict", markup=False)  # fmt: skip
+            with TabbedContent(id="compare-tabs"):
+                with TabPane("Verdict", id="tab-verdict"):
+                    yield NavTable(id="compare-metrics")
+                with TabPane("Examples", id="tab-examples"):
+                    yield Static("", id="compare-filter-label", classes="hint")
+                    yield NavTable(id="compare-examples")
+                    with VerticalScroll(id="compare-diff-scroll", classes="pane"):
+                        yield Static("", id="compare-diff")
+                with TabPane("Cost", id="tab-cost"):
+                    yield Static("", id="compare-cost", markup=False)
+        yield from self.compose_footer()
+
+    def compare(self, run_ids: list[int]) -> None:
+        """Compare these runs (called by the app when Runs asks for a comparison)."""
+        self.query_one("#compare-runs", Input).value = ", ".join(str(i) for i in run_ids)
+        self.query_one("#compare-verdict", Static).update("Comparing…")
+        self.run_comparison(run_ids)
+
+    @on(Input.Submitted, "#compare-runs")
+    def runs_typed(self, event: Input.Submitted) -> None:
+        ids = [int(x) for x in re.findall(r"\d+", event.value)]
+        if len(ids) < 2:
+            self.notify("Type at least two run ids", severity="warning")
+            return
+        self.compare(ids)
+        self.query_one("#compare-metrics", NavTable).focus()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare", description="Compare")
+    def run_comparison(self, run_ids: list[int]) -> None:
+        price = self.settings.price_per_gpu_hour
+        self.post_message(RunsCompared(self.engine.compare_runs(run_ids, price)))
+
+    @on(RunsCompared)
+    def show_comparison(self, event: RunsCompared) -> None:
+        comparison = self.comparison = event.comparison
+        self.query_one("#compare-verdict", Static).update(comparison.verdict or "No verdict")
+        table = self.query_one("#compare-metrics", NavTable)
+        table.clear(columns=True)
+        short = [f"#{i}" for i in comparison.run_ids]
+        table.add_columns("Metric", *short, "Δ", "95% CI", "p", "Sig.")
+        for metric in comparison.metrics:
+            ci = f"[{_num(metric.ci_low)}, {_num(metric.ci_high)}]"
+            table.add_row(
+                metric.name, *(_num(v) for v in metric.values), _num(metric.delta), ci,
+                _num(metric.p_value, 4), "yes" if metric.significant else "no", key=metric.name,
+            )  # fmt: skip
+        self.query_one("#compare-cost", Static).update(
+            "\n".join([*(f"{i}: {label}" for i, label in zip(short, comparison.labels, strict=False)),
+                       "", *comparison.cost_lines])  # fmt: skip
+        )
+        self.show_examples()
+
+    def filtered_examples(self) -> list[ExampleChange]:
+        if self.comparison is None:
+            return []
+        wanted = self.example_filter
+        return [
+            e for e in self.comparison.examples
+            if wanted == "all" or e.change == wanted
+            or (wanted == "changed" and e.change in ("fixed", "broken"))
+        ]  # fmt: skip
+
+    def show_examples(self) -> None:
+        table = self.query_one("#compare-examples", NavTable)
+        table.clear(columns=True)
+        table.add_columns("Row", "Change", "Reference", "First run", "Last run")
+        examples = self.filtered_examples()
+        for example in examples:
+            first = example.outputs[0] if example.outputs else ""
+            last = example.outputs[-1] if example.outputs else ""
+            table.add_row(
+                str(example.row_idx), example.change, _short(example.reference or ""),
+                _short(first), _short(last), key=str(example.row_idx),
+            )  # fmt: skip
+        counts = {}
+        if self.comparison is not None:
+            for name in ("fixed", "broken"):
+                counts[name] = sum(e.change == name for e in self.comparison.examples)
+        self.query_one("#compare-filter-label", Static).update(
+            f"showing {self.example_filter} ({len(examples)}) · fixed {counts.get('fixed', 0)}"
+            f" · broken {counts.get('broken', 0)} · f changes filter · w word diff"
+        )
+
+    def action_cycle_filter(self) -> None:
+        index = EXAMPLE_FILTERS.index(self.example_filter)
+        self.example_filter = EXAMPLE_FILTERS[(index + 1) % len(EXAMPLE_FILTERS)]
+        self.show_examples()
+
+    @on(DataTable.RowSelected, "#compare-examples")
+    def action_word_diff(self) -> None:
+        key = self.query_one("#compare-examples", NavTable).selected_key()
+        example = next((e for e in self.filtered_examples() if str(e.row_idx) == key), None)
+        if example is None or len(example.outputs) < 2:
+            return
+        self.query_one("#compare-tabs", TabbedContent).active = "tab-examples"
+        self.diff_outputs(example.row_idx, example.outputs[0], example.outputs[-1])
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="diff", description="Word diff")
+    def diff_outputs(self, row_idx: int, before: str, after: str) -> None:
+        self.post_message(OutputsDiffed(row_idx, self.engine.diff_words(before, after)))
+
+    @on(OutputsDiffed)
+    def show_diff(self, event: OutputsDiffed) -> None:
+        text = Text(f"row {event.row_idx}: ", style="bold")
+        theme = self.app.current_theme
+        text.append_text(diff_text(event.segments, theme.error or "red", theme.success or "green"))
+        self.query_one("#compare-diff", Static).update(text)
+
+    def action_focus_runs(self) -> None:
+        self.query_one("#compare-runs", Input).focus()
+
+    def action_back(self) -> None:
+        self.query_one("#compare-tabs", TabbedContent).active = "tab-verdict"
+        self.query_one("#compare-metrics", NavTable).focus()
+
+
+def _short(text: str, width: int = 24) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -1,0 +1,84 @@
+"""The form that starts an evaluation: prompt version, model, dataset split and a row limit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Select, Static
+
+from tunelab.engine.facade import EvalSpec
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+
+class EvalModal(ModalScreen[EvalSpec | None]):
+    """Pick what to evaluate; ctrl+s or Enter starts it, Escape cancels."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start", id="eval-start", tooltip="Start the evaluation"),
+        Binding("escape", "cancel", "Cancel", id="eval-cancel", tooltip="Close without starting"),
+    ]
+
+    def __init__(
+        self,
+        prompt_refs: list[str],
+        models: list[str],
+        datasets: dict[str, list[str]],
+        default_ref: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.prompt_refs = prompt_refs
+        self.models = models
+        self.splits = [f"{name}/{split}" for name, splits in datasets.items() for split in splits]
+        self.default_ref = default_ref
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box", id="eval-form"):
+            yield Static("New evaluation", classes="modal-title")
+            with Horizontal(classes="form-row"):
+                yield Label("Prompt")
+                yield Select[str]([(r, r) for r in self.prompt_refs], id="eval-prompt",
+                                  allow_blank=False, value=self._default_ref())  # fmt: skip
+            with Horizontal(classes="form-row"):
+                yield Label("Model")
+                yield Select[str]([(m, m) for m in self.models], id="eval-model", allow_blank=False)
+            with Horizontal(classes="form-row"):
+                yield Label("Dataset/split")
+                yield Select[str]([(s, s) for s in self.splits], id="eval-split",
+                                  allow_blank=False, value=self._default_split())  # fmt: skip
+            with Horizontal(classes="form-row"):
+                yield Label("Row limit")
+                yield Input(placeholder="all rows", id="eval-limit", type="integer")
+            yield Static("ctrl+s or Enter starts · Escape cancels", classes="hint")
+
+    def _default_ref(self) -> str:
+        if self.default_ref in self.prompt_refs:
+            return str(self.default_ref)
+        return self.prompt_refs[0]
+
+    def _default_split(self) -> str:
+        tests = [s for s in self.splits if s.endswith("/test")]
+        return (tests or self.splits)[0]
+
+    @on(Input.Submitted)
+    def action_start(self) -> None:
+        split_value = str(self.query_one("#eval-split", Select).value)
+        dataset, split = split_value.rsplit("/", 1)
+        limit_text = self.query_one("#eval-limit", Input).value.strip()
+        self.dismiss(
+            EvalSpec(
+                prompt_ref=str(self.query_one("#eval-prompt", Select).value),
+                model=str(self.query_one("#eval-model", Select).value),
+                dataset=dataset,
+                split=split,
+                limit=int(limit_text) if limit_text else None,
+            )
+        )
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

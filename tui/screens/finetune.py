@@ -1,0 +1,249 @@
+"""Fine-tune: a form with every training setting and its CLI command; jobs with live curves.
+
+Jobs are detached processes that write progress to the store; this screen only polls the
+store, so it can close and reopen and still shows jobs the CLI started.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Input, Label, Log, Select, Static, TabbedContent, TabPane
+
+from tunelab.tui.data import job_fraction
+from tunelab.tui.messages import JobCancelled, JobLaunched, JobsPolled, TrainingFieldsLoaded
+from tunelab.tui.screens.base import TunelabScreen
+from tunelab.tui.widgets.curves import TrainingCurves
+from tunelab.tui.widgets.nav_table import NavTable
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+    from tunelab.engine.facade import TrainingField
+
+POLL_SECONDS = 2.0
+
+
+def parse_field(field: TrainingField, text: str) -> Any:
+    """Turn the form's text into the field's type (taken from its default); ValueError if bad."""
+    default = field.default
+    text = text.strip()
+    if text == "":
+        return default
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise ValueError(f"{field.name}: write true or false")
+        return text.lower() in ("true", "yes", "1")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    if isinstance(default, list | tuple):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def format_field(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+class FinetuneScreen(TunelabScreen):
+    """Launch, watch, cancel and resume fine-tuning jobs."""
+
+    SCREEN_TITLE = "Fine-tune"
+    BINDINGS = [
+        Binding("n", "new_job", "New job", id="finetune-new", tooltip="Open the training form"),
+        Binding("ctrl+s", "launch", "Launch", id="finetune-launch",
+                tooltip="Launch a job with the form's settings"),
+        Binding("x", "cancel_job", "Cancel job", id="finetune-cancel",
+                tooltip="Cancel the selected job"),
+        Binding("R", "resume_job", "Resume", id="finetune-resume",
+                tooltip="Resume the selected failed or cancelled job"),
+        Binding("escape", "show_jobs", "Jobs", id="finetune-back", tooltip="Back to the job list"),
+    ]  # fmt: skip
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields: list[TrainingField] = []
+        self.selected_job_id: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with TabbedContent(id="finetune-tabs"):
+            with TabPane("Jobs", id="tab-jobs"):
+                yield NavTable(id="job-list")
+                with Horizontal(id="job-detail"):
+                    yield TrainingCurves(id="job-curves")
+                    yield Log(id="job-log", max_lines=500)
+            with TabPane("New job", id="tab-new"):
+                with VerticalScroll(id="job-form"):
+                    yield Static("Loading training settings…", id="form-loading", classes="hint")
+                yield Static("", id="job-command", markup=False)
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#job-list", NavTable).add_columns(
+            "Job", "Method", "Status", "Progress", "Base", "Dataset", "Error"
+        )
+        self.load_fields()
+        self.poll_jobs()
+        self.set_interval(POLL_SECONDS, self.poll_jobs)
+
+    # Polling -----------------------------------------------------------------------------
+    def poll_jobs(self) -> None:
+        self.read_jobs(self.selected_job_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Jobs")
+    def read_jobs(self, selected_job_id: int | None) -> None:
+        self.engine.refresh_jobs()
+        jobs = self.store.list_jobs()
+        if selected_job_id is None and jobs:
+            selected_job_id = jobs[0].id
+        metrics, log_lines = [], []
+        if selected_job_id is not None:
+            metrics = self.store.job_metrics(selected_job_id)
+            log_lines = self.engine.log_tail(selected_job_id)
+        self.post_message(JobsPolled(jobs, selected_job_id, metrics, log_lines))
+
+    @on(JobsPolled)
+    def jobs_polled(self, event: JobsPolled) -> None:
+        table = self.query_one("#job-list", NavTable)
+        keep = table.selected_key() or (str(event.selected_job_id) if event.selected_job_id else None)
+        table.clear()
+        for job in event.jobs:
+            done, total = job_fraction(job)
+            progress = f"{int(done)}/{int(total)}" if total else "—"
+            table.add_row(
+                str(job.id), job.method, job.status, progress, str(job.base_model_id or "—"),
+                str(job.dataset_id or "—"), (job.error or "")[:40], key=str(job.id),
+            )  # fmt: skip
+        table.move_to_key(keep)
+        if event.selected_job_id != self.selected_job_id and self.selected_job_id is not None:
+            return
+        self.selected_job_id = event.selected_job_id
+        self.query_one(TrainingCurves).show_points(event.metrics)
+        log = self.query_one("#job-log", Log)
+        log.clear()
+        log.write_lines(event.log_lines)
+
+    @on(DataTable.RowHighlighted, "#job-list")
+    def job_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value
+        if key is not None and int(key) != self.selected_job_id:
+            self.selected_job_id = int(key)
+            self.poll_jobs()
+
+    def _selected(self) -> int | None:
+        key = self.query_one("#job-list", NavTable).selected_key()
+        return int(key) if key is not None else None
+
+    # Cancel and resume -------------------------------------------------------------------
+    def action_cancel_job(self) -> None:
+        job_id = self._selected()
+        if job_id is not None:
+            self.cancel_job(job_id)
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="finetune", description="Cancel")
+    def cancel_job(self, job_id: int) -> None:
+        self.engine.cancel_job(job_id)
+        self.post_message(JobCancelled(job_id))
+
+    @on(JobCancelled)
+    def job_cancelled(self, event: JobCancelled) -> None:
+        self.notify(f"Cancelled job {event.job_id}", timeout=3)
+        self.poll_jobs()
+
+    def action_resume_job(self) -> None:
+        job_id = self._selected()
+        if job_id is not None:
+            self.resume_job(job_id)
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="finetune", description="Resume")
+    def resume_job(self, job_id: int) -> None:
+        self.post_message(JobLaunched(self.engine.resume_job(job_id)))
+
+    # The form ----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="fields", description="Training form")
+    def load_fields(self) -> None:
+        self.post_message(TrainingFieldsLoaded(self.engine.training_fields()))
+
+    @on(TrainingFieldsLoaded)
+    async def fields_loaded(self, event: TrainingFieldsLoaded) -> None:
+        self.fields = event.fields
+        form = self.query_one("#job-form", VerticalScroll)
+        await form.remove_children()
+        rows = []
+        for field in event.fields:
+            if field.choices:
+                editor: Select[str] | Input = Select[str](
+                    [(c, c) for c in field.choices], value=str(field.default),
+                    allow_blank=False, id=f"field-{field.name}",
+                )  # fmt: skip
+            else:
+                editor = Input(format_field(field.default), id=f"field-{field.name}")
+            editor.tooltip = field.help
+            rows.append(Horizontal(Label(field.name), editor, classes="form-row"))
+        await form.mount_all(rows)
+        self.update_command()
+
+    def form_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field in self.fields:
+            widget = self.query_one(f"#field-{field.name}")
+            if isinstance(widget, Select):
+                values[field.name] = str(widget.value)
+            elif isinstance(widget, Input):
+                values[field.name] = parse_field(field, widget.value)
+        return values
+
+    @on(Input.Changed, "#job-form Input")
+    @on(Select.Changed, "#job-form Select")
+    def update_command(self) -> None:
+        command = self.query_one("#job-command", Static)
+        try:
+            command.update("$ " + self.engine.training_command(self.form_values()))
+            command.remove_class("error-text")
+        except ValueError as exc:
+            command.update(str(exc))
+            command.add_class("error-text")
+
+    def action_new_job(self) -> None:
+        self.query_one("#finetune-tabs", TabbedContent).active = "tab-new"
+        inputs = self.query("#job-form Input, #job-form Select")
+        if inputs:
+            inputs.first().focus()
+
+    def action_show_jobs(self) -> None:
+        self.query_one("#finetune-tabs", TabbedContent).active = "tab-jobs"
+        self.query_one("#job-list", NavTable).focus()
+
+    def action_launch(self) -> None:
+        if self.query_one("#finetune-tabs", TabbedContent).active != "tab-new":
+            self.action_new_job()
+            return
+        try:
+            values = self.form_values()
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.launch(values)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="finetune", description="Launch")
+    def launch(self, values: dict[str, Any]) -> None:
+        self.post_message(JobLaunched(self.engine.launch_job(values)))
+
+    @on(JobLaunched)
+    def job_launched(self, event: JobLaunched) -> None:
+        self.notify(f"Job {event.job_id} queued", timeout=3)
+        self.selected_job_id = event.job_id
+        self.action_show_jobs()
+        self.poll_jobs()

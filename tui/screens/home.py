@@ -1,0 +1,146 @@
+"""Home: recent runs with their main metric, live jobs, and the best prompt and checkpoint."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Label, ProgressBar, Static
+
+from tunelab.tui.data import (
+    best_checkpoint_per_dataset,
+    best_prompt_per_dataset,
+    format_metric,
+    job_fraction,
+    job_summary,
+    main_metric,
+)
+from tunelab.tui.messages import HomeLoaded, RunChosen
+from tunelab.tui.screens.base import TunelabScreen
+from tunelab.tui.widgets.nav_table import NavTable
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+    from tunelab.store import Dataset, Job, Run
+
+POLL_SECONDS = 2.0
+
+
+class JobRow(Vertical):
+    """One running or queued job: a summary line and a progress bar."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(id=f"job-{job.id}", classes="job-row")
+        self.job = job
+
+    def compose(self) -> ComposeResult:
+        yield Label(job_summary(self.job), classes="job-summary")
+        yield ProgressBar(show_eta=False, classes="job-progress")
+
+    def on_mount(self) -> None:
+        self.show(self.job)
+
+    def show(self, job: Job) -> None:
+        self.job = job
+        done, total = job_fraction(job)
+        self.query_one(Label).update(job_summary(job))
+        self.query_one(ProgressBar).update(total=total or None, progress=done)
+
+
+class HomeScreen(TunelabScreen):
+    """What is going on in this workspace, at a glance."""
+
+    SCREEN_TITLE = "Home"
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh", id="home-refresh", tooltip="Reload runs and jobs"),
+        Binding(
+            "enter", "open_run", "Open run", id="home-open-run",
+            tooltip="Open the selected run in the Runs screen",
+        ),
+    ]  # fmt: skip
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with Vertical(id="home"):
+            yield Static("Recent runs", classes="section-title")
+            yield NavTable(id="home-runs")
+            yield Static("Jobs", classes="section-title")
+            with VerticalScroll(id="home-jobs"):
+                yield Static("No running or queued jobs.", id="home-no-jobs", classes="muted")
+            yield Static("Best per dataset", classes="section-title")
+            yield NavTable(id="home-best")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        runs = self.query_one("#home-runs", NavTable)
+        runs.add_columns("Run", "Prompt", "Model", "Dataset", "Status", "Main metric")
+        best = self.query_one("#home-best", NavTable)
+        best.add_columns("Dataset", "Best prompt version", "Best checkpoint")
+        best.can_focus = False
+        self.action_refresh()
+        self.set_interval(POLL_SECONDS, self.action_refresh)
+
+    def action_refresh(self) -> None:
+        self.load_home()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Home")
+    def load_home(self) -> None:
+        runs = self.store.list_runs(limit=200)
+        jobs = self.store.list_jobs(statuses=["running", "queued"])
+        datasets = self.store.list_datasets()
+        models = self.store.list_models()
+        self.post_message(
+            HomeLoaded(
+                runs=runs[:50],
+                jobs=jobs,
+                best_prompts=best_prompt_per_dataset(runs, datasets, models),
+                best_checkpoints=best_checkpoint_per_dataset(runs, datasets, models),
+                main_metrics={r.id: format_metric(main_metric(r, _dataset(datasets, r))) for r in runs},
+            )
+        )
+
+    @on(HomeLoaded)
+    def show_home(self, event: HomeLoaded) -> None:
+        table = self.query_one("#home-runs", NavTable)
+        keep = table.selected_key()
+        table.clear()
+        for run in event.runs:
+            status = run.status if run.status != "running" else f"{run.rows_done}/{run.rows_total}"
+            table.add_row(
+                str(run.id), run.prompt_ref, run.model_name, run.dataset_name, status,
+                event.main_metrics.get(run.id, "—"), key=str(run.id),
+            )  # fmt: skip
+        table.move_to_key(keep)
+        self._show_jobs(event.jobs)
+        best = self.query_one("#home-best", NavTable)
+        best.clear()
+        for name in sorted(set(event.best_prompts) | set(event.best_checkpoints)):
+            best.add_row(
+                name, event.best_prompts.get(name, "—"), event.best_checkpoints.get(name, "—")
+            )
+
+    def _show_jobs(self, jobs: list[Job]) -> None:
+        box = self.query_one("#home-jobs", VerticalScroll)
+        wanted = {f"job-{job.id}": job for job in jobs}
+        for row in list(box.query(JobRow)):
+            if row.id not in wanted:
+                row.remove()
+        for key, job in wanted.items():
+            existing = box.query(f"#{key}")
+            if existing:
+                existing.first(JobRow).show(job)
+            else:
+                box.mount(JobRow(job))
+        self.query_one("#home-no-jobs").display = not jobs
+
+    def action_open_run(self) -> None:
+        key = self.query_one("#home-runs", NavTable).selected_key()
+        if key is not None:
+            self.post_message(RunChosen(int(key)))
+
+
+def _dataset(datasets: list[Dataset], run: Run) -> Dataset | None:
+    return next((d for d in datasets if d.id == run.dataset_id), None)

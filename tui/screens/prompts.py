@@ -1,0 +1,272 @@
+"""Prompts: list, edit (template, system, examples, settings), version history, diffs, labels."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane, TextArea
+
+from tunelab.tui.messages import (
+    LabelMoved,
+    PromptsLoaded,
+    VersionChosenForPlayground,
+    VersionSaved,
+    VersionsDiffed,
+    VersionsLoaded,
+)
+from tunelab.tui.screens.base import TunelabScreen
+from tunelab.tui.screens.modals import AskTextModal, TextViewModal
+from tunelab.tui.widgets.nav_table import NavTable
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+    from tunelab.store import PromptVersion
+
+NEW_TEMPLATE = "{{ text }}"
+
+
+class PromptsScreen(TunelabScreen):
+    """Edit prompts as immutable versions: saving identical content says it is unchanged."""
+
+    SCREEN_TITLE = "Prompts"
+    BINDINGS = [
+        Binding("ctrl+s", "save_version", "Save version", id="prompts-save",
+                tooltip="Save the editor as a new version (unchanged content is not saved)"),
+        Binding("n", "new_prompt", "New", id="prompts-new", tooltip="Start a new prompt"),
+        Binding("m", "mark_version", "Mark", id="prompts-mark",
+                tooltip="Mark the selected version as the left side of a diff"),
+        Binding("d", "diff_versions", "Diff", id="prompts-diff",
+                tooltip="Diff the marked (or previous) version against the selected one"),
+        Binding("l", "move_label", "Label", id="prompts-label",
+                tooltip="Point a label (e.g. production) at the selected version"),
+        Binding("t", "try_version", "Try", id="prompts-try",
+                tooltip="Open the selected version in the Playground"),
+        Binding("escape", "focus_lists", "Back", id="prompts-back",
+                tooltip="Leave the editor and return to the prompt list"),
+    ]  # fmt: skip
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.prompt_name: str | None = None
+        self.versions: list[PromptVersion] = []
+        self.marked_ref: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with Horizontal(id="prompts"):
+            with Vertical(id="prompts-side"):
+                yield Static("Prompts", classes="section-title")
+                yield NavTable(id="prompt-list")
+                yield Static("Versions", classes="section-title")
+                yield NavTable(id="version-list")
+            with Vertical(id="prompts-editor"):
+                yield Static("", id="editor-title", classes="section-title")
+                yield Input(placeholder="Version message (optional)", id="editor-message")
+                with TabbedContent(id="editor-tabs"):
+                    with TabPane("Template", id="tab-template"):
+                        yield TextArea(id="edit-template", tab_behavior="indent")
+                    with TabPane("System", id="tab-system"):
+                        yield TextArea(id="edit-system")
+                    with TabPane("Examples", id="tab-examples"):
+                        yield TextArea(id="edit-examples")
+                    with TabPane("Settings", id="tab-settings"):
+                        yield TextArea(id="edit-settings")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt-list", NavTable).add_columns("Prompt", "Latest", "Labels")
+        self.query_one("#version-list", NavTable).add_columns("Ver", "Labels", "Message")
+        self.load_prompts()
+
+    # Loading -----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Prompts")
+    def load_prompts(self) -> None:
+        self.post_message(PromptsLoaded(self.store.list_prompts()))
+
+    @on(PromptsLoaded)
+    def show_prompts(self, event: PromptsLoaded) -> None:
+        table = self.query_one("#prompt-list", NavTable)
+        keep = self.prompt_name or table.selected_key()
+        table.clear()
+        for prompt in event.prompts:
+            labels = ", ".join(f"{k}→{v}" for k, v in prompt.labels.items())
+            table.add_row(prompt.name, str(prompt.latest_version), labels, key=prompt.name)
+        table.move_to_key(keep)
+        if self.prompt_name is None and event.prompts:
+            self.select_prompt(table.selected_key() or event.prompts[0].name)
+
+    def select_prompt(self, name: str) -> None:
+        self.prompt_name = name
+        self.load_versions(name)
+
+    @on(DataTable.RowHighlighted, "#prompt-list")
+    def prompt_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        name = event.row_key.value
+        if name is not None and name != self.prompt_name:
+            self.select_prompt(str(name))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="versions", description="Versions")
+    def load_versions(self, name: str) -> None:
+        self.post_message(VersionsLoaded(name, self.store.list_prompt_versions(name)))
+
+    @on(VersionsLoaded)
+    def show_versions(self, event: VersionsLoaded) -> None:
+        if event.prompt_name != self.prompt_name:
+            return
+        self.versions = event.versions
+        table = self.query_one("#version-list", NavTable)
+        keep = table.selected_key()
+        table.clear()
+        for version in reversed(event.versions):
+            marker = "*" if version.ref == self.marked_ref else ""
+            table.add_row(
+                f"{marker}{version.version}", ", ".join(version.labels), version.message,
+                key=version.ref,
+            )  # fmt: skip
+        table.move_to_key(keep)
+        if event.versions and (keep is None or not keep.startswith(f"{event.prompt_name}@")):
+            table.move_cursor(row=0)
+            self.load_into_editor(event.versions[-1])
+
+    @on(DataTable.RowSelected, "#version-list")
+    def version_selected(self, event: DataTable.RowSelected) -> None:
+        version = self._version(event.row_key.value)
+        if version is not None:
+            self.load_into_editor(version)
+            self.query_one("#edit-template", TextArea).focus()
+
+    def _version(self, ref: str | None) -> PromptVersion | None:
+        return next((v for v in self.versions if v.ref == ref), None)
+
+    def selected_version(self) -> PromptVersion | None:
+        return self._version(self.query_one("#version-list", NavTable).selected_key())
+
+    def load_into_editor(self, version: PromptVersion) -> None:
+        self.query_one("#editor-title", Static).update(f"Editing {version.ref}")
+        self.query_one("#edit-template", TextArea).load_text(version.template)
+        self.query_one("#edit-system", TextArea).load_text(version.system)
+        examples = json.dumps(version.examples, indent=2, ensure_ascii=False)
+        self.query_one("#edit-examples", TextArea).load_text(examples)
+        self.query_one("#edit-settings", TextArea).load_text(self.engine.settings_toml(version))
+
+    # Saving ------------------------------------------------------------------------------
+    def action_save_version(self) -> None:
+        if self.prompt_name is None:
+            self.notify("Create a prompt first (n)", severity="warning")
+            return
+        self.save_version(
+            self.prompt_name,
+            self.query_one("#edit-template", TextArea).text,
+            self.query_one("#edit-system", TextArea).text,
+            self.query_one("#edit-examples", TextArea).text,
+            self.query_one("#edit-settings", TextArea).text,
+            self.query_one("#editor-message", Input).value,
+        )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save", description="Save")
+    def save_version(
+        self, name: str, template: str, system: str, examples: str, settings: str, message: str
+    ) -> None:
+        content = self.engine.content_from_fields(template, system, examples or "[]", settings)
+        result = self.store.save_prompt_version(name, content, message=message)
+        self.post_message(VersionSaved(result.version, result.created))
+
+    @on(VersionSaved)
+    def version_saved(self, event: VersionSaved) -> None:
+        if event.created:
+            self.notify(f"Saved {event.version.ref}", timeout=3)
+            self.query_one("#editor-message", Input).value = ""
+        else:
+            self.notify(f"Unchanged: identical to {event.version.ref}; nothing saved", timeout=4)
+        self.prompt_name = event.version.prompt_name
+        self.query_one("#version-list", NavTable).clear()
+        self.load_prompts()
+        self.load_versions(event.version.prompt_name)
+
+    def action_new_prompt(self) -> None:
+        def created(name: str | None) -> None:
+            if not name:
+                return
+            self.prompt_name = name
+            self.versions = []
+            self.query_one("#version-list", NavTable).clear()
+            self.query_one("#editor-title", Static).update(f"New prompt {name} (ctrl+s saves v1)")
+            for area_id, text in (
+                ("#edit-template", NEW_TEMPLATE), ("#edit-system", ""),
+                ("#edit-examples", "[]"), ("#edit-settings", 'mode = "chat"\nreasoning = "none"'),
+            ):  # fmt: skip
+                self.query_one(area_id, TextArea).load_text(text)
+            self.query_one("#edit-template", TextArea).focus()
+
+        self.app.push_screen(AskTextModal("Name of the new prompt", placeholder="classify"), created)
+
+    # Diff and labels ---------------------------------------------------------------------
+    def action_mark_version(self) -> None:
+        version = self.selected_version()
+        if version is None:
+            return
+        self.marked_ref = None if self.marked_ref == version.ref else version.ref
+        self.notify(f"Marked {version.ref} for diff" if self.marked_ref else "Mark cleared")
+        if self.prompt_name:
+            self.show_versions(VersionsLoaded(self.prompt_name, self.versions))
+
+    def action_diff_versions(self) -> None:
+        version = self.selected_version()
+        if version is None:
+            return
+        if self.marked_ref and self.marked_ref != version.ref:
+            left = self.marked_ref
+        else:
+            earlier = [v for v in self.versions if v.version < version.version]
+            if not earlier:
+                self.notify("Nothing to diff: mark another version with m", severity="warning")
+                return
+            left = earlier[-1].ref
+        self.diff_versions(left, version.ref)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="diff", description="Diff")
+    def diff_versions(self, ref_a: str, ref_b: str) -> None:
+        self.post_message(VersionsDiffed(ref_a, ref_b, self.engine.diff_versions(ref_a, ref_b)))
+
+    @on(VersionsDiffed)
+    def show_diff(self, event: VersionsDiffed) -> None:
+        text = "\n".join(event.lines) or "(no differences)"
+        self.app.push_screen(TextViewModal(f"{event.ref_a} → {event.ref_b}", text))
+
+    def action_move_label(self) -> None:
+        version = self.selected_version()
+        if version is None:
+            return
+
+        def chosen(label: str | None) -> None:
+            if label:
+                self.move_label(version.ref, label)
+
+        self.app.push_screen(
+            AskTextModal(f"Label to point at {version.ref}", placeholder="production"), chosen
+        )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save", description="Label")
+    def move_label(self, ref: str, label: str) -> None:
+        version, previous = self.store.set_label(ref, label)
+        self.post_message(LabelMoved(version, label, previous))
+
+    @on(LabelMoved)
+    def label_moved(self, event: LabelMoved) -> None:
+        moved = f" (was v{event.previous_version})" if event.previous_version else ""
+        self.notify(f"{event.label} → {event.version.ref}{moved}", timeout=3)
+        self.load_prompts()
+        self.load_versions(event.version.prompt_name)
+
+    def action_try_version(self) -> None:
+        version = self.selected_version()
+        if version is not None:
+            self.post_message(VersionChosenForPlayground(version.ref))
+
+    def action_focus_lists(self) -> None:
+        self.query_one("#version-list", NavTable).focus()

@@ -1,0 +1,328 @@
+"""Runs: a sortable, filterable table; per-example outputs with ratings; new evaluations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Input, ProgressBar, Static
+from textual.worker import Worker, get_current_worker
+
+from tunelab.tui.data import format_metric, main_metric
+from tunelab.tui.messages import (
+    EvalChoicesLoaded,
+    EvalFinished,
+    EvalProgressed,
+    OutputRated,
+    RunOutputsLoaded,
+    RunsChosenForCompare,
+    RunsLoaded,
+)
+from tunelab.tui.screens.base import TunelabScreen
+from tunelab.tui.screens.eval_modal import EvalModal
+from tunelab.tui.widgets.nav_table import NavTable
+from tunelab.tui.widgets.outputs_table import OutputsTable
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+    from tunelab.engine.facade import EvalSpec
+    from tunelab.store import Run
+    from tunelab.store.records import RunOutput
+
+SORT_KEYS = ("newest", "metric", "prompt", "model", "dataset")
+
+
+class RunsScreen(TunelabScreen):
+    """Every evaluation run; open one to read and rate its outputs."""
+
+    SCREEN_TITLE = "Runs"
+    BINDINGS = [
+        Binding("enter", "open_selected", "Open", id="runs-open", tooltip="Open the selected run"),
+        Binding("slash", "focus_filter", "Filter", id="runs-filter",
+                tooltip="Filter runs by prompt, model, dataset or status"),
+        Binding("s", "cycle_sort", "Sort", id="runs-sort",
+                tooltip="Sort by newest, main metric, prompt, model or dataset"),
+        Binding("space", "mark_run", "Mark", id="runs-mark", tooltip="Mark a run for comparison"),
+        Binding("c", "compare_marked", "Compare", id="runs-compare",
+                tooltip="Compare the marked runs (or the two newest)"),
+        Binding("e", "new_evaluation", "Evaluate", id="runs-evaluate",
+                tooltip="Start a new evaluation"),
+        Binding("x", "cancel_evaluation", "Cancel eval", id="runs-cancel-eval",
+                tooltip="Cancel the running evaluation"),
+        Binding("ctrl+y", "copy_output", "Copy", id="runs-copy",
+                tooltip="Copy the selected output (OSC 52)"),
+        Binding("escape", "close_run", "Back", id="runs-back", tooltip="Back to the run list"),
+    ]  # fmt: skip
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.all_runs: list[Run] = []
+        self.marked: list[int] = []
+        self.sort_key = SORT_KEYS[0]
+        self.open_run_id: int | None = None
+        self.outputs: list[RunOutput] = []
+        self.evaluating = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with Vertical(id="runs"):
+            with Horizontal(id="runs-top"):
+                yield Input(placeholder="/ filter", id="runs-filter-input")
+                yield Static("", id="runs-sort-label", classes="hint")
+            with Horizontal(id="eval-status"):
+                yield Static("", id="eval-label", classes="hint")
+                yield ProgressBar(show_eta=False, id="eval-progress")
+            yield NavTable(id="runs-table")
+            with Vertical(id="run-detail"):
+                yield Static("", id="run-title", classes="section-title", markup=False)
+                yield OutputsTable(id="outputs-table")
+                with VerticalScroll(id="output-scroll", classes="pane"):
+                    yield Static("", id="output-text", markup=False)
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#runs-table", NavTable).add_columns(
+            " ", "Run", "Prompt", "Model", "Dataset", "Status", "Rows", "Main metric"
+        )
+        self.query_one("#run-detail").display = False
+        self.query_one("#eval-status").display = False
+        self._show_sort()
+        self.load_runs()
+
+    # Run list ----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Runs")
+    def load_runs(self) -> None:
+        self.post_message(RunsLoaded(self.store.list_runs()))
+
+    @on(RunsLoaded)
+    def runs_loaded(self, event: RunsLoaded) -> None:
+        self.all_runs = event.runs
+        self.show_runs()
+
+    def visible_runs(self) -> list[Run]:
+        needle = self.query_one("#runs-filter-input", Input).value.strip().lower()
+        runs = [
+            r for r in self.all_runs
+            if not needle or needle in " ".join(
+                (str(r.id), r.prompt_ref, r.model_name, r.dataset_name, r.status)).lower()
+        ]  # fmt: skip
+        if self.sort_key == "metric":
+            runs.sort(key=lambda r: -(main_metric(r) or ("", float("-inf")))[1])
+        elif self.sort_key == "prompt":
+            runs.sort(key=lambda r: r.prompt_ref)
+        elif self.sort_key == "model":
+            runs.sort(key=lambda r: r.model_name)
+        elif self.sort_key == "dataset":
+            runs.sort(key=lambda r: r.dataset_name)
+        return runs
+
+    def show_runs(self) -> None:
+        table = self.query_one("#runs-table", NavTable)
+        keep = table.selected_key()
+        table.clear()
+        for run in self.visible_runs():
+            table.add_row(
+                "●" if run.id in self.marked else " ", str(run.id), run.prompt_ref, run.model_name,
+                run.dataset_name, run.status, f"{run.rows_done}/{run.rows_total}",
+                format_metric(main_metric(run)), key=str(run.id),
+            )  # fmt: skip
+        table.move_to_key(keep)
+
+    @on(Input.Changed, "#runs-filter-input")
+    def filter_changed(self) -> None:
+        self.show_runs()
+
+    @on(Input.Submitted, "#runs-filter-input")
+    def filter_submitted(self) -> None:
+        self.query_one("#runs-table", NavTable).focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#runs-filter-input", Input).focus()
+
+    def action_cycle_sort(self) -> None:
+        self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
+        self._show_sort()
+        self.show_runs()
+
+    def _show_sort(self) -> None:
+        self.query_one("#runs-sort-label", Static).update(f"sorted by {self.sort_key}")
+
+    def action_mark_run(self) -> None:
+        key = self.query_one("#runs-table", NavTable).selected_key()
+        if key is None:
+            return
+        run_id = int(key)
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        self.show_runs()
+
+    def action_compare_marked(self) -> None:
+        run_ids = self.marked or [r.id for r in self.all_runs[:2]][::-1]
+        if len(run_ids) < 2:
+            self.notify("Mark two or more runs with space", severity="warning")
+            return
+        self.post_message(RunsChosenForCompare(list(run_ids)))
+
+    # One run -----------------------------------------------------------------------------
+    @on(DataTable.RowSelected, "#runs-table")
+    def action_open_selected(self) -> None:
+        key = self.query_one("#runs-table", NavTable).selected_key()
+        if key is not None:
+            self.open_run(int(key))
+
+    def open_run(self, run_id: int) -> None:
+        """Show one run's outputs (also called by the app when Home opens a run)."""
+        self.open_run_id = run_id
+        self.query_one("#runs-table").display = False
+        self.query_one("#run-detail").display = True
+        self.query_one("#outputs-table", OutputsTable).focus()
+        self.load_outputs(run_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="outputs", description="Outputs")
+    def load_outputs(self, run_id: int) -> None:
+        self.post_message(RunOutputsLoaded(self.store.get_run(run_id), self.store.run_outputs(run_id)))
+
+    @on(RunOutputsLoaded)
+    def outputs_loaded(self, event: RunOutputsLoaded) -> None:
+        if event.run.id != self.open_run_id:
+            return
+        self.outputs = event.outputs
+        run = event.run
+        self.query_one("#run-title", Static).update(
+            f"Run {run.id} · {run.prompt_ref} · {run.model_name} · {run.dataset_name}/{run.split}"
+            f" · {run.status} · {format_metric(main_metric(run))}"
+        )
+        self.query_one("#outputs-table", OutputsTable).show_outputs(event.outputs)
+
+    @on(DataTable.RowHighlighted, "#outputs-table")
+    def output_highlighted(self) -> None:
+        output = self.selected_output()
+        text = ""
+        if output is not None:
+            text = (
+                f"row {output.row_idx} · reference: {output.reference or '—'} · "
+                f"scores: {output.scores} · {output.latency_ms:.0f} ms\n\n{output.output}"
+            )
+        self.query_one("#output-text", Static).update(text)
+
+    def selected_output(self) -> RunOutput | None:
+        key = self.query_one("#outputs-table", OutputsTable).selected_key()
+        return next((o for o in self.outputs if str(o.id) == key), None)
+
+    @on(OutputsTable.RatingChosen)
+    def rating_chosen(self, event: OutputsTable.RatingChosen) -> None:
+        self.rate(event.output_id, event.rating)
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="rating", description="Rate")
+    def rate(self, output_id: int, rating: int) -> None:
+        self.store.rate_output(output_id, rating)
+        self.post_message(OutputRated(output_id, rating))
+
+    @on(OutputRated)
+    def output_rated(self, event: OutputRated) -> None:
+        self.outputs = [
+            o if o.id != event.output_id else _with_rating(o, event.rating) for o in self.outputs
+        ]
+        self.query_one("#outputs-table", OutputsTable).set_rating(event.output_id, event.rating)
+        self.notify(f"Rated {event.rating}/5", timeout=1)
+
+    def action_close_run(self) -> None:
+        if self.open_run_id is None:
+            return
+        self.open_run_id = None
+        self.query_one("#run-detail").display = False
+        table = self.query_one("#runs-table", NavTable)
+        table.display = True
+        table.focus()
+        self.load_runs()
+
+    def action_copy_output(self) -> None:
+        output = self.selected_output()
+        if output is not None:
+            self.app.copy_to_clipboard(output.output)
+            self.notify("Output copied (OSC 52)", timeout=2)
+
+    # Evaluation --------------------------------------------------------------------------
+    def action_new_evaluation(self) -> None:
+        if self.evaluating:
+            self.notify("An evaluation is already running (x cancels it)", severity="warning")
+            return
+        self.load_eval_choices()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Evaluate")
+    def load_eval_choices(self) -> None:
+        refs = [v.ref for p in self.store.list_prompts() for v in self.store.list_prompt_versions(p.name)]
+        models = [m.name for m in self.store.list_models()]
+        datasets = {d.name: d.split_names for d in self.store.list_datasets()}
+        self.post_message(EvalChoicesLoaded(refs[::-1], models, datasets))
+
+    @on(EvalChoicesLoaded)
+    def ask_eval(self, event: EvalChoicesLoaded) -> None:
+        if not (event.prompt_refs and event.models and any(event.datasets.values())):
+            self.notify("An evaluation needs a prompt, a model and a dataset", severity="warning")
+            return
+        self.app.push_screen(
+            EvalModal(event.prompt_refs, event.models, event.datasets), self.start_evaluation
+        )
+
+    def start_evaluation(self, spec: EvalSpec | None) -> None:
+        if spec is None:
+            return
+        self.evaluating = True
+        self.query_one("#eval-status").display = True
+        self.query_one("#eval-label", Static).update(f"Evaluating {spec.prompt_ref} on {spec.model}")
+        self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
+        self.run_evaluation(spec)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="evaluation", description="Evaluation")
+    def run_evaluation(self, spec: EvalSpec) -> None:
+        worker = get_current_worker()
+        outcome = self.engine.evaluate(
+            spec, lambda p: self.post_message(EvalProgressed(p)), lambda: worker.is_cancelled
+        )
+        self.post_message(EvalFinished(outcome))
+
+    @on(EvalProgressed)
+    def eval_progressed(self, event: EvalProgressed) -> None:
+        progress = event.progress
+        self.query_one("#eval-progress", ProgressBar).update(
+            total=progress.total or None, progress=progress.done
+        )
+        metrics = " ".join(f"{k} {v:.3f}" for k, v in progress.metrics.items())
+        self.query_one("#eval-label", Static).update(
+            f"Evaluating run {progress.run_id or ''} · {progress.done}/{progress.total} {metrics}"
+        )
+        if progress.done <= 1:
+            self.load_runs()
+
+    @on(EvalFinished)
+    def eval_finished(self, event: EvalFinished) -> None:
+        self.evaluating = False
+        outcome = event.outcome
+        metrics = " ".join(f"{k} {v:.3f}" for k, v in outcome.metrics.items() if isinstance(v, float))
+        self.query_one("#eval-label", Static).update(f"Run {outcome.run_id} {outcome.status} {metrics}")
+        self.notify(f"Run {outcome.run_id} {outcome.status}", timeout=4)
+        self.load_runs()
+
+    def worker_failed(self, worker: Worker[object]) -> None:
+        if worker.group == "evaluation":
+            self.evaluating = False
+            self.query_one("#eval-label", Static).update("Evaluation failed")
+            self.load_runs()
+
+    def action_cancel_evaluation(self) -> None:
+        if not self.workers.cancel_group(self, "evaluation"):
+            self.notify("No evaluation is running", timeout=2)
+        else:
+            self.query_one("#eval-label", Static).update("Cancelling…")
+
+
+def _with_rating(output: RunOutput, rating: int) -> RunOutput:
+    from dataclasses import replace
+
+    return replace(output, rating=rating)
