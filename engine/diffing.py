@@ -30,7 +30,11 @@ class WordDiffSegment:
 
 
 def word_diff(a: str, b: str) -> list[WordDiffSegment]:
-    """A word-level diff from a to b; whitespace is kept so segments join back to the texts."""
+    """A word-level diff from a to b; whitespace is kept so segments join back to the texts.
+
+    Words are matched with whitespace runs treated as equal, so a re-wrapped line still lines
+    up word by word; a changed whitespace run then shows as its own delete and insert.
+    """
     tokens_a, tokens_b = _TOKEN.findall(a), _TOKEN.findall(b)
     words_a = [t if t.strip() else " " for t in tokens_a]
     words_b = [t if t.strip() else " " for t in tokens_b]
@@ -47,7 +51,13 @@ def word_diff(a: str, b: str) -> list[WordDiffSegment]:
 
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            add("equal", "".join(tokens_b[j1:j2]))
+            # Words match; whitespace may differ, and then both spellings are kept.
+            for token_a, token_b in zip(tokens_a[i1:i2], tokens_b[j1:j2], strict=True):
+                if token_a == token_b:
+                    add("equal", token_a)
+                else:
+                    add("delete", token_a)
+                    add("insert", token_b)
         else:
             add("delete", "".join(tokens_a[i1:i2]))
             add("insert", "".join(tokens_b[j1:j2]))
