@@ -76,7 +76,8 @@ def _resolve_version(store: Store, prompt: str | PromptVersion) -> PromptVersion
     return store.get_prompt_version(prompt)
 
 
-def _resolve_split(dataset: Dataset, split: str | None) -> str:
+def resolve_split(dataset: Dataset, split: str | None) -> str:
+    """The named split, or the only one; several and none named is bad input."""
     if split is not None:
         dataset.split(split)
         return split
@@ -108,7 +109,7 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
     """Resolve and validate a request; raises bad input before anything is written."""
     version = _resolve_version(store, request.prompt)
     dataset = store.get_dataset(request.dataset)
-    split = _resolve_split(dataset, request.split)
+    split = resolve_split(dataset, request.split)
     raw_settings = merged_settings(version, request.settings)
     settings = GenerationSettings.from_dict(raw_settings)
     settings_dict = settings.to_dict()
@@ -127,7 +128,7 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
         raise BadInputError(f"split {split!r} of dataset {dataset.name!r} has no rows")
     rows = store.dataset_rows(dataset.name, split, indices=indices)
     check_variables(version, dataset, rows)
-    model = _resolve_model(store, request.model)
+    model = resolve_model_arg(store, request.model)
     # Greedy decoding is deterministic; sampling is only when the user fixed the seed.
     cacheable = request.scoring == "likelihood" or settings.greedy or "seed" in raw_settings
     return EvalPlan(
@@ -147,12 +148,13 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
     )
 
 
-def _resolve_model(store: Store, arg: str) -> Model:
-    from .model_sources import resolve_model
-
+def resolve_model_arg(store: Store, arg: str) -> Model:
+    """A model by its workspace name, else registered from its argument (`builtin`, a path)."""
     try:
         return store.get_model(arg)
     except StoreError:
+        from .model_sources import resolve_model
+
         return resolve_model(store, arg)
 
 
@@ -330,9 +332,9 @@ def _generate(
         loaded, [j.prompt for j in jobs], plan.settings, on_progress=None, should_stop=should_stop
     )
     fresh: dict[str, tuple[CachedResponse, float]] = {}
-    for job, result in zip(jobs, results, strict=False):
-        if result is None:
-            continue
+    for job, result in zip(jobs, results, strict=True):
+        if result.finish_reason == "cancelled":
+            continue  # cut short by should_stop: not a real answer, so neither stored nor cached
         fresh[job.cache_key] = (
             CachedResponse(result.text, result.tokens_in, result.tokens_out),
             float(result.latency_ms),

@@ -1,0 +1,101 @@
+"""The body of `tunelab generate`: render one prompt and stream the model's answer.
+
+Registered by `cli_eval.register`; kept apart so the eval commands stay short. The engine
+(and torch) are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from tunelab.cli_common import err_console
+from tunelab.engine.errors import BadInputError
+
+if TYPE_CHECKING:
+    from tunelab.store import Dataset, Store
+
+
+def _row_values(
+    store: Store, dataset_name: str, split: str | None, row: int
+) -> tuple[dict[str, Any], Dataset, str]:
+    """A dataset row's columns, with the dataset and split it came from (for few-shot)."""
+    from tunelab.engine.eval_plan import resolve_split
+
+    dataset = store.get_dataset(dataset_name)
+    split_name = resolve_split(dataset, split)
+    count = dataset.split(split_name).row_count
+    if not 0 <= row < count:
+        raise BadInputError(
+            f"--row {row} is outside split {split_name!r} of {dataset.name!r} (0..{count - 1})"
+        )
+    found = store.dataset_rows(dataset.name, split_name, indices=[row])
+    return found[0].data, dataset, split_name
+
+
+def stream_one(
+    store: Store,
+    prompt_ref: str,
+    model_arg: str,
+    dataset: str | None,
+    split: str | None,
+    row: int | None,
+    values: dict[str, str],
+    overrides: dict[str, Any],
+    show_prompt: bool,
+    started: float,
+) -> None:
+    """Render, then write the output to stdout as it streams; timings go to stderr."""
+    from tunelab.engine.eval_plan import merged_settings, resolve_model_arg
+    from tunelab.engine.generation import stream_generate
+    from tunelab.engine.models import load_model
+    from tunelab.engine.settings import GenerationSettings
+    from tunelab.engine.templates import (
+        FewShotConfig,
+        FewShotSampler,
+        render_prompt,
+        variables_of,
+    )
+
+    version = store.get_prompt_version(prompt_ref)
+    settings = GenerationSettings.from_dict(merged_settings(version, overrides))
+    examples: list[dict[str, Any]] | None = None
+    if dataset is not None and row is not None:
+        data, record, split_name = _row_values(store, dataset, split, row)
+        fewshot = FewShotConfig.from_settings(version.settings)
+        if fewshot.k:
+            examples = FewShotSampler(store, record, fewshot, split_name).examples_for(row)
+    else:
+        data = dict(values)
+        missing = sorted(set(variables_of(version.template)) - set(data))
+        if missing:
+            raise BadInputError(
+                f"prompt {version.ref} needs {', '.join(missing)}; pass --input "
+                + " ".join(f"{name}=..." for name in missing)
+            )
+    loaded = load_model(store, resolve_model_arg(store, model_arg))
+    rendered = render_prompt(version, data, loaded, examples, settings.max_new_tokens)
+    if show_prompt:
+        err_console.print(f"[dim]--- prompt ({rendered.token_count} tokens) ---[/]")
+        err_console.print(rendered.text, markup=False, highlight=False)
+        err_console.print("[dim]--- output ---[/]")
+    ready = time.perf_counter()
+    last = None
+    for chunk in stream_generate(loaded, rendered.text, settings):
+        if chunk.text:
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+        last = chunk
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if last is None:
+        return
+    ttft = last.time_to_first_token_s
+    rate = last.tokens_out / last.elapsed_s if last.elapsed_s > 0 else 0.0
+    first = f"{ttft:.3f}s" if ttft is not None else "n/a (no output)"
+    err_console.print(
+        f"[dim]time to first token {first} (model load and render "
+        f"{ready - started:.2f}s); {last.tokens_out} tokens in {last.elapsed_s:.2f}s "
+        f"({rate:.1f} tok/s), finished: {last.finish_reason}[/]"
+    )
