@@ -7,15 +7,12 @@ small view dataclasses, so the TUI never reaches into engine internals.
 
 from __future__ import annotations
 
-import difflib
-import re
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import BadInputError
+from .errors import BadInputError, EngineError
 
 if TYPE_CHECKING:
     from tunelab.store import PromptContent, PromptVersion, Store, Workspace
@@ -85,6 +82,8 @@ class TrainingField:
     default: Any
     help: str
     choices: tuple[str, ...] = ()
+    kind: str = "str"
+    """How the form parses the text: str, int, float, bool or list."""
 
 
 @dataclass(frozen=True)
@@ -175,22 +174,11 @@ class EngineProtocol(Protocol):
     def diff_words(self, before: str, after: str) -> list[DiffSegment]: ...
 
 
-_WORD_RE = re.compile(r"\s+|[^\s]+")
-
-
 def word_diff(before: str, after: str) -> list[DiffSegment]:
     """Word-level diff keeping whitespace, so joined segments rebuild either text."""
-    a, b = _WORD_RE.findall(before), _WORD_RE.findall(after)
-    segments: list[DiffSegment] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op == "equal":
-            segments.append(DiffSegment("equal", "".join(a[i1:i2])))
-            continue
-        if op in ("delete", "replace"):
-            segments.append(DiffSegment("delete", "".join(a[i1:i2])))
-        if op in ("insert", "replace"):
-            segments.append(DiffSegment("insert", "".join(b[j1:j2])))
-    return segments
+    from .diffing import word_diff as engine_word_diff
+
+    return [DiffSegment(seg.op, seg.text) for seg in engine_word_diff(before, after)]
 
 
 def content_from_fields(
@@ -222,8 +210,8 @@ def settings_toml_of(version: PromptVersion) -> str:
 
 
 def training_command_line(values: dict[str, Any], defaults: dict[str, Any]) -> str:
-    """The `tunelab tune start` command equal to a form: only settings that differ from defaults."""
-    parts = ["tunelab", "tune", "start"]
+    """The `tunelab tune` command equal to a form: only settings that differ from defaults."""
+    parts = ["tunelab", "tune"]
     for name, value in values.items():
         if name in defaults and defaults[name] == value:
             continue
@@ -237,6 +225,46 @@ def training_command_line(values: dict[str, Any], defaults: dict[str, Any]) -> s
         else:
             parts += [flag, str(value)]
     return shlex.join(parts)
+
+
+JOB_FIELDS = [
+    TrainingField("base", "builtin", "Base model to fine-tune (name, folder or hub id)."),
+    TrainingField("dataset", "", "Dataset to train on (its train split by default)."),
+    TrainingField("prompt", "", "Prompt version that renders each row, e.g. classify@2."),
+    TrainingField(
+        "gpus", 0, "GPUs: 0 or 1 trains in one process; N > 1 is data-parallel.", kind="int"
+    ),
+]
+"""Launch arguments that are not part of the training config itself."""
+
+
+def _kind(annotation: object) -> str:
+    text = str(annotation)
+    for kind in ("bool", "list", "int", "float"):
+        if kind in text:
+            return kind
+    return "str"
+
+
+def config_fields(config_class: type, choices: dict[str, tuple[str, ...]]) -> list[TrainingField]:
+    """One form field per dataclass field, with its default, help text and type."""
+    from dataclasses import MISSING, fields
+
+    out: list[TrainingField] = []
+    for f in fields(config_class):
+        if f.default is not MISSING:
+            default: Any = f.default
+        elif f.default_factory is not MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        out.append(
+            TrainingField(
+                f.name, default, str(f.metadata.get("help", "")),
+                tuple(choices.get(f.name, ())), _kind(f.type),
+            )
+        )  # fmt: skip
+    return out
 
 
 class Engine:
@@ -267,18 +295,20 @@ class Engine:
 
     # Playground --------------------------------------------------------------------------
     def _load(self, model: str) -> Any:
+        from .eval_plan import resolve_model_arg
         from .models import load_model  # loads torch and transformers
 
-        return load_model(self.store, model)
+        return load_model(self.store, resolve_model_arg(self.store, model))
 
     def render_preview(
         self, content: PromptContent, row: dict[str, Any], model: str
     ) -> RenderedPreview:
-        from .templates import render_prompt
+        from .templates import render_preview
 
-        loaded = self._load(model)
-        rendered = render_prompt(content, row, loaded.tokenizer)
-        return RenderedPreview(rendered.text, rendered.token_count, rendered.context_window)
+        rendered = render_preview(content, row, self._load(model))
+        return RenderedPreview(
+            rendered.text, int(rendered.token_count or 0), int(rendered.context_window or 0)
+        )
 
     def stream_generate(
         self,
@@ -293,22 +323,21 @@ class Engine:
         from .templates import render_prompt
 
         loaded = self._load(model)
-        rendered = render_prompt(content, row, loaded.tokenizer)
-        generation_settings = GenerationSettings.from_dict(settings)
-        for chunk in stream_generate(loaded, rendered, generation_settings, should_stop):
-            yield TokenChunk(chunk.text, float(chunk.elapsed))
+        generation_settings = GenerationSettings.from_version_settings(settings)
+        rendered = render_prompt(
+            content, row, loaded, max_new_tokens=generation_settings.max_new_tokens
+        )
+        for chunk in stream_generate(loaded, rendered.text, generation_settings, should_stop):
+            if chunk.text or chunk.done:
+                yield TokenChunk(chunk.text, float(chunk.elapsed_s))
 
     def tokenize_bias(self, model: str, logit_bias: dict[str, float]) -> list[BiasToken]:
         from .generation import tokenize_bias
 
-        loaded = self._load(model)
-        previews = tokenize_bias(loaded.tokenizer, logit_bias)
-        out: list[BiasToken] = []
-        for text, weight in logit_bias.items():
-            ids = list(previews[text]) if isinstance(previews, dict) else []
-            pieces = [loaded.tokenizer.decode([i]) for i in ids]
-            out.append(BiasToken(text, float(weight), pieces, ids))
-        return out
+        entries = tokenize_bias(self._load(model).tokenizer, logit_bias)
+        return [
+            BiasToken(e.string, e.weight, list(e.token_strings), list(e.token_ids)) for e in entries
+        ]
 
     # Evaluation --------------------------------------------------------------------------
     def evaluate(
@@ -325,116 +354,104 @@ class Engine:
         )
 
         def forward(progress: Any) -> None:
-            on_progress(
-                EvalProgress(
-                    done=int(getattr(progress, "done", 0)),
-                    total=int(getattr(progress, "total", 0)),
-                    run_id=getattr(progress, "run_id", None),
-                    metrics=dict(getattr(progress, "metrics", {}) or {}),
-                )
-            )
+            on_progress(EvalProgress(progress.done, progress.total, progress.run_id or None))
 
         result = evaluate(self.store, request, on_progress=forward, should_stop=should_stop)
-        run = self.store.get_run(result.run_id)
-        return EvalOutcome(run.id, run.status, dict(run.metrics))
+        status = "interrupted" if result.interrupted else result.run.status
+        return EvalOutcome(result.run_id, status, dict(result.metrics))
 
     # Fine-tuning -------------------------------------------------------------------------
     def training_fields(self) -> list[TrainingField]:
-        from dataclasses import MISSING, fields
+        from . import training_config as tc
 
-        from .training_config import TrainingConfig
-
-        out: list[TrainingField] = []
-        for f in fields(TrainingConfig):
-            if f.default is not MISSING:
-                default: Any = f.default
-            elif f.default_factory is not MISSING:
-                default = f.default_factory()
-            else:
-                default = None
-            choices = tuple(str(c) for c in f.metadata.get("choices", ()))
-            out.append(TrainingField(f.name, default, str(f.metadata.get("help", "")), choices))
-        return out
+        choices = {
+            "method": tc.METHODS, "scheduler": tc.SCHEDULERS,
+            "metric_for_best": tc.BEST_METRICS, "device": tc.DEVICES,
+        }  # fmt: skip
+        return [*JOB_FIELDS, *config_fields(tc.TrainingConfig, choices)]
 
     def training_command(self, values: dict[str, Any]) -> str:
         defaults = {f.name: f.default for f in self.training_fields()}
         return training_command_line(values, defaults)
 
+    def _workspace(self) -> Workspace:
+        if self.workspace is None:
+            raise EngineError("fine-tuning needs a workspace folder; open tunelab in one")
+        return self.workspace
+
     def launch_job(self, values: dict[str, Any]) -> int:
+        from .eval_plan import resolve_model_arg
         from .jobs import launch_job
         from .training_config import TrainingConfig
 
-        config = TrainingConfig.from_dict(values)
-        job = launch_job(self.store, config, workspace=self.workspace)
-        return int(getattr(job, "id", job))
+        job_values = {f.name: values.get(f.name, f.default) for f in JOB_FIELDS}
+        config_values = {k: v for k, v in values.items() if k not in job_values and v is not None}
+        if not job_values["dataset"] or not job_values["prompt"]:
+            raise BadInputError("a job needs a dataset and a prompt version (e.g. classify@2)")
+        config = TrainingConfig.from_dict(config_values, strict=True)
+        base = resolve_model_arg(self.store, str(job_values["base"]))
+        dataset = self.store.get_dataset(str(job_values["dataset"]))
+        job = launch_job(
+            self._workspace(), self.store, config, base, dataset, str(job_values["prompt"]),
+            gpus=int(job_values["gpus"] or 0),
+        )  # fmt: skip
+        return job.id
 
     def cancel_job(self, job_id: int) -> None:
         from .jobs import cancel_job
 
-        cancel_job(self.store, job_id)
+        cancel_job(self._workspace(), self.store, job_id)
 
     def resume_job(self, job_id: int) -> int:
         from .jobs import resume_job
 
-        job = resume_job(self.store, job_id, workspace=self.workspace)
-        return int(getattr(job, "id", job))
+        return resume_job(self._workspace(), self.store, job_id).id
 
     def refresh_jobs(self) -> None:
         from .jobs import refresh_job_states
 
-        refresh_job_states(self.store)
+        refresh_job_states(self.store, self.workspace)
 
     def log_tail(self, job_id: int, lines: int = 200) -> list[str]:
-        job = self.store.get_job(job_id)
-        if not job.log_path:
-            return []
-        path = Path(job.log_path)
-        if not path.exists():
-            return []
-        with path.open("rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            text = handle.read().decode("utf-8", errors="replace")
-        return text.splitlines()[-lines:]
+        from .jobs import log_tail
+
+        return log_tail(self.store.get_job(job_id), lines).splitlines()
 
     # Compare -----------------------------------------------------------------------------
     def compare_runs(self, run_ids: Sequence[int], price_per_gpu_hour: float) -> ComparisonView:
         from .compare import compare_runs
 
-        if len(run_ids) < 2:
-            raise BadInputError("pick at least two runs to compare")
-        comparison = compare_runs(self.store, list(run_ids))
-        return comparison_view(comparison, list(run_ids), price_per_gpu_hour)
+        comparison = compare_runs(
+            self.store, list(run_ids), shared_rows_only=True, price_per_gpu_hour=price_per_gpu_hour
+        )
+        return comparison_view(comparison, [r.id for r in comparison.runs])
 
 
-def comparison_view(comparison: Any, run_ids: list[int], price_per_gpu_hour: float) -> ComparisonView:
-    """Flatten the engine's `Comparison` into what the Compare screen shows."""
+def comparison_view(comparison: Any, run_ids: list[int]) -> ComparisonView:
+    """Flatten the engine's `Comparison` (first run = baseline) into what Compare shows."""
     metrics = [
         MetricVerdict(
             name=str(m.name),
-            values=list(getattr(m, "values", [])),
-            delta=getattr(m, "delta", None),
-            ci_low=getattr(m, "ci_low", None),
-            ci_high=getattr(m, "ci_high", None),
-            p_value=getattr(m, "p_value", None),
-            significant=bool(getattr(m, "significant", False)),
+            values=list(m.values),
+            delta=m.delta,
+            ci_low=m.ci_low,
+            ci_high=m.ci_high,
+            p_value=m.p_value,
+            significant=bool(m.significant),
         )
-        for m in getattr(comparison, "metrics", [])
+        for m in comparison.metrics
     ]
     examples = [
-        ExampleChange(
-            row_idx=int(e.row_idx),
-            change=str(e.change),
-            reference=getattr(e, "reference", None),
-            outputs=list(getattr(e, "outputs", [])),
-        )
-        for e in getattr(comparison, "examples", [])
+        ExampleChange(int(e.row_idx), str(e.change), e.reference, list(e.outputs))
+        for e in comparison.examples
     ]
-    cost_lines = [str(line) for line in getattr(comparison, "cost_lines", [])]
-    labels = [str(label) for label in getattr(comparison, "labels", [f"run {i}" for i in run_ids])]
     return ComparisonView(
-        run_ids, labels, str(getattr(comparison, "verdict", "")), metrics, examples, cost_lines
+        run_ids,
+        [str(label) for label in comparison.labels],
+        str(comparison.verdict),
+        metrics,
+        examples,
+        [str(line) for line in comparison.cost_lines],
     )
 
 
@@ -451,7 +468,9 @@ def parse_logit_bias(text: str) -> dict[str, float]:
         try:
             bias[token] = float(weight)
         except ValueError:
-            raise BadInputError(f"logit bias {part.strip()!r}: the weight must be a number") from None
+            raise BadInputError(
+                f"logit bias {part.strip()!r}: the weight must be a number"
+            ) from None
         if not -100 <= bias[token] <= 100:
             raise BadInputError(f"logit bias {part.strip()!r}: weights go from -100 to 100")
     return bias

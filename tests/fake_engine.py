@@ -34,13 +34,13 @@ from tunelab.engine.facade import (
 from tunelab.store import NewRunOutput, PromptContent, PromptVersion, Store
 
 FAKE_TRAINING_FIELDS = [
-    TrainingField("base_model", "builtin", "model to fine-tune"),
+    TrainingField("base", "builtin", "model to fine-tune"),
     TrainingField("dataset", "", "dataset to train on"),
     TrainingField("prompt", "", "prompt version that formats each row"),
-    TrainingField("method", "lora", "lora, qlora or full", ("lora", "qlora", "full")),
-    TrainingField("learning_rate", 0.0002, "peak learning rate"),
-    TrainingField("epochs", 1, "passes over the training split"),
-    TrainingField("lora_r", 8, "LoRA rank"),
+    TrainingField("method", "lora", "lora or full", ("lora", "full")),
+    TrainingField("lr", None, "peak learning rate", kind="float"),
+    TrainingField("epochs", 1.0, "passes over the training split", kind="float"),
+    TrainingField("lora_r", 8, "LoRA rank", kind="int"),
 ]
 
 
@@ -149,7 +149,7 @@ class FakeEngine:
         self.calls.append("launch")
         if self.fail_with is not None:
             raise self.fail_with
-        base = self.store.get_model(str(values.get("base_model") or "builtin"))
+        base = self.store.get_model(str(values.get("base") or "builtin"))
         dataset = self.store.get_dataset(str(values["dataset"])) if values.get("dataset") else None
         job = self.store.create_job(
             str(values.get("method", "lora")), dict(values), base.id,
@@ -187,7 +187,9 @@ class FakeEngine:
                 continue
             a, b = first.scores.get("accuracy", 0), last.scores.get("accuracy", 0)
             change = "fixed" if b > a else "broken" if a > b else "same"
-            examples.append(ExampleChange(idx, change, first.reference, [first.output, last.output]))
+            examples.append(
+                ExampleChange(idx, change, first.reference, [first.output, last.output])
+            )
         delta = values[-1] - values[0]
         verdict = f"run {run_ids[-1]} is {'better' if delta > 0 else 'not better'} on accuracy"
         return ComparisonView(

@@ -80,7 +80,9 @@ def seed_store(store: Store) -> dict[str, int]:
         )  # fmt: skip
         v1 = store.save_prompt_version(
             "classify",
-            PromptContent(template="Review: {{ text }}\nSentiment:", settings={"max_new_tokens": 4}),
+            PromptContent(
+                template="Review: {{ text }}\nSentiment:", settings={"max_new_tokens": 4}
+            ),
             message="first",
         ).version
         v2 = store.save_prompt_version(

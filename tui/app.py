@@ -187,7 +187,7 @@ def make_app(
     settings: UserSettings | None = None,
     settings_path: Path | None = None,
 ) -> TunelabApp:
-    """Build the app over a workspace (the CLI) or a store (tests), with the real engine by default."""
+    """Build the app over a workspace (CLI) or a store (tests); the real engine by default."""
     from tunelab.store import Store, Workspace
 
     workspace: Workspace | None = None
@@ -202,7 +202,9 @@ def make_app(
         from tunelab.engine.facade import Engine
 
         engine = Engine(store, workspace)
-    return TunelabApp(store, engine, settings=settings, settings_path=settings_path, workspace=workspace)
+    return TunelabApp(
+        store, engine, settings=settings, settings_path=settings_path, workspace=workspace
+    )
 
 
 def run_app(workspace: Workspace) -> None:

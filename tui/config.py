@@ -56,8 +56,7 @@ def parse_settings(data: dict[str, Any], source: Path | str) -> UserSettings:
     unknown = sorted(set(data) - set(SETTING_NAMES))
     if unknown:
         raise ConfigError(
-            f"{source}: unknown setting(s) {', '.join(unknown)}; "
-            f"known: {', '.join(SETTING_NAMES)}"
+            f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTING_NAMES)}"
         )
     settings = UserSettings()
     if "theme" in data:

@@ -75,8 +75,7 @@ def best_checkpoint_per_dataset(
     by_id = {d.id: d for d in datasets}
     best = _best_runs(runs, by_id, lambda r: r.model_id in finetuned)
     out = {
-        name: f"{run.model_name} ({format_metric(metric)})"
-        for name, (run, metric) in best.items()
+        name: f"{run.model_name} ({format_metric(metric)})" for name, (run, metric) in best.items()
     }
     for model in finetuned.values():
         dataset = by_id.get(model.training_dataset_id or -1)
@@ -89,12 +88,7 @@ def job_fraction(job: Job) -> tuple[float, float]:
     """(done, total) steps of a job from its progress JSON; total 0 when unknown."""
     progress = job.progress
     done = progress.get("step", progress.get("done", 0)) or 0
-    total = (
-        progress.get("total_steps")
-        or progress.get("max_steps")
-        or progress.get("total")
-        or 0
-    )
+    total = progress.get("total_steps") or progress.get("max_steps") or progress.get("total") or 0
     try:
         return float(done), float(total)
     except (TypeError, ValueError):

@@ -44,6 +44,7 @@ class CompareScreen(TunelabScreen):
     """Is run B better than run A, by how much, on which examples, and at what cost?"""
 
     SCREEN_TITLE = "Compare"
+    AUTO_FOCUS = "#compare-metrics"
     BINDINGS = [
         Binding("slash", "focus_runs", "Runs", id="compare-pick",
                 tooltip="Type the run ids to compare, e.g. 3, 7"),
@@ -112,8 +113,13 @@ class CompareScreen(TunelabScreen):
                 _num(metric.p_value, 4), "yes" if metric.significant else "no", key=metric.name,
             )  # fmt: skip
         self.query_one("#compare-cost", Static).update(
-            "\n".join([*(f"{i}: {label}" for i, label in zip(short, comparison.labels, strict=False)),
-                       "", *comparison.cost_lines])  # fmt: skip
+            "\n".join(
+                [
+                    *(f"{i}: {label}" for i, label in zip(short, comparison.labels, strict=False)),
+                    "",
+                    *comparison.cost_lines,
+                ]
+            )
         )
         self.show_examples()
 
@@ -124,7 +130,7 @@ class CompareScreen(TunelabScreen):
         return [
             e for e in self.comparison.examples
             if wanted == "all" or e.change == wanted
-            or (wanted == "changed" and e.change in ("fixed", "broken"))
+            or (wanted == "changed" and e.change in ("fixed", "broken", "differs"))
         ]  # fmt: skip
 
     def show_examples(self) -> None:

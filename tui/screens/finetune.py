@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Log, Select, Static, TabbedContent, TabPane
 
 from tunelab.tui.data import job_fraction
@@ -28,20 +28,22 @@ POLL_SECONDS = 2.0
 
 
 def parse_field(field: TrainingField, text: str) -> Any:
-    """Turn the form's text into the field's type (taken from its default); ValueError if bad."""
-    default = field.default
+    """Turn the form's text into the field's kind; empty means its default. ValueError if bad."""
     text = text.strip()
     if text == "":
-        return default
-    if isinstance(default, bool):
-        if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
-            raise ValueError(f"{field.name}: write true or false")
-        return text.lower() in ("true", "yes", "1")
-    if isinstance(default, int):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
-    if isinstance(default, list | tuple):
+        return field.default
+    try:
+        if field.kind == "bool":
+            if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError("write true or false")
+            return text.lower() in ("true", "yes", "1")
+        if field.kind == "int":
+            return int(text)
+        if field.kind == "float":
+            return float(text)
+    except ValueError as exc:
+        raise ValueError(f"{field.name}: {exc}") from None
+    if field.kind == "list":
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
 
@@ -60,6 +62,7 @@ class FinetuneScreen(TunelabScreen):
     """Launch, watch, cancel and resume fine-tuning jobs."""
 
     SCREEN_TITLE = "Fine-tune"
+    AUTO_FOCUS = "#job-list"
     BINDINGS = [
         Binding("n", "new_job", "New job", id="finetune-new", tooltip="Open the training form"),
         Binding("ctrl+s", "launch", "Launch", id="finetune-launch",
@@ -117,7 +120,9 @@ class FinetuneScreen(TunelabScreen):
     @on(JobsPolled)
     def jobs_polled(self, event: JobsPolled) -> None:
         table = self.query_one("#job-list", NavTable)
-        keep = table.selected_key() or (str(event.selected_job_id) if event.selected_job_id else None)
+        keep = table.selected_key() or (
+            str(event.selected_job_id) if event.selected_job_id else None
+        )
         table.clear()
         for job in event.jobs:
             done, total = job_fraction(job)
@@ -172,7 +177,13 @@ class FinetuneScreen(TunelabScreen):
         self.post_message(JobLaunched(self.engine.resume_job(job_id)))
 
     # The form ----------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, exit_on_error=False, group="fields", description="Training form")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="fields",
+        description="Training form",
+    )
     def load_fields(self) -> None:
         self.post_message(TrainingFieldsLoaded(self.engine.training_fields()))
 

@@ -48,7 +48,7 @@ class HelpModal(ModalScreen[None]):
             yield Static(f"Keys · {self.help_title}", id="help-title")
             yield NavTable(id="help-table")
             yield Static(
-                "Remap any key by id in the settings file: [keymap] id = \"keys\" "
+                'Remap any key by id in the settings file: [keymap] id = "keys" '
                 "(docs/keys.md). ctrl+p searches every action.",
                 id="help-hint",
                 markup=False,

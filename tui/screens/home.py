@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Label, ProgressBar, Static
+from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from tunelab.tui.data import (
     best_checkpoint_per_dataset,
@@ -54,6 +54,7 @@ class HomeScreen(TunelabScreen):
     """What is going on in this workspace, at a glance."""
 
     SCREEN_TITLE = "Home"
+    AUTO_FOCUS = "#home-runs"
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="home-refresh", tooltip="Reload runs and jobs"),
         Binding(
@@ -98,7 +99,9 @@ class HomeScreen(TunelabScreen):
                 jobs=jobs,
                 best_prompts=best_prompt_per_dataset(runs, datasets, models),
                 best_checkpoints=best_checkpoint_per_dataset(runs, datasets, models),
-                main_metrics={r.id: format_metric(main_metric(r, _dataset(datasets, r))) for r in runs},
+                main_metrics={
+                    r.id: format_metric(main_metric(r, _dataset(datasets, r))) for r in runs
+                },
             )
         )
 
@@ -136,6 +139,7 @@ class HomeScreen(TunelabScreen):
                 box.mount(JobRow(job))
         self.query_one("#home-no-jobs").display = not jobs
 
+    @on(DataTable.RowSelected, "#home-runs")
     def action_open_run(self) -> None:
         key = self.query_one("#home-runs", NavTable).selected_key()
         if key is not None:

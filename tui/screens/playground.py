@@ -29,12 +29,18 @@ if TYPE_CHECKING:
     from tunelab.store import PromptVersion
 
 ROW_PREVIEW_LIMIT = 200
+SETTING_INPUTS = (
+    ("#pg-temperature", "temperature"),
+    ("#pg-max-tokens", "max_new_tokens"),
+    ("#pg-top-p", "top_p"),
+)
 
 
 class PlaygroundScreen(TunelabScreen):
     """Try one prompt version on one input and watch tokens arrive."""
 
     SCREEN_TITLE = "Playground"
+    AUTO_FOCUS = "#pg-version"
     BINDINGS = [
         Binding("ctrl+r", "run_generation", "Run", id="playground-run",
                 tooltip="Render and generate (re-runs with the same key)"),
@@ -68,7 +74,7 @@ class PlaygroundScreen(TunelabScreen):
                 yield Input(placeholder="temperature", id="pg-temperature", type="number")
                 yield Input(placeholder="max_new_tokens", id="pg-max-tokens", type="integer")
                 yield Input(placeholder="top_p", id="pg-top-p", type="number")
-                yield Input(placeholder='logit bias: yes=2, no=-2', id="pg-bias")
+                yield Input(placeholder="logit bias: yes=2, no=-2", id="pg-bias")
             yield Static("", id="pg-bias-preview", classes="hint", markup=False)
             with Horizontal(id="pg-panes"):
                 with Vertical(classes="pane", id="pg-prompt-pane"):
@@ -96,7 +102,9 @@ class PlaygroundScreen(TunelabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Playground")
     def load_choices(self) -> None:
-        versions = [v for p in self.store.list_prompts() for v in self.store.list_prompt_versions(p.name)]
+        versions = [
+            v for p in self.store.list_prompts() for v in self.store.list_prompt_versions(p.name)
+        ]
         self.post_message(
             PlaygroundChoicesLoaded(versions, self.store.list_models(), self.store.list_datasets())
         )
@@ -128,8 +136,7 @@ class PlaygroundScreen(TunelabScreen):
         if version is None:
             return
         settings = version.settings
-        for input_id, key in (("#pg-temperature", "temperature"), ("#pg-max-tokens", "max_new_tokens"),
-                              ("#pg-top-p", "top_p")):  # fmt: skip
+        for input_id, key in SETTING_INPUTS:
             self.query_one(input_id, Input).value = str(settings.get(key, ""))
         bias = settings.get("logit_bias") or {}
         self.query_one("#pg-bias", Input).value = ", ".join(f"{k}={v}" for k, v in bias.items())
@@ -247,7 +254,9 @@ class PlaygroundScreen(TunelabScreen):
         self.render_preview(version, row, model)
         self.generate(model, version, row, settings)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="generation", description="Generate")
+    @work(
+        thread=True, exclusive=True, exit_on_error=False, group="generation", description="Generate"
+    )
     def generate(
         self, model: str, version: PromptVersion, row: dict[str, Any], settings: dict[str, Any]
     ) -> None:
@@ -289,9 +298,13 @@ class PlaygroundScreen(TunelabScreen):
         self.generating = False
         self.output_text = event.text
         self.query_one("#pg-output", Static).update(event.text)
-        first = f"first token {event.first_token_s:.2f} s · " if event.first_token_s is not None else ""
+        first = (
+            f"first token {event.first_token_s:.2f} s · " if event.first_token_s is not None else ""
+        )
         stopped = " · stopped" if event.stopped else ""
-        self.query_one("#pg-timing", Static).update(f"{first}total {event.elapsed_s:.2f} s{stopped}")
+        self.query_one("#pg-timing", Static).update(
+            f"{first}total {event.elapsed_s:.2f} s{stopped}"
+        )
         self.query_one("#pg-output-pane").remove_class("-busy")
 
     def worker_failed(self, worker: Worker[object]) -> None:

@@ -34,6 +34,7 @@ class PromptsScreen(TunelabScreen):
     """Edit prompts as immutable versions: saving identical content says it is unchanged."""
 
     SCREEN_TITLE = "Prompts"
+    AUTO_FOCUS = "#prompt-list"
     BINDINGS = [
         Binding("ctrl+s", "save_version", "Save version", id="prompts-save",
                 tooltip="Save the editor as a new version (unchanged content is not saved)"),
@@ -110,7 +111,9 @@ class PromptsScreen(TunelabScreen):
         if name is not None and name != self.prompt_name:
             self.select_prompt(str(name))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="versions", description="Versions")
+    @work(
+        thread=True, exclusive=True, exit_on_error=False, group="versions", description="Versions"
+    )
     def load_versions(self, name: str) -> None:
         self.post_message(VersionsLoaded(name, self.store.list_prompt_versions(name)))
 
@@ -203,7 +206,9 @@ class PromptsScreen(TunelabScreen):
                 self.query_one(area_id, TextArea).load_text(text)
             self.query_one("#edit-template", TextArea).focus()
 
-        self.app.push_screen(AskTextModal("Name of the new prompt", placeholder="classify"), created)
+        self.app.push_screen(
+            AskTextModal("Name of the new prompt", placeholder="classify"), created
+        )
 
     # Diff and labels ---------------------------------------------------------------------
     def action_mark_version(self) -> None:

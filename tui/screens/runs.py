@@ -39,6 +39,7 @@ class RunsScreen(TunelabScreen):
     """Every evaluation run; open one to read and rate its outputs."""
 
     SCREEN_TITLE = "Runs"
+    AUTO_FOCUS = "#runs-table"
     BINDINGS = [
         Binding("enter", "open_selected", "Open", id="runs-open", tooltip="Open the selected run"),
         Binding("slash", "focus_filter", "Filter", id="runs-filter",
@@ -185,7 +186,9 @@ class RunsScreen(TunelabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="outputs", description="Outputs")
     def load_outputs(self, run_id: int) -> None:
-        self.post_message(RunOutputsLoaded(self.store.get_run(run_id), self.store.run_outputs(run_id)))
+        self.post_message(
+            RunOutputsLoaded(self.store.get_run(run_id), self.store.run_outputs(run_id))
+        )
 
     @on(RunOutputsLoaded)
     def outputs_loaded(self, event: RunOutputsLoaded) -> None:
@@ -256,7 +259,11 @@ class RunsScreen(TunelabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Evaluate")
     def load_eval_choices(self) -> None:
-        refs = [v.ref for p in self.store.list_prompts() for v in self.store.list_prompt_versions(p.name)]
+        refs = [
+            v.ref
+            for p in self.store.list_prompts()
+            for v in self.store.list_prompt_versions(p.name)
+        ]
         models = [m.name for m in self.store.list_models()]
         datasets = {d.name: d.split_names for d in self.store.list_datasets()}
         self.post_message(EvalChoicesLoaded(refs[::-1], models, datasets))
@@ -275,11 +282,19 @@ class RunsScreen(TunelabScreen):
             return
         self.evaluating = True
         self.query_one("#eval-status").display = True
-        self.query_one("#eval-label", Static).update(f"Evaluating {spec.prompt_ref} on {spec.model}")
+        self.query_one("#eval-label", Static).update(
+            f"Evaluating {spec.prompt_ref} on {spec.model}"
+        )
         self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
         self.run_evaluation(spec)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="evaluation", description="Evaluation")
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="evaluation",
+        description="Evaluation",
+    )
     def run_evaluation(self, spec: EvalSpec) -> None:
         worker = get_current_worker()
         outcome = self.engine.evaluate(
@@ -304,8 +319,12 @@ class RunsScreen(TunelabScreen):
     def eval_finished(self, event: EvalFinished) -> None:
         self.evaluating = False
         outcome = event.outcome
-        metrics = " ".join(f"{k} {v:.3f}" for k, v in outcome.metrics.items() if isinstance(v, float))
-        self.query_one("#eval-label", Static).update(f"Run {outcome.run_id} {outcome.status} {metrics}")
+        metrics = " ".join(
+            f"{k} {v:.3f}" for k, v in outcome.metrics.items() if isinstance(v, float)
+        )
+        self.query_one("#eval-label", Static).update(
+            f"Run {outcome.run_id} {outcome.status} {metrics}"
+        )
         self.notify(f"Run {outcome.run_id} {outcome.status}", timeout=4)
         self.load_runs()
 

@@ -26,7 +26,7 @@ class NavTable(DataTable[str]):
             return None
         try:
             row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except Exception:  # noqa: BLE001 - a stale cursor on a cleared table means no selection
+        except Exception:
             return None
         return None if row_key.value is None else str(row_key.value)
 
@@ -36,5 +36,5 @@ class NavTable(DataTable[str]):
             return
         try:
             self.move_cursor(row=self.get_row_index(key))
-        except Exception:  # noqa: BLE001 - the row went away; keep the cursor where it is
+        except Exception:
             pass

@@ -1,4 +1,4 @@
-"""The per-example outputs of one run; 1–5 rates the selected output as a human rating."""
+"""The per-example outputs of one run; 1-5 rates the selected output as a human rating."""
 
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ def _rate(key: str) -> Binding:
 
 
 class OutputsTable(NavTable):
-    """Outputs with their scores; number keys 1–5 rate while this table has focus."""
+    """Outputs with their scores; number keys 1-5 rate while this table has focus."""
 
     BINDINGS = [_rate(k) for k in "12345"]
-    """Only active while the table is focused, so 1–5 switch screens everywhere else."""
+    """Only active while the table is focused, so 1-5 switch screens everywhere else."""
 
     @dataclass
     class RatingChosen(Message):
-        """The user pressed 1–5 on an output."""
+        """The user pressed 1-5 on an output."""
 
         table: OutputsTable
         output_id: int
@@ -64,7 +64,7 @@ class OutputsTable(NavTable):
     def set_rating(self, output_id: int, rating: int) -> None:
         try:
             self.update_cell(str(output_id), self.ordered_columns[4].key, _stars(rating))
-        except Exception:  # noqa: BLE001 - the row was reloaded away meanwhile
+        except Exception:
             pass
 
     def action_rate(self, rating: int) -> None:

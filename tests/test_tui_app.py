@@ -1,0 +1,120 @@
+"""Pilot tests of the app shell: Home, navigation, help, palette, keymap, themes, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fake_engine import FakeEngine
+from tests.tui_fixtures import seed_store
+from tests.tui_helpers import screen_text
+from tunelab.store import Store
+from tunelab.tui.app import TunelabApp, make_app
+from tunelab.tui.config import UserSettings, load_settings
+from tunelab.tui.screens.help import HelpModal
+
+SIZE = (100, 30)
+
+
+@pytest.fixture
+def seeded() -> Store:
+    store = Store.memory()
+    seed_store(store)
+    return store
+
+
+def app_for(store: Store, **kwargs: object) -> TunelabApp:
+    return make_app(store, engine=FakeEngine(store), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_home_shows_runs_jobs_and_best(seeded: Store) -> None:
+    app = app_for(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "classify@2" in text and "builtin-lora-1" in text
+        assert "accuracy 1.000" in text
+        assert "job 1 · lora · running · step 30/100" in text
+        assert "sentiment" in text and "classify@2 on builtin (accuracy 0.750)" in text
+
+
+async def test_number_keys_switch_screens_and_home_opens_run(seeded: Store) -> None:
+    app = app_for(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        for key, title in (("2", "Prompts"), ("4", "Runs"), ("6", "Fine-tune"), ("1", "Home")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen.sub_title == title
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.sub_title == "Runs"
+        assert "Run 3 · classify@2 · builtin-lora-1" in screen_text(app)
+
+
+async def test_help_lists_binding_ids_and_escape_closes(seeded: Store) -> None:
+    app = app_for(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpModal)
+        ids = {row[2] for row in app.screen.rows}
+        assert {"home-refresh", "show-runs", "show-help", "quit"} <= ids
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpModal)
+
+
+async def test_command_palette_reaches_screens(seeded: Store) -> None:
+    app = app_for(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Go to Compare")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.sub_title == "Compare"
+
+
+async def test_keymap_remaps_by_id(seeded: Store) -> None:
+    app = app_for(seeded, settings=UserSettings(keymap={"show-runs": "f4"}))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        assert app.screen.sub_title == "Home"
+        await pilot.press("f4")
+        await pilot.pause()
+        assert app.screen.sub_title == "Runs"
+
+
+async def test_theme_choice_is_saved(seeded: Store, tmp_path: Path) -> None:
+    path = tmp_path / "tui.toml"
+    app = app_for(seeded, settings=UserSettings(), settings_path=path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert app.theme == "tunelab-light"
+    assert load_settings(path).theme == "tunelab-light"
+
+
+def test_unknown_theme_is_a_friendly_error(seeded: Store) -> None:
+    with pytest.raises(ValueError, match="tunelab-high-contrast"):
+        app_for(seeded, settings=UserSettings(theme="nope"))
+
+
+def test_importing_the_app_does_not_import_torch() -> None:
+    code = (
+        "import sys, tunelab.tui.app, tunelab.engine.facade; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"]
