@@ -115,7 +115,8 @@ _MISSING = object()
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
+    """Dotted paths to leaf values; an empty dict has no leaves, so {} vs {"x": 1} is one add."""
+    if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, inner in value.items():
             out.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
@@ -126,8 +127,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def dict_diff(a: dict[str, Any], b: dict[str, Any]) -> list[ValueChange]:
     """Keys that differ between two (nested) dicts, as dotted paths in sorted order."""
     flat_a, flat_b = _flatten(a), _flatten(b)
-    flat_a.pop("", None)
-    flat_b.pop("", None)
     changes = []
     for key in sorted(set(flat_a) | set(flat_b)):
         va, vb = flat_a.get(key, _MISSING), flat_b.get(key, _MISSING)

@@ -10,7 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .compare import Comparison, MetricComparison, MetricDelta, RowDiff
+from .compare import Comparison, MetricComparison, MetricDelta, PairComparison, RowDiff
 from .errors import BadInputError
 
 
@@ -113,6 +113,14 @@ def cost_rows(c: Comparison) -> list[tuple[str, list[str]]]:
     ]
 
 
+def _change(pair: PairComparison, row_idx: int) -> str:
+    if pair.counts is not None and row_idx in pair.counts.fixed_rows:
+        return "fixed"
+    if pair.counts is not None and row_idx in pair.counts.broken_rows:
+        return "broken"
+    return "differs"
+
+
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -156,8 +164,8 @@ def render_markdown(c: Comparison) -> str:
                       f"{k.both_right}, both wrong {k.both_wrong}."]
         lines += ["", f"Outputs differ on {len(p.differing_rows)} of {c.rows} rows.", ""]
         for row in p.examples:
-            lines.append(f"- row {row.row_idx} (reference: {_md_cell(str(row.reference))}): "
-                         f"{_md_diff(row)}")
+            lines.append(f"- row {row.row_idx} {_change(p, row.row_idx)} (reference: "
+                         f"{_md_cell(str(row.reference))}): {_md_diff(row)}")
         lines.append("")
     lines += ["## Cost and speed", "", f"Price per GPU-hour: ${c.price_per_gpu_hour:g}.", ""]
     lines += ["| | " + " | ".join(f"run {i}" for i in ids) + " |",
@@ -230,7 +238,8 @@ def render_html(c: Comparison) -> str:
                                       str(k.both_wrong)]]))
         body.append(f"<p>Outputs differ on {len(p.differing_rows)} of {c.rows} rows.</p>")
         for row in p.examples:
-            body.append(f'<p>row {row.row_idx} (reference: {_h(row.reference)})</p>'
+            body.append(f'<p>row {row.row_idx} {_change(p, row.row_idx)} '
+                        f'(reference: {_h(row.reference)})</p>'
                         f'<div class="row">{_html_diff(row)}</div>')
     body.append(f"<h2>Cost and speed</h2><p>Price per GPU-hour: ${c.price_per_gpu_hour:g}.</p>")
     body.append(_html_table(["", *[f"run {i}" for i in ids]],

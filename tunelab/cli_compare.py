@@ -44,11 +44,19 @@ diff_app = typer.Typer(help="Show what changed between prompts, models or runs."
 _DIFF_STYLES = {"delete": "red strike", "insert": "green bold"}
 
 
+_DIFF_MARKS = {"delete": ("[-", "-]"), "insert": ("{+", "+}")}
+
+
 def render_word_diff(row: RowDiff) -> Text:
-    """One row's outputs as a single line: deletions struck through red, insertions green."""
+    """One row's outputs as one line, git word-diff style: [-removed-]{+added+}, coloured.
+
+    The marks keep the diff readable where colour is off (pipes, NO_COLOR, logs).
+    """
     text = Text()
     for seg in row.segments:
-        text.append(seg.text, style=_DIFF_STYLES.get(seg.op, ""))
+        opening, closing = _DIFF_MARKS.get(seg.op, ("", ""))
+        style = _DIFF_STYLES.get(seg.op, "")
+        text.append(f"{opening}{seg.text}{closing}", style=style)
     return text
 
 
@@ -108,10 +116,14 @@ def render_comparison(c: Comparison, *, examples: bool = True) -> RenderableType
         parts.append(examples_table)
     if examples:
         for p in c.pairs:
+            fixed = set(p.counts.fixed_rows) if p.counts else set()
+            broken = set(p.counts.broken_rows) if p.counts else set()
             for row in p.examples:
-                parts.append(Text.assemble((f"row {row.row_idx} ", "bold"),
-                                           (f"(ref {row.reference!r}) ", "dim"),
-                                           render_word_diff(row)))
+                change = ("fixed" if row.row_idx in fixed else
+                          "broken" if row.row_idx in broken else "differs")
+                parts.append(Text.assemble(
+                    (f"run {p.run_id} row {row.row_idx} {change} ", "bold"),
+                    (f"(reference {row.reference!r}): ", "dim"), render_word_diff(row)))
     parts.append(_cost_table(c))
     parts += [Text(f"break-even, run {b.run_id} vs run {b.baseline_run_id}: {b.verdict}")
               for b in c.break_even]
