@@ -120,9 +120,8 @@ class FinetuneScreen(TunelabScreen):
     @on(JobsPolled)
     def jobs_polled(self, event: JobsPolled) -> None:
         table = self.query_one("#job-list", NavTable)
-        keep = table.selected_key() or (
-            str(event.selected_job_id) if event.selected_job_id else None
-        )
+        selected = self.selected_job_id or event.selected_job_id
+        keep = str(selected) if selected is not None else table.selected_key()
         table.clear()
         for job in event.jobs:
             done, total = job_fraction(job)

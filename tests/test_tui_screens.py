@@ -1,0 +1,204 @@
+"""Pilot tests of each screen's main flow with the fake engine."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from textual.worker import WorkerCancelled
+
+from tests.fake_engine import FakeEngine
+from tests.tui_fixtures import seed_store
+from tests.tui_helpers import screen_text
+from tunelab.engine.errors import EngineError
+from tunelab.store import Store
+from tunelab.tui.app import make_app
+from tunelab.tui.screens.help import HelpModal
+
+SIZE = (100, 30)
+
+
+@pytest.fixture
+def seeded() -> Store:
+    store = Store.memory()
+    seed_store(store)
+    return store
+
+
+async def settle(app, pilot, rounds: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """Wait for workers and for the messages they post (which may start more workers)."""
+    for _ in range(rounds):
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:
+            continue
+        await pilot.pause()
+
+
+async def test_prompts_save_new_version_then_unchanged(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await settle(app, pilot)
+        area = app.screen.query_one("#edit-template")
+        area.load_text("Review: {{ text }}\nLabel:")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert [v.version for v in seeded.list_prompt_versions("classify")] == [1, 2, 3]
+        assert seeded.get_prompt_version("classify@3").template.endswith("Label:")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert len(seeded.list_prompt_versions("classify")) == 3
+        assert any("Unchanged" in n.message for n in app._notifications)
+
+
+async def test_prompts_bad_examples_json_is_a_notification(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await settle(app, pilot)
+        app.screen.query_one("#edit-examples").load_text("[not json")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert len(seeded.list_prompt_versions("classify")) == 2
+        assert any("examples" in n.message for n in app._notifications)
+
+
+async def test_prompts_diff_and_label(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await settle(app, pilot)
+        app.screen.query_one("#version-list").focus()
+        await pilot.press("d")
+        await settle(app, pilot)
+        assert "classify@1 → classify@2" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.press("j", "l")
+        await pilot.pause()
+        await pilot.press(*"staging", "enter")
+        await settle(app, pilot)
+        assert seeded.get_prompt_version("classify:staging").version == 1
+
+
+async def test_playground_streams_and_stays_responsive(seeded: Store) -> None:
+    engine = FakeEngine(seeded, gate=threading.Event())
+    app = make_app(seeded, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(app, pilot)
+        assert "Is this review positive or negative?" in screen_text(app)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.2)
+        # The generation is held open: keys are still answered.
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpModal)
+        await pilot.press("escape")
+        assert engine.gate is not None
+        engine.gate.set()
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "positive review" in text
+        assert "first token 0.01 s" in text
+        await pilot.press("ctrl+y")
+        assert app.clipboard == "positive review"
+
+
+async def test_playground_stop_and_engine_error(seeded: Store) -> None:
+    engine = FakeEngine(seeded, gate=threading.Event())
+    app = make_app(seeded, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(app, pilot)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        engine.gate = None
+        engine.fail_with = EngineError("the model ran out of memory")
+        await pilot.press("ctrl+r")
+        await settle(app, pilot)
+        assert app.is_running
+        assert any("out of memory" in n.message for n in app._notifications)
+
+
+async def test_playground_logit_bias_preview(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(app, pilot)
+        app.screen.query_one("#pg-bias").value = "positive=2"
+        await settle(app, pilot)
+        assert "'positive' +2 → 'po' | 'sitive'" in screen_text(app)
+
+
+async def test_runs_rate_output_and_evaluate(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        await pilot.press("j", "4")
+        await settle(app, pilot)
+        outputs = seeded.run_outputs(3)
+        assert outputs[1].rating == 4
+        await pilot.press("escape", "e")
+        await settle(app, pilot)
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert len(seeded.list_runs()) == 4
+        assert "Run 4 succeeded" in screen_text(app)
+
+
+async def test_runs_filter_sort_and_compare(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        await pilot.press("slash", *"lora", "enter")
+        await pilot.pause()
+        assert app.screen.query_one("#runs-table").row_count == 1
+        app.screen.query_one("#runs-filter-input").value = ""
+        await pilot.pause()
+        await pilot.press("space", "j", "space", "c")
+        await settle(app, pilot)
+        assert app.screen.sub_title == "Compare"
+        text = screen_text(app)
+        assert "run 2 is not better on accuracy" in text
+        assert "accuracy" in text and "[-0.350, -0.150]" in text
+
+
+async def test_finetune_jobs_curves_launch_and_cancel(seeded: Store) -> None:
+    engine = FakeEngine(seeded)
+    app = make_app(seeded, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "running" in text and "30/100" in text
+        assert "queued: job created" in text
+        await pilot.press("n")
+        await settle(app, pilot)
+        app.screen.query_one("#field-dataset").value = "sentiment"
+        app.screen.query_one("#field-lora_r").value = "16"
+        await pilot.pause()
+        assert "tunelab tune --dataset sentiment --lora-r 16" in screen_text(app)
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert len(seeded.list_jobs()) == 2
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert seeded.get_job(2).status == "cancelled"
+
+
+async def test_models_and_datasets(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("7", "j")
+        await settle(app, pilot)
+        assert "builtin-lora-1 (lora on sentiment step 40) ← builtin" in screen_text(app)
+        await pilot.press("8")
+        await settle(app, pilot)
+        assert "Terrible service, never again" in screen_text(app)
