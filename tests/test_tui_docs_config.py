@@ -1,0 +1,72 @@
+"""Settings are read strictly and round-trip; docs list every binding id and every setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tunelab.tui.config import (
+    SETTING_NAMES,
+    ConfigError,
+    UserSettings,
+    load_settings,
+    save_settings,
+)
+from tunelab.tui.keys import all_bindings
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_every_binding_has_an_id_and_tooltip_and_is_documented() -> None:
+    keys_doc = (DOCS / "keys.md").read_text()
+    for owner, binding in all_bindings():
+        assert binding.id, f"{owner} binding {binding.key} has no id"
+        assert binding.tooltip, f"{owner} binding {binding.id} has no tooltip"
+        assert re.match(r"^[a-z0-9]+(-[a-z0-9]+)*$", binding.id), binding.id
+        assert f"`{binding.id}`" in keys_doc, f"{binding.id} missing from docs/keys.md"
+
+
+def test_every_setting_is_documented() -> None:
+    config_doc = (DOCS / "config.md").read_text()
+    for name in SETTING_NAMES:
+        assert f"`{name}`" in config_doc
+
+
+def test_settings_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "tui.toml"
+    settings = UserSettings(
+        theme="tunelab-light", price_per_gpu_hour=3.5, keymap={"show-runs": "f4", "quit": "ctrl+x"}
+    )
+    save_settings(settings, path)
+    assert load_settings(path) == settings
+
+
+def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+    assert load_settings(tmp_path / "absent.toml") == UserSettings()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("colour = 'red'\n", "unknown setting(s) colour"),
+        ("price_per_gpu_hour = 'cheap'\n", "price_per_gpu_hour must be a number"),
+        ("keymap = 3\n", "[keymap]"),
+        ("theme = \n", "not valid TOML"),
+    ],
+)
+def test_bad_settings_name_the_file(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "tui.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(path) in str(info.value)
+    assert needle in str(info.value)
+
+
+def test_env_var_overrides_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.tui.config import config_path
+
+    monkeypatch.setenv("TUNELAB_CONFIG", str(tmp_path / "x.toml"))
+    assert config_path() == tmp_path / "x.toml"

@@ -1,0 +1,38 @@
+"""Every class that declares key bindings, so docs and tests can list all binding ids."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.dom import DOMNode
+
+
+def binding_classes() -> list[type[DOMNode]]:
+    from tunelab.tui.app import TunelabApp
+    from tunelab.tui.screens.compare import CompareScreen
+    from tunelab.tui.screens.eval_modal import EvalModal
+    from tunelab.tui.screens.finetune import FinetuneScreen
+    from tunelab.tui.screens.help import HelpModal
+    from tunelab.tui.screens.home import HomeScreen
+    from tunelab.tui.screens.library import CatalogScreen, DatasetsScreen
+    from tunelab.tui.screens.modals import AskTextModal, TextViewModal
+    from tunelab.tui.screens.playground import PlaygroundScreen
+    from tunelab.tui.screens.prompts import PromptsScreen
+    from tunelab.tui.screens.runs import RunsScreen
+    from tunelab.tui.widgets.nav_table import NavTable
+    from tunelab.tui.widgets.outputs_table import OutputsTable
+
+    return [
+        TunelabApp, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen, CompareScreen,
+        FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable, HelpModal,
+        AskTextModal, TextViewModal, EvalModal,
+    ]  # fmt: skip
+
+
+def all_bindings() -> list[tuple[str, Binding]]:
+    """(class name, binding) for every binding tunelab declares (not Textual's own)."""
+    out: list[tuple[str, Binding]] = []
+    for cls in binding_classes():
+        for binding in cls.__dict__.get("BINDINGS", []):
+            if isinstance(binding, Binding):
+                out.append((cls.__name__, binding))
+    return out
