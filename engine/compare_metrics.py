@@ -50,7 +50,8 @@ def _counts(indices: np.ndarray, n: int) -> np.ndarray:
 
     batch = indices.shape[0]
     flat = (indices + n * np.arange(batch)[:, None]).ravel()
-    return np.bincount(flat, minlength=batch * n).reshape(batch, n)
+    # Float counts so the product with the statistics table goes through BLAS (exact below 2^53).
+    return np.bincount(flat, minlength=batch * n).reshape(batch, n).astype(float)
 
 
 def sacrebleu_statistic(name: str, hypotheses: list[str], references: list[str]) -> BatchStatistic:
@@ -60,13 +61,13 @@ def sacrebleu_statistic(name: str, hypotheses: list[str], references: list[str])
 
     metric = BLEU() if name == "bleu" else CHRF()
     # Per-sentence sufficient statistics; sacrebleu's own paired bootstrap sums these too.
-    table = np.asarray(metric._extract_corpus_statistics(hypotheses, [references]), dtype=np.int64)
+    table = np.asarray(metric._extract_corpus_statistics(hypotheses, [references]), dtype=float)
     n = len(hypotheses)
 
     def stat(indices: np.ndarray) -> np.ndarray:
         sums = _counts(indices, n) @ table
         return np.array(
-            [float(metric._compute_score_from_stats([int(v) for v in row]).score) for row in sums]
+            [float(metric._compute_score_from_stats([round(v) for v in row]).score) for row in sums]
         )
 
     return stat
@@ -84,7 +85,7 @@ def macro_f1_statistic(
 
     classes = list(dict.fromkeys([*labels, *(r for r in references if r is not None)]))
     n, k = len(predictions), len(classes)
-    table = np.zeros((n, 3 * k), dtype=np.int64)
+    table = np.zeros((n, 3 * k))
     for row, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
         if ref is None:
             continue
