@@ -305,6 +305,8 @@ def _test(
         diffs: np.ndarray = b - a
         sd = float(diffs.std(ddof=1)) if diffs.size > 1 else 0.0
         return result.p_value, result.test, stats.rows_needed_paired_mean(interval.delta, sd)
+    # Corpus metrics have no per-row differences; the bootstrap standard error (CI width over
+    # 2 * 1.96) times sqrt(n) stands in for their SD in the paired t-approximation.
     spread = (interval.high - interval.low) / 3.92
     sd = spread * np.sqrt(series.rows)
     return interval.p_value, "paired bootstrap", stats.rows_needed_paired_mean(interval.delta, sd)

@@ -45,6 +45,18 @@ def test_per_example_classes_on_hand_built_runs(store: Store) -> None:
     assert {e.change for e in c.examples} == {"fixed", "broken"}
 
 
+def test_flattened_views_for_screens_that_show_one_pair(store: Store) -> None:
+    run_a, run_b = _pair(store, [1, 0, 0, 1], [1, 1, 0, 0])
+    c = compare_runs(store, [run_a.id, run_b.id], n_boot=200)
+    assert c.labels == [f"run {run_a.id} (cls@1 on base)", f"run {run_b.id} (cls@2 on ft)"]
+    assert c.verdict == c.metric("accuracy").deltas[0].verdict
+    assert [(e.row_idx, e.change, e.reference) for e in c.examples] == [
+        (1, "fixed", "neg"), (3, "broken", "neg")]
+    assert c.examples[0].outputs == ["The answer is pos", "The answer is neg"]
+    assert any(line.startswith("latency p50 (ms): 100 | 100") for line in c.cost_lines)
+    assert c.cost_lines[-1].startswith(f"break-even (run {run_b.id}): never")
+
+
 def test_a_clear_improvement_is_significant_and_says_who_wins(store: Store) -> None:
     a = [0] * 30 + [1] * 30
     b = [1] * 28 + [0] * 2 + [1] * 30
