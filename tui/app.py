@@ -18,7 +18,6 @@ from tunelab.tui.commands import TunelabCommands
 from tunelab.tui.config import UserSettings, config_path, load_settings, save_settings
 from tunelab.tui.messages import RunChosen, RunsChosenForCompare, VersionChosenForPlayground
 from tunelab.tui.screens.help import HelpModal, describe_bindings
-from tunelab.tui.screens.home import HomeScreen
 
 if TYPE_CHECKING:
     from textual.screen import Screen
@@ -37,25 +36,27 @@ def _go(key: str, mode: str, title: str) -> Binding:
     )  # fmt: skip
 
 
-def _screen_classes() -> dict[str, tuple[str, Callable[..., TunelabScreen]]]:
-    """Mode name → (title, screen class), in the order of their number keys."""
-    from tunelab.tui.screens.compare import CompareScreen
-    from tunelab.tui.screens.finetune import FinetuneScreen
-    from tunelab.tui.screens.library import DatasetsScreen, ModelsScreen
-    from tunelab.tui.screens.playground import PlaygroundScreen
-    from tunelab.tui.screens.prompts import PromptsScreen
-    from tunelab.tui.screens.runs import RunsScreen
+SCREENS_BY_MODE: dict[str, tuple[str, str, str]] = {
+    "home": ("Home", "home", "HomeScreen"),
+    "prompts": ("Prompts", "prompts", "PromptsScreen"),
+    "playground": ("Playground", "playground", "PlaygroundScreen"),
+    "runs": ("Runs", "runs", "RunsScreen"),
+    "compare": ("Compare", "compare", "CompareScreen"),
+    "finetune": ("Fine-tune", "finetune", "FinetuneScreen"),
+    "models": ("Models", "library", "ModelsScreen"),
+    "datasets": ("Datasets", "library", "DatasetsScreen"),
+}
+"""Mode → (title, module in tui/screens, class); modules import on first visit, for a fast start."""
 
-    return {
-        "home": ("Home", HomeScreen),
-        "prompts": ("Prompts", PromptsScreen),
-        "playground": ("Playground", PlaygroundScreen),
-        "runs": ("Runs", RunsScreen),
-        "compare": ("Compare", CompareScreen),
-        "finetune": ("Fine-tune", FinetuneScreen),
-        "models": ("Models", ModelsScreen),
-        "datasets": ("Datasets", DatasetsScreen),
-    }
+
+def screen_class(mode: str) -> type[TunelabScreen]:
+    """Import a screen's module only when the screen is first shown."""
+    import importlib
+
+    _title, module_name, class_name = SCREENS_BY_MODE[mode]
+    module = importlib.import_module(f"tunelab.tui.screens.{module_name}")
+    screen_type: type[TunelabScreen] = getattr(module, class_name)
+    return screen_type
 
 
 class TunelabApp(App[None]):
@@ -113,16 +114,15 @@ class TunelabApp(App[None]):
         if self.settings.theme not in self.available_themes:
             raise UnknownThemeError(self.settings.theme, list(self.available_themes))
         self.theme = self.settings.theme
-        self._screen_table = _screen_classes()
-        for mode, (_title, screen_class) in self._screen_table.items():
-            self.add_mode(mode, self._screen_factory(screen_class))
+        for mode in SCREENS_BY_MODE:
+            self.add_mode(mode, self._screen_factory(mode))
         self.set_keymap(self.settings.keymap)
 
-    def _screen_factory(self, screen_class: Callable[..., TunelabScreen]) -> Callable[[], Screen]:
-        return lambda: screen_class(self.store, self.engine, self.settings)
+    def _screen_factory(self, mode: str) -> Callable[[], Screen]:
+        return lambda: screen_class(mode)(self.store, self.engine, self.settings)
 
     def screen_titles(self) -> dict[str, str]:
-        return {mode: title for mode, (title, _cls) in self._screen_table.items()}
+        return {mode: title for mode, (title, _module, _cls) in SCREENS_BY_MODE.items()}
 
     def on_mount(self) -> None:
         self.switch_mode("home")
