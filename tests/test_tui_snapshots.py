@@ -1,0 +1,40 @@
+"""Snapshots of the main screens at 100x30 in two themes (pinned clock, no cursor blink)."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, TextArea
+
+from tests.fake_engine import FakeEngine
+from tests.tui_fixtures import seed_store
+from tunelab.store import Store
+from tunelab.tui.app import make_app
+from tunelab.tui.config import UserSettings
+
+THEMES = ["tunelab-dark", "tunelab-light"]
+SCREENS = {"home": "1", "runs": "4", "compare": "5"}
+
+
+@pytest.fixture(autouse=True)
+def no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Input, "cursor_blink", False)
+    monkeypatch.setattr(TextArea, "cursor_blink", False)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_screen_snapshot(snap_compare, theme: str, screen: str) -> None:  # type: ignore[no-untyped-def]
+    store = Store.memory()
+    seed_store(store)
+    app = make_app(store, engine=FakeEngine(store), settings=UserSettings(theme=theme))
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press(SCREENS[screen])
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if screen == "compare":
+            pilot.app.screen.compare([2, 3])
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
