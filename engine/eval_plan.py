@@ -24,7 +24,6 @@ from tunelab.store import (
     NewRunOutput,
     PromptVersion,
     Store,
-    StoreError,
 )
 
 from .errors import BadInputError
@@ -150,12 +149,9 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
 
 def resolve_model_arg(store: Store, arg: str) -> Model:
     """A model by its workspace name, else registered from its argument (`builtin`, a path)."""
-    try:
-        return store.get_model(arg)
-    except StoreError:
-        from .model_sources import resolve_model
+    from .model_sources import resolve_model
 
-        return resolve_model(store, arg)
+    return resolve_model(store, arg)
 
 
 def check_variables(version: PromptVersion, dataset: Dataset, rows: Sequence[DatasetRow]) -> None:
@@ -179,7 +175,11 @@ def check_variables(version: PromptVersion, dataset: Dataset, rows: Sequence[Dat
 
 
 def load(store: Store, plan: EvalPlan) -> Any:
-    """Load the plan's model (cached across calls by `models.load_model`)."""
+    """Load the plan's model (cached across calls by `models.load_model`).
+
+    The scoring module is imported here too, so a broken install fails before a run exists.
+    """
+    from . import generation, likelihood  # noqa: F401 - imported early on purpose
     from .models import load_model
 
     return load_model(store, plan.model)

@@ -82,6 +82,8 @@ class EvalProgress:
     elapsed: float
     eta: float | None
     run_id: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Running means of the per-example scores so far (e.g. accuracy), for live display."""
 
 
 @dataclass(frozen=True)
@@ -192,14 +194,27 @@ def _execute(
     generated_now = 0
     started = time.perf_counter()
     interrupted = False
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def tally(scores: Sequence[dict[str, float]]) -> None:
+        for row_scores in scores:
+            for name, value in row_scores.items():
+                sums[name] = sums.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1
+
+    if done_before and on_progress is not None:
+        tally([o.scores for o in store.run_outputs(run.id)])
 
     def report() -> None:
         if on_progress is None:
             return
         elapsed = time.perf_counter() - started
         remaining = total - done
-        eta = elapsed / written_now * remaining if written_now else None
-        on_progress(EvalProgress(done, total, cached_now, elapsed, eta, run.id))
+        generated = written_now - cached_now
+        eta = elapsed / generated * remaining if generated else None
+        running = {name: sums[name] / counts[name] for name in sums}
+        on_progress(EvalProgress(done, total, cached_now, elapsed, eta, run.id, running))
 
     report()
     try:
@@ -210,6 +225,7 @@ def _execute(
             chunk = pending[start : start + batch_size]
             outputs, from_cache, complete = eval_plan.score_chunk(store, plan, loaded, chunk, stop)
             written = store.add_run_outputs(run.id, outputs)
+            tally([o.scores for o in outputs])
             done += written
             written_now += written
             cached_now += from_cache

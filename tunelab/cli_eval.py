@@ -55,8 +55,9 @@ def _stop_on_sigint() -> tuple[list[bool], Any]:
     return flag, previous
 
 
-def _run_with_progress(request: EvalRequest | None, resume_id: int | None, batch_size: int,
-                       show_progress: bool) -> EvalResult:
+def _run_with_progress(
+    request: EvalRequest | None, resume_id: int | None, batch_size: int, show_progress: bool
+) -> EvalResult:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -125,7 +126,8 @@ def _print_summary(run: Run, metrics: dict[str, Any], cached_rows: int, new_rows
         labels = [str(label) for label in matrix["labels"]]
         grid = Table("true \\ predicted", *labels, title="confusion matrix")
         for label, row in zip(labels, matrix["matrix"], strict=False):
-            grid.add_row(label, *(str(c) for c in row))
+            if label != "invalid" or any(row):  # references are never "invalid"
+                grid.add_row(label, *(str(c) for c in row))
         console.print(grid)
     if run.status == "interrupted":
         console.print(f"Resume with: tunelab eval --resume {run.id}")
@@ -190,9 +192,18 @@ def register(app: typer.Typer) -> None:
             if max_new_tokens is not None:
                 overrides["max_new_tokens"] = max_new_tokens
             request = EvalRequest(
-                prompt=prompt, model=model, dataset=dataset, split=split, limit=limit,
-                sample=sample, seed=seed, settings=overrides, scoring=scoring,
-                metrics=list(metric), batch_size=batch_size, use_cache=not no_cache,
+                prompt=prompt,
+                model=model,
+                dataset=dataset,
+                split=split,
+                limit=limit,
+                sample=sample,
+                seed=seed,
+                settings=overrides,
+                scoring=scoring,
+                metrics=list(metric),
+                batch_size=batch_size,
+                use_cache=not no_cache,
             )
         elif prompt or dataset:
             fail("--resume continues a run with its own prompt and dataset; drop those options")
@@ -225,9 +236,14 @@ def register(app: typer.Typer) -> None:
                 if isinstance(run.metrics.get(name), int | float)
             )
             table.add_row(
-                str(run.id), run.status, run.prompt_ref, run.model_name,
-                f"{run.dataset_name}/{run.split}", f"{run.rows_done}/{run.rows_total}",
-                headline, run.started_at,
+                str(run.id),
+                run.status,
+                run.prompt_ref,
+                run.model_name,
+                f"{run.dataset_name}/{run.split}",
+                f"{run.rows_done}/{run.rows_total}",
+                headline,
+                run.started_at,
             )
         console.print(table)
 
@@ -256,8 +272,13 @@ def register(app: typer.Typer) -> None:
             for out in rows:
                 scores = " ".join(f"{k}={_fmt(v)}" for k, v in out.scores.items())
                 table.add_row(
-                    str(out.id), str(out.row_idx), out.prediction or "", out.reference or "",
-                    scores, "yes" if out.cached else "", out.output[:80].replace("\n", " "),
+                    str(out.id),
+                    str(out.row_idx),
+                    out.prediction or "",
+                    out.reference or "",
+                    scores,
+                    "yes" if out.cached else "",
+                    out.output[:80].replace("\n", " "),
                 )
             console.print(table)
 
@@ -300,5 +321,15 @@ def register(app: typer.Typer) -> None:
                 fail(f"--input {item!r}: write KEY=VALUE, e.g. --input text='hello'")
             values[key.strip()] = raw
         started = time.perf_counter()
-        stream_one(state.store(), prompt, model, dataset, split, row, values,
-                   parse_assignments(set_, "--set"), show_prompt, started)
+        stream_one(
+            state.store(),
+            prompt,
+            model,
+            dataset,
+            split,
+            row,
+            values,
+            parse_assignments(set_, "--set"),
+            show_prompt,
+            started,
+        )
