@@ -125,6 +125,8 @@ def evaluate(
         the run with its aggregate metrics; `interrupted` is set when `should_stop` fired.
     """
     plan = eval_plan.prepare(store, request)
+    if request.resume_run_id is not None:
+        _check_resumable(store.get_run(request.resume_run_id), plan)
     loaded = eval_plan.load(store, plan)
     jobs = eval_plan.render_jobs(store, plan, loaded)
     if request.resume_run_id is not None:
@@ -143,6 +145,24 @@ def evaluate(
             sample_seed=plan.sample_seed,
         )
     return _execute(store, plan, loaded, run, jobs, request.batch_size, on_progress, should_stop)
+
+
+def _check_resumable(run: Run, plan: eval_plan.EvalPlan) -> None:
+    """A resumed run must cover the same prompt, model, data, rows and settings as before."""
+    same = (
+        run.prompt_version_id == plan.version.id
+        and run.model_id == plan.model.id
+        and run.dataset_id == plan.dataset.id
+        and run.split == plan.split
+        and run.rows_total == len(plan.rows)
+        and run.scoring == plan.scoring
+        and run.settings == plan.settings_dict
+    )
+    if not same:
+        raise BadInputError(
+            f"run {run.id} was made with other settings; resume it with resume_run({run.id}) "
+            "(or `tunelab eval --resume`) and nothing else changed"
+        )
 
 
 def resume_run(

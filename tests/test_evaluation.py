@@ -77,6 +77,19 @@ def test_bad_requests_are_one_line_errors(irony: Store) -> None:
     assert irony.list_runs() == []
 
 
+def test_resume_refuses_a_changed_request(irony: Store) -> None:
+    from tunelab.engine.model_sources import resolve_model
+
+    version = irony.get_prompt_version("irony")
+    run = irony.create_run(
+        version.id, resolve_model(irony, "builtin").id, irony.get_dataset("irony").id, "test",
+        rows_total=4, settings={"max_new_tokens": 4},
+    )
+    with pytest.raises(BadInputError, match="other settings"):
+        evaluate(irony, _request(limit=3, resume_run_id=run.id))
+    assert irony.get_run(run.id).status == "running" and irony.run_outputs(run.id) == []
+
+
 def test_row_selection_is_reproducible() -> None:
     assert select_indices(10, 3, None, 0) == [0, 1, 2]
     assert select_indices(2, 5, None, 0) == [0, 1]
