@@ -8,6 +8,7 @@ small view dataclasses, so the TUI never reaches into engine internals.
 from __future__ import annotations
 
 import shlex
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -273,6 +274,9 @@ class Engine:
     def __init__(self, store: Store, workspace: Workspace | None = None) -> None:
         self.store = store
         self.workspace = workspace
+        self._load_lock = threading.RLock()
+        """One model load at a time: transformers' lazy imports are not thread-safe, and two
+        workers asking for the same model should share one load."""
 
     # Prompts -----------------------------------------------------------------------------
     def content_from_fields(
@@ -298,7 +302,18 @@ class Engine:
         from .eval_plan import resolve_model_arg
         from .models import load_model  # loads torch and transformers
 
-        return load_model(self.store, resolve_model_arg(self.store, model))
+        self._warm_imports()
+        with self._load_lock:
+            return load_model(self.store, resolve_model_arg(self.store, model))
+
+    def _warm_imports(self) -> None:
+        """Resolve transformers' lazy names once, under the lock, before workers race on them."""
+        with self._load_lock:
+            import transformers  # heavy: loads torch
+
+            for name in ("AutoModelForCausalLM", "AutoTokenizer", "TextIteratorStreamer",
+                         "StoppingCriteriaList", "LogitsProcessorList"):  # fmt: skip
+                getattr(transformers, name, None)
 
     def render_preview(
         self, content: PromptContent, row: dict[str, Any], model: str
@@ -356,6 +371,7 @@ class Engine:
         def forward(progress: Any) -> None:
             on_progress(EvalProgress(progress.done, progress.total, progress.run_id or None))
 
+        self._warm_imports()
         result = evaluate(self.store, request, on_progress=forward, should_stop=should_stop)
         status = "interrupted" if result.interrupted else result.run.status
         return EvalOutcome(result.run_id, status, dict(result.metrics))

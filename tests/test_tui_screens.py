@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from textual.worker import WorkerCancelled
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from tests.fake_engine import FakeEngine
 from tests.tui_fixtures import seed_store
@@ -30,7 +30,7 @@ async def settle(app, pilot, rounds: int = 3) -> None:  # type: ignore[no-untype
     for _ in range(rounds):
         try:
             await app.workers.wait_for_complete()
-        except WorkerCancelled:
+        except (WorkerCancelled, WorkerFailed):
             continue
         await pilot.pause()
 

@@ -96,6 +96,14 @@ def job_fraction(job: Job) -> tuple[float, float]:
 
 
 def job_summary(job: Job) -> str:
+    """One line: id, method, status, phase, steps and the latest training loss."""
     done, total = job_fraction(job)
-    steps = f"step {int(done)}/{int(total)}" if total else "waiting"
-    return f"job {job.id} · {job.method} · {job.status} · {steps}"
+    parts = [f"job {job.id}", job.method, job.status]
+    phase = job.progress.get("phase")
+    if phase and phase != job.status:
+        parts.append(str(phase))
+    parts.append(f"step {int(done)}/{int(total)}" if total else "waiting")
+    loss = job.progress.get("train_loss")
+    if isinstance(loss, int | float):
+        parts.append(f"loss {loss:.4f}")
+    return " · ".join(parts)

@@ -185,6 +185,8 @@ class JobsPolled(Message):
     selected_job_id: int | None = None
     metrics: list[MetricPoint] = field(default_factory=list)
     log_lines: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+    """`model:ID` and `dataset:ID` to names, for the job table."""
 
 
 @dataclass

@@ -115,7 +115,9 @@ class FinetuneScreen(TunelabScreen):
         if selected_job_id is not None:
             metrics = self.store.job_metrics(selected_job_id)
             log_lines = self.engine.log_tail(selected_job_id)
-        self.post_message(JobsPolled(jobs, selected_job_id, metrics, log_lines))
+        names = {f"model:{m.id}": m.name for m in self.store.list_models()}
+        names.update({f"dataset:{d.id}": d.name for d in self.store.list_datasets()})
+        self.post_message(JobsPolled(jobs, selected_job_id, metrics, log_lines, names))
 
     @on(JobsPolled)
     def jobs_polled(self, event: JobsPolled) -> None:
@@ -127,8 +129,8 @@ class FinetuneScreen(TunelabScreen):
             done, total = job_fraction(job)
             progress = f"{int(done)}/{int(total)}" if total else "—"
             table.add_row(
-                str(job.id), job.method, job.status, progress, str(job.base_model_id or "—"),
-                str(job.dataset_id or "—"), (job.error or "")[:40], key=str(job.id),
+                str(job.id), job.method, job.status, progress, event.names.get(f"model:{job.base_model_id}", "—"),
+                event.names.get(f"dataset:{job.dataset_id}", "—"), (job.error or "")[:40], key=str(job.id),
             )  # fmt: skip
         table.move_to_key(keep)
         if event.selected_job_id != self.selected_job_id and self.selected_job_id is not None:

@@ -70,11 +70,15 @@ class PlaygroundScreen(TunelabScreen):
                 yield Select[str]([], prompt="Dataset split", id="pg-dataset")
                 yield Input("0", placeholder="row", id="pg-row", type="integer")
             yield Input(placeholder="Free input (used instead of the dataset row)", id="pg-free")
-            with Horizontal(classes="pg-row"):
-                yield Input(placeholder="temperature", id="pg-temperature", type="number")
-                yield Input(placeholder="max_new_tokens", id="pg-max-tokens", type="integer")
-                yield Input(placeholder="top_p", id="pg-top-p", type="number")
-                yield Input(placeholder="logit bias: yes=2, no=-2", id="pg-bias")
+            with Horizontal(classes="pg-row", id="pg-settings"):
+                yield Label("temp")
+                yield Input(placeholder="0", id="pg-temperature", type="number", compact=True)
+                yield Label("max tokens")
+                yield Input(placeholder="64", id="pg-max-tokens", type="integer", compact=True)
+                yield Label("top_p")
+                yield Input(placeholder="1", id="pg-top-p", type="number", compact=True)
+                yield Label("bias")
+                yield Input(placeholder="yes=2, no=-2", id="pg-bias", compact=True)
             yield Static("", id="pg-bias-preview", classes="hint", markup=False)
             with Horizontal(id="pg-panes"):
                 with Vertical(classes="pane", id="pg-prompt-pane"):
@@ -113,7 +117,7 @@ class PlaygroundScreen(TunelabScreen):
     def show_choices(self, event: PlaygroundChoicesLoaded) -> None:
         self.versions = {v.ref: v for v in event.versions}
         version_select = self.query_one("#pg-version", Select)
-        refs = [(f"{v.ref} {'/'.join(v.labels)}".strip(), v.ref) for v in reversed(event.versions)]
+        refs = [(v.ref, v.ref) for v in reversed(event.versions)]
         version_select.set_options(refs)
         if self.pending_ref in self.versions:
             version_select.value = self.pending_ref

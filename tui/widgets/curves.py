@@ -12,7 +12,10 @@ if TYPE_CHECKING:
 
 
 class TrainingCurves(PlotextPlot):
-    """One line per metric name (train_loss, eval_loss, …), step on the x axis."""
+    """One line per loss series (train_loss, val_loss), step on the x axis.
+
+    Other metrics (learning rate, tokens/s) have other scales, so they are left out.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -21,7 +24,8 @@ class TrainingCurves(PlotextPlot):
     def show_points(self, points: list[MetricPoint]) -> None:
         series: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for point in points:
-            series[point.name].append((point.step, point.value))
+            if "loss" in point.name:
+                series[point.name].append((point.step, point.value))
         if dict(series) == self.series:
             return
         self.series = dict(series)

@@ -1,0 +1,120 @@
+"""The TUI against the real engine and the built-in model: playground, evaluation, tmux."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.worker import WorkerCancelled, WorkerFailed
+
+from tests.tui_helpers import screen_text
+from tunelab.store import Workspace
+from tunelab.tui.app import make_app
+from tunelab.tui.config import UserSettings
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    from tunelab.engine.demo import create_demo_workspace
+
+    workspace, _ = create_demo_workspace(tmp_path_factory.mktemp("demo") / "ws")
+    return workspace
+
+
+async def settle(app, pilot, rounds: int = 3) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(rounds):
+        try:
+            await app.workers.wait_for_complete()
+        except (WorkerCancelled, WorkerFailed):
+            continue
+        await pilot.pause()
+
+
+async def test_playground_and_evaluation_with_the_builtin_model(
+    demo_workspace: Workspace,
+) -> None:
+    app = make_app(demo_workspace, settings=UserSettings())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("3")
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "tokens" in text and "/ 8192 tokens" in text
+        await pilot.press("ctrl+r")
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "first token" in text and "total" in text
+        assert app.screen.output_text.strip()
+        runs_before = len(app.store.list_runs())
+        await pilot.press("4", "e")
+        await settle(app, pilot)
+        app.screen.query_one("#eval-limit").value = "2"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        runs = app.store.list_runs()
+        assert len(runs) == runs_before + 1
+        assert runs[0].status == "succeeded" and runs[0].rows_done == 2
+        assert f"Run {runs[0].id} succeeded" in screen_text(app)
+
+
+def _capture(session: str) -> str:
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _wait_for(session: str, needle: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = _capture(session)
+        if needle in screen:
+            return screen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{needle!r} never appeared; screen:\n{screen}")
+        time.sleep(0.5)
+
+
+def _keys(session: str, *keys: str) -> None:
+    subprocess.run(["tmux", "send-keys", "-t", session, *keys], check=True)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_tunelab_command_in_tmux(demo_workspace: Workspace, tmp_path: Path) -> None:
+    session = f"tunelab-e2e-{os.getpid()}"
+    env = {
+        "TUNELAB_CONFIG": str(tmp_path / "tui.toml"),
+        "TUNELAB_WORKSPACE": str(demo_workspace.root),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    exports = " ".join(f"{k}={v}" for k, v in env.items())
+    command = f"env {exports} {sys.executable} -m tunelab"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", command], check=True
+    )
+    try:
+        _wait_for(session, "Recent runs", 60)
+        _keys(session, "2")
+        _wait_for(session, "route", 30)
+        _keys(session, "j")
+        _keys(session, "t")
+        _wait_for(session, "tunelab — Playground", 30)
+        _wait_for(session, "tokens", 300)
+        _keys(session, "C-r")
+        _wait_for(session, "total", 300)
+        _keys(session, "4")
+        _wait_for(session, "tunelab — Runs", 30)
+        _keys(session, "e")
+        _wait_for(session, "New evaluation", 30)
+        _keys(session, "Tab", "Tab", "Tab", "2", "Enter")
+        screen = _wait_for(session, "succeeded", 600)
+        assert "Run 1 succeeded" in screen
+        assert "2/2" in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
