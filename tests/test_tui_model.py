@@ -85,7 +85,10 @@ def _keys(session: str, *keys: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-def test_tunelab_command_in_tmux(demo_workspace: Workspace, tmp_path: Path) -> None:
+def test_tunelab_command_in_tmux(tmp_path: Path) -> None:
+    from tunelab.engine.demo import create_demo_workspace
+
+    demo_workspace, _ = create_demo_workspace(tmp_path / "ws")
     session = f"tunelab-e2e-{os.getpid()}"
     env = {
         "TUNELAB_CONFIG": str(tmp_path / "tui.toml"),
@@ -112,9 +115,13 @@ def test_tunelab_command_in_tmux(demo_workspace: Workspace, tmp_path: Path) -> N
         _wait_for(session, "tunelab — Runs", 30)
         _keys(session, "e")
         _wait_for(session, "New evaluation", 30)
-        _keys(session, "Tab", "Tab", "Tab", "2", "Enter")
+        for key in ("Tab", "Tab", "Tab", "2"):
+            time.sleep(0.5)  # a real terminal: give each key time to move the focus
+            _keys(session, key)
+        _wait_for(session, "2", 10)
+        _keys(session, "Enter")
         screen = _wait_for(session, "succeeded", 600)
         assert "Run 1 succeeded" in screen
-        assert "2/2" in screen
+        assert "2/2" in screen, screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
