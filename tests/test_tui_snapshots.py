@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import Input, TextArea
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from tests.fake_engine import FakeEngine
 from tests.tui_fixtures import seed_store
@@ -21,6 +22,17 @@ def no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TextArea, "cursor_blink", False)
 
 
+async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+    """Wait until loading workers are done and every table they fill has been drawn."""
+    for _ in range(3):
+        try:
+            await pilot.app.workers.wait_for_complete()
+        except (WorkerCancelled, WorkerFailed):
+            pass
+        await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+
+
 @pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_screen_snapshot(snap_compare, theme: str, screen: str) -> None:  # type: ignore[no-untyped-def]
@@ -30,11 +42,9 @@ def test_screen_snapshot(snap_compare, theme: str, screen: str) -> None:  # type
 
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press(SCREENS[screen])
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(pilot)
         if screen == "compare":
             pilot.app.screen.compare([2, 3])
-            await pilot.app.workers.wait_for_complete()
-            await pilot.pause()
+            await settle(pilot)
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)

@@ -78,9 +78,7 @@ class HomeScreen(TunelabScreen):
     def on_mount(self) -> None:
         runs = self.query_one("#home-runs", NavTable)
         runs.add_columns("Run", "Prompt", "Model", "Dataset", "Status", "Main metric")
-        best = self.query_one("#home-best", NavTable)
-        best.add_columns("Dataset", "Best prompt version", "Best checkpoint")
-        best.can_focus = False
+        self.query_one("#home-best", NavTable).can_focus = False
         self.action_refresh()
         self.set_interval(POLL_SECONDS, self.action_refresh)
 
@@ -119,7 +117,9 @@ class HomeScreen(TunelabScreen):
         table.move_to_key(keep)
         self._show_jobs(event.jobs)
         best = self.query_one("#home-best", NavTable)
-        best.clear()
+        # Columns are rebuilt with the rows so the header is sized with them, every time.
+        best.clear(columns=True)
+        best.add_columns("Dataset", "Best prompt version", "Best checkpoint")
         for name in sorted(set(event.best_prompts) | set(event.best_checkpoints)):
             best.add_row(
                 name, event.best_prompts.get(name, "—"), event.best_checkpoints.get(name, "—")
