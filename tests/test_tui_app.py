@@ -94,6 +94,14 @@ async def test_keymap_remaps_by_id(seeded: Store) -> None:
         assert app.screen.sub_title == "Runs"
 
 
+async def test_unknown_keymap_id_is_reported(seeded: Store) -> None:
+    app = app_for(seeded, settings=UserSettings(keymap={"show-nowhere": "f9"}))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        assert any("show-nowhere" in n.message for n in app._notifications)
+
+
 async def test_theme_choice_is_saved(seeded: Store, tmp_path: Path) -> None:
     path = tmp_path / "tui.toml"
     app = app_for(seeded, settings=UserSettings(), settings_path=path)

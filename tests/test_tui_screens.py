@@ -202,3 +202,51 @@ async def test_models_and_datasets(seeded: Store) -> None:
         await pilot.press("8")
         await settle(app, pilot)
         assert "Terrible service, never again" in screen_text(app)
+
+
+async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store) -> None:
+    """Store-only engine calls go through the real facade: compare, diff, editor parsing."""
+    from tunelab.engine.facade import Engine
+
+    app = make_app(seeded, engine=Engine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await settle(app, pilot)
+        app.screen.compare([2, 3])
+        await settle(app, pilot)
+        screen = app.screen
+        comparison = screen.comparison
+        assert comparison is not None and comparison.run_ids == [2, 3]
+        assert comparison.metrics[0].name == "accuracy"
+        assert comparison.metrics[0].values == [0.75, 1.0]
+        assert any(e.change == "fixed" for e in comparison.examples)
+        text = screen_text(app)
+        assert "accuracy" in text and "0.750" in text and "1.000" in text
+        await pilot.press("2")
+        await settle(app, pilot)
+        app.screen.query_one("#version-list").focus()
+        await pilot.press("d")
+        await settle(app, pilot)
+        assert "+Is this review positive or negative?" in screen_text(app)
+        await pilot.press("escape")
+        app.screen.query_one("#edit-settings").load_text('mode = "plain"\ntemperature = 0.5')
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        saved = seeded.get_prompt_version("classify@3")
+        assert saved.mode == "plain" and saved.settings == {"temperature": 0.5}
+
+
+async def test_finetune_resume_after_cancel(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await settle(app, pilot)
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert seeded.get_job(1).status == "cancelled"
+        await pilot.press("R")
+        await settle(app, pilot)
+        assert seeded.get_job(1).status == "queued"
+        await pilot.press("R")
+        await settle(app, pilot)
+        assert any("only failed or cancelled" in n.message for n in app._notifications)

@@ -13,7 +13,15 @@ from tunelab.tui.app import make_app
 from tunelab.tui.config import UserSettings
 
 THEMES = ["tunelab-dark", "tunelab-light"]
-SCREENS = {"home": "1", "runs": "4", "compare": "5"}
+SCREENS = {
+    "home": "1",
+    "prompts": "2",
+    "playground": "3",
+    "runs": "4",
+    "compare": "5",
+    "finetune": "6",
+    "models": "7",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -126,6 +126,24 @@ class TunelabApp(App[None]):
 
     def on_mount(self) -> None:
         self.switch_mode("home")
+        if self.settings.keymap:
+            self.call_after_refresh(self.check_keymap)
+
+    def check_keymap(self) -> None:
+        """Warn about keymap ids that match no binding (after the first frame: it imports all
+        screens)."""
+        from tunelab.tui.keys import all_bindings
+
+        known = {binding.id for _owner, binding in all_bindings()}
+        unknown = sorted(set(self.settings.keymap) - known)
+        if unknown:
+            where = self.settings_path or "settings"
+            self.notify(
+                f"{where}: [keymap] has unknown binding id(s) {', '.join(unknown)}; "
+                "see docs/keys.md or press ?",
+                severity="warning",
+                timeout=10,
+            )
 
     async def action_show_screen(self, mode: str) -> None:
         await self.switch_mode(mode)

@@ -128,9 +128,11 @@ class FinetuneScreen(TunelabScreen):
         for job in event.jobs:
             done, total = job_fraction(job)
             progress = f"{int(done)}/{int(total)}" if total else "—"
+            base = event.names.get(f"model:{job.base_model_id}", "—")
+            dataset = event.names.get(f"dataset:{job.dataset_id}", "—")
             table.add_row(
-                str(job.id), job.method, job.status, progress, event.names.get(f"model:{job.base_model_id}", "—"),
-                event.names.get(f"dataset:{job.dataset_id}", "—"), (job.error or "")[:40], key=str(job.id),
+                str(job.id), job.method, job.status, progress, base, dataset,
+                (job.error or "")[:40], key=str(job.id),
             )  # fmt: skip
         table.move_to_key(keep)
         if event.selected_job_id != self.selected_job_id and self.selected_job_id is not None:

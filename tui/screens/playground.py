@@ -26,7 +26,7 @@ from tunelab.tui.screens.base import TunelabScreen
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tunelab.store import PromptVersion
+    from tunelab.store import Dataset, PromptVersion
 
 ROW_PREVIEW_LIMIT = 200
 SETTING_INPUTS = (
@@ -56,6 +56,8 @@ class PlaygroundScreen(TunelabScreen):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.versions: dict[str, PromptVersion] = {}
         self.rows: list[dict[str, Any]] = []
+        self.datasets: dict[str, Dataset] = {}
+        """`name/split` → dataset, for the input columns free text goes into."""
         self.output_text = ""
         self.first_token_s: float | None = None
         self.pending_ref: str | None = None
@@ -127,6 +129,7 @@ class PlaygroundScreen(TunelabScreen):
         model_select.set_options([(f"{m.name} ({m.kind})", m.name) for m in event.models])
         if event.models:
             model_select.value = event.models[0].name
+        self.datasets = {f"{d.name}/{s}": d for d in event.datasets for s in d.split_names}
         dataset_select = self.query_one("#pg-dataset", Select)
         dataset_select.set_options(
             [(f"{d.name}/{s}", f"{d.name}/{s}") for d in event.datasets for s in d.split_names]
@@ -170,12 +173,14 @@ class PlaygroundScreen(TunelabScreen):
     # What to run -------------------------------------------------------------------------
     def _row(self) -> dict[str, Any]:
         free = self.query_one("#pg-free", Input).value
+        row = self._dataset_row()
         if free:
-            version = self._version()
-            column = "input"
-            if version is not None and self.rows:
-                column = next(iter(self.rows[0]), "input")
-            return {column: free}
+            dataset = self.datasets.get(str(self.query_one("#pg-dataset", Select).value))
+            columns = dataset.input_columns if dataset and dataset.input_columns else ["input"]
+            return {**row, **dict.fromkeys(columns, free)}
+        return row
+
+    def _dataset_row(self) -> dict[str, Any]:
         if not self.rows:
             return {}
         text = self.query_one("#pg-row", Input).value or "0"
