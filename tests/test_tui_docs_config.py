@@ -70,3 +70,35 @@ def test_env_var_overrides_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setenv("TUNELAB_CONFIG", str(tmp_path / "x.toml"))
     assert config_path() == tmp_path / "x.toml"
+
+
+def test_user_theme_files_load_strictly(tmp_path: Path) -> None:
+    from tunelab.themes import ThemeFileError, load_user_themes
+
+    (tmp_path / "ocean.toml").write_text(
+        'name = "ocean"\nprimary = "#1E88E5"\ndark = true\n[variables]\nborder = "#1E88E5"\n'
+    )
+    themes = load_user_themes(tmp_path)
+    assert [t.name for t in themes] == ["ocean"]
+    (tmp_path / "bad.toml").write_text('name = "bad"\nprimary = "not-a-colour"\n')
+    with pytest.raises(ThemeFileError, match=r"bad\.toml: primary"):
+        load_user_themes(tmp_path)
+    (tmp_path / "bad.toml").write_text('name = "bad"\nprimary = "#000000"\nshade = 1\n')
+    with pytest.raises(ThemeFileError, match="unknown theme key"):
+        load_user_themes(tmp_path)
+
+
+async def test_user_theme_is_registered_and_selectable() -> None:
+    from textual.theme import Theme
+
+    from tests.fake_engine import FakeEngine
+    from tunelab.store import Store
+    from tunelab.tui.app import make_app
+
+    store = Store.memory()
+    ocean = Theme(name="ocean", primary="#1E88E5")
+    app = make_app(
+        store, engine=FakeEngine(store), settings=UserSettings(theme="ocean"), user_themes=[ocean]
+    )
+    async with app.run_test(size=(80, 24)):
+        assert app.theme == "ocean"

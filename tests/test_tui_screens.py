@@ -250,3 +250,36 @@ async def test_finetune_resume_after_cancel(seeded: Store) -> None:
         await pilot.press("R")
         await settle(app, pilot)
         assert any("only failed or cancelled" in n.message for n in app._notifications)
+
+
+async def test_real_training_form_lists_every_setting_and_its_command(seeded: Store) -> None:
+    from dataclasses import fields
+
+    from tunelab.engine.facade import Engine
+    from tunelab.engine.training_config import TrainingConfig
+
+    app = make_app(seeded, engine=Engine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await settle(app, pilot)
+        await pilot.press("n")
+        await settle(app, pilot)
+        screen = app.screen
+        for field in fields(TrainingConfig):
+            assert screen.query(f"#field-{field.name}"), field.name
+        screen.query_one("#field-dataset").value = "sentiment"
+        screen.query_one("#field-prompt").value = "classify@2"
+        screen.query_one("#field-lora_r").value = "16"
+        await pilot.pause()
+        command = str(screen.query_one("#job-command").render())
+        assert "tunelab tune --dataset sentiment --prompt classify@2 --lora-r 16" in command
+        screen.query_one("#field-lora_r").value = "sixteen"
+        await pilot.pause()
+        assert "lora_r" in str(screen.query_one("#job-command").render())
+        screen.query_one("#field-lora_r").value = "16"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        # No workspace folder behind an in-memory store: the engine refuses, the app says so.
+        assert app.is_running
+        assert any("needs a workspace" in n.message for n in app._notifications)
+        assert seeded.list_jobs()[0].id == 1

@@ -5,6 +5,12 @@ Stylesheets only use theme variables, so a theme is the one place colours are ch
 
 from __future__ import annotations
 
+import os
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 DARK = Theme(
@@ -74,4 +80,76 @@ class UnknownThemeError(ValueError):
         self.name = name
 
 
-__all__ = ["BUILTIN_THEMES", "DARK", "DEFAULT_THEME", "HIGH_CONTRAST", "LIGHT", "UnknownThemeError"]
+THEMES_DIR_ENV_VAR = "TUNELAB_THEMES_DIR"
+_COLOR_KEYS = (
+    "primary", "secondary", "warning", "error", "success", "accent", "foreground",
+    "background", "surface", "panel", "boost",
+)  # fmt: skip
+_THEME_KEYS = {f.name for f in fields(Theme)} - {"ansi"}
+
+
+class ThemeFileError(ValueError):
+    """A user theme file that cannot be read; the message names the file and the key."""
+
+
+def user_themes_dir() -> Path:
+    """Where user themes live: `$TUNELAB_THEMES_DIR`, else `themes/` in the user data dir."""
+    override = os.environ.get(THEMES_DIR_ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("tunelab")) / "themes"
+
+
+def load_theme_file(path: Path) -> Theme:
+    """One theme from a TOML file: `name`, `primary` and optional colours, `dark`, `variables`."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ThemeFileError(f"{path}: cannot read theme ({exc})") from exc
+    unknown = sorted(set(data) - _THEME_KEYS)
+    if unknown:
+        raise ThemeFileError(
+            f"{path}: unknown theme key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(_THEME_KEYS))}"
+        )
+    for key in ("name", "primary"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ThemeFileError(f"{path}: {key} is required (a string)")
+    for key in _COLOR_KEYS:
+        if key in data:
+            try:
+                Color.parse(str(data[key]))
+            except ColorParseError:
+                raise ThemeFileError(f"{path}: {key} = {data[key]!r} is not a colour") from None
+    if "dark" in data and not isinstance(data["dark"], bool):
+        raise ThemeFileError(f"{path}: dark must be true or false")
+    if "variables" in data and not (
+        isinstance(data["variables"], dict)
+        and all(isinstance(v, str) for v in data["variables"].values())
+    ):
+        raise ThemeFileError(f"{path}: [variables] maps variable names to strings")
+    return Theme(**data)
+
+
+def load_user_themes(folder: Path | None = None) -> list[Theme]:
+    """Every `*.toml` theme in the user themes folder (none when the folder is absent)."""
+    folder = folder or user_themes_dir()
+    if not folder.is_dir():
+        return []
+    return [load_theme_file(path) for path in sorted(folder.glob("*.toml"))]
+
+
+__all__ = [
+    "BUILTIN_THEMES",
+    "DARK",
+    "DEFAULT_THEME",
+    "HIGH_CONTRAST",
+    "LIGHT",
+    "ThemeFileError",
+    "UnknownThemeError",
+    "load_theme_file",
+    "load_user_themes",
+    "user_themes_dir",
+]

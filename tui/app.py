@@ -21,6 +21,7 @@ from tunelab.tui.screens.help import HelpModal, describe_bindings
 
 if TYPE_CHECKING:
     from textual.screen import Screen
+    from textual.theme import Theme
 
     from tunelab.engine.facade import EngineProtocol
     from tunelab.store import Store, Workspace
@@ -102,6 +103,7 @@ class TunelabApp(App[None]):
         settings: UserSettings | None = None,
         settings_path: Path | None = None,
         workspace: Workspace | None = None,
+        user_themes: list[Theme] | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -109,7 +111,7 @@ class TunelabApp(App[None]):
         self.settings = settings or UserSettings()
         self.settings_path = settings_path
         self.workspace = workspace
-        for theme in BUILTIN_THEMES.values():
+        for theme in [*BUILTIN_THEMES.values(), *(user_themes or [])]:
             self.register_theme(theme)
         if self.settings.theme not in self.available_themes:
             raise UnknownThemeError(self.settings.theme, list(self.available_themes))
@@ -204,6 +206,7 @@ def make_app(
     engine: EngineProtocol | None = None,
     settings: UserSettings | None = None,
     settings_path: Path | None = None,
+    user_themes: list[Theme] | None = None,
 ) -> TunelabApp:
     """Build the app over a workspace (CLI) or a store (tests); the real engine by default."""
     from tunelab.store import Store, Workspace
@@ -221,13 +224,21 @@ def make_app(
 
         engine = Engine(store, workspace)
     return TunelabApp(
-        store, engine, settings=settings, settings_path=settings_path, workspace=workspace
-    )
+        store, engine, settings=settings, settings_path=settings_path, workspace=workspace,
+        user_themes=user_themes,
+    )  # fmt: skip
 
 
 def run_app(workspace: Workspace) -> None:
     """Open the TUI on a workspace with the user's settings; errors in the settings file stop it."""
+    from tunelab.themes import ThemeFileError, load_user_themes
+    from tunelab.tui.config import ConfigError
+
     path = config_path()
     settings = load_settings(path)
-    app = make_app(workspace, settings=settings, settings_path=path)
+    try:
+        user_themes = load_user_themes()
+    except ThemeFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    app = make_app(workspace, settings=settings, settings_path=path, user_themes=user_themes)
     app.run()
