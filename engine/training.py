@@ -250,6 +250,7 @@ def run_training(
     run_tokens, run_time = 0, 0.0
     ended = "completed"
     last_saved = step if resume_dir is not None else -1
+    last_progress: TrainingProgress | None = None
     while step < total_steps:
         epoch, within = divmod(step, steps_per_epoch)
         if epoch not in cache:
@@ -294,6 +295,7 @@ def run_training(
             {"train_loss": train_loss, "lr": lr, "tokens_per_s": speed},
         )
         report(progress)
+        last_progress = progress
 
         evaluated = False
         want_eval = cfg.eval_every_steps and step % cfg.eval_every_steps == 0
@@ -327,9 +329,15 @@ def run_training(
         ended, step, total_steps, checkpointer.model_ids, state.best_model_id, state.best_value,
         run_tokens / run_time if run_time else 0.0, memory,
     )
-    report(TrainingProgress("done", step, total_steps, step / steps_per_epoch,
-                            val=dict(state.last_val), best=state.best_dict(),
-                            message=ended))  # fmt: skip
+    final = TrainingProgress(
+        "done", step, total_steps, step / steps_per_epoch, tokens_per_s=result.tokens_per_s,
+        peak_memory_mb=memory, memory_kind=peak_memory_mb(device)[1], val=dict(state.last_val),
+        best=state.best_dict(), message=ended,
+    )
+    if last_progress is not None:
+        final = _phase(last_progress, "done", val=dict(state.last_val), best=state.best_dict(),
+                       message=ended, eta_s=0.0, peak_memory_mb=memory)  # fmt: skip
+    report(final)
     if dist_ctx.world_size > 1:
         import torch.distributed as dist
 
