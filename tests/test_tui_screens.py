@@ -283,3 +283,25 @@ async def test_real_training_form_lists_every_setting_and_its_command(seeded: St
         assert app.is_running
         assert any("needs a workspace" in n.message for n in app._notifications)
         assert seeded.list_jobs()[0].id == 1
+
+
+async def test_evaluation_progress_keeps_keys_answered_and_cancels(seeded: Store) -> None:
+    engine = FakeEngine(seeded, gate=threading.Event())
+    app = make_app(seeded, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert app.screen.evaluating
+        await pilot.press("s")  # answered while the evaluation is held open
+        await pilot.pause()
+        assert "sorted by metric" in screen_text(app)
+        assert "Evaluating run 4 · 1/4" in screen_text(app)
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert seeded.get_run(4).status == "interrupted"
+        assert not app.screen.evaluating
+        assert "Run 4 interrupted" in screen_text(app)

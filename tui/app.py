@@ -64,17 +64,8 @@ class TunelabApp(App[None]):
     """Keyboard-driven workbench: prompts, playground, runs, compare, fine-tune, models, data."""
 
     TITLE = "tunelab"
-    CSS_PATH = [
-        "app.tcss",
-        "screens/home.tcss",
-        "screens/prompts.tcss",
-        "screens/playground.tcss",
-        "screens/runs.tcss",
-        "screens/compare.tcss",
-        "screens/finetune.tcss",
-        "screens/library.tcss",
-        "screens/help.tcss",
-    ]
+    CSS_PATH = ["app.tcss"]
+    """Screens load their own stylesheets (next to them) when first shown."""
     COMMANDS = App.COMMANDS | {TunelabCommands}
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [

@@ -43,6 +43,8 @@ def diff_text(segments: list[DiffSegment], removed: str, added: str) -> Text:
 class CompareScreen(TunelabScreen):
     """Is run B better than run A, by how much, on which examples, and at what cost?"""
 
+    CSS_PATH = "compare.tcss"
+
     SCREEN_TITLE = "Compare"
     AUTO_FOCUS = "#compare-metrics"
     BINDINGS = [

@@ -61,6 +61,8 @@ def format_field(value: Any) -> str:
 class FinetuneScreen(TunelabScreen):
     """Launch, watch, cancel and resume fine-tuning jobs."""
 
+    CSS_PATH = "finetune.tcss"
+
     SCREEN_TITLE = "Fine-tune"
     AUTO_FOCUS = "#job-list"
     BINDINGS = [

@@ -33,6 +33,8 @@ def describe_bindings(active: dict[str, ActiveBinding]) -> list[tuple[str, str, 
 class HelpModal(ModalScreen[None]):
     """Lists the keys of the screen underneath; Escape or ? closes it."""
 
+    CSS_PATH = "help.tcss"
+
     BINDINGS = [
         Binding("escape,question_mark,q", "dismiss_help", "Close", id="help-close",
                 tooltip="Close the help screen"),

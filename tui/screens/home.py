@@ -53,6 +53,8 @@ class JobRow(Vertical):
 class HomeScreen(TunelabScreen):
     """What is going on in this workspace, at a glance."""
 
+    CSS_PATH = "home.tcss"
+
     SCREEN_TITLE = "Home"
     AUTO_FOCUS = "#home-runs"
     BINDINGS = [

@@ -45,6 +45,8 @@ def lineage(model: Model, models: dict[int, Model], datasets: dict[int, Dataset]
 class CatalogScreen(TunelabScreen):
     """Shared loading for the Models and Datasets screens."""
 
+    CSS_PATH = "library.tcss"
+
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="library-refresh", tooltip="Reload the list"),
     ]

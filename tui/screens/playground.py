@@ -39,6 +39,8 @@ SETTING_INPUTS = (
 class PlaygroundScreen(TunelabScreen):
     """Try one prompt version on one input and watch tokens arrive."""
 
+    CSS_PATH = "playground.tcss"
+
     SCREEN_TITLE = "Playground"
     AUTO_FOCUS = "#pg-version"
     BINDINGS = [

@@ -33,6 +33,8 @@ NEW_TEMPLATE = "{{ text }}"
 class PromptsScreen(TunelabScreen):
     """Edit prompts as immutable versions: saving identical content says it is unchanged."""
 
+    CSS_PATH = "prompts.tcss"
+
     SCREEN_TITLE = "Prompts"
     AUTO_FOCUS = "#prompt-list"
     BINDINGS = [

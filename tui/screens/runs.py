@@ -38,6 +38,8 @@ SORT_KEYS = ("newest", "metric", "prompt", "model", "dataset")
 class RunsScreen(TunelabScreen):
     """Every evaluation run; open one to read and rate its outputs."""
 
+    CSS_PATH = "runs.tcss"
+
     SCREEN_TITLE = "Runs"
     AUTO_FOCUS = "#runs-table"
     BINDINGS = [
