@@ -210,22 +210,50 @@ def settings_toml_of(version: PromptVersion) -> str:
     return settings_to_toml(version.mode, version.reasoning, version.settings)
 
 
+CLI_FLAG_NAMES = {"eval_every_steps": "eval-every", "early_stopping_patience": "patience"}
+"""Form fields whose `tunelab tune` flag is not the field name in kebab case."""
+CLI_FLAGLESS = frozenset({"weight_decay", "warmup_ratio", "scheduler", "group_by_length",
+                          "save_every_steps"})  # fmt: skip
+"""Training settings `tunelab tune` only takes from a --config file."""
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def training_command_line(values: dict[str, Any], defaults: dict[str, Any]) -> str:
-    """The `tunelab tune` command equal to a form: only settings that differ from defaults."""
+    """The `tunelab tune` command equal to a form: settings that differ from the defaults.
+
+    Settings the CLI has no flag for go into a TOML file passed with --config; its content
+    follows the command, so the user can write it out.
+    """
     parts = ["tunelab", "tune"]
+    config_lines: list[str] = []
     for name, value in values.items():
         if name in defaults and defaults[name] == value:
             continue
         if value is None or value == "":
             continue
-        flag = "--" + name.replace("_", "-")
+        if name in CLI_FLAGLESS:
+            config_lines.append(f"{name} = {_toml_value(value)}")
+            continue
+        flag = "--" + CLI_FLAG_NAMES.get(name, name.replace("_", "-"))
         if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + name.replace("_", "-"))
+            parts.append(flag if value else "--no-" + flag[2:])
         elif isinstance(value, list | tuple):
             parts += [flag, ",".join(str(v) for v in value)]
         else:
             parts += [flag, str(value)]
-    return shlex.join(parts)
+    if not config_lines:
+        return shlex.join(parts)
+    parts += ["--config", "training.toml"]
+    return shlex.join(parts) + "\n# training.toml:\n" + "\n".join(config_lines)
 
 
 JOB_FIELDS = [

@@ -273,6 +273,12 @@ async def test_real_training_form_lists_every_setting_and_its_command(seeded: St
         await pilot.pause()
         command = str(screen.query_one("#job-command").render())
         assert "tunelab tune --dataset sentiment --prompt classify@2 --lora-r 16" in command
+        screen.query_one("#field-scheduler").value = "cosine"
+        screen.query_one("#field-eval_every_steps").value = "10"
+        await pilot.pause()
+        command = str(screen.query_one("#job-command").render())
+        assert "--eval-every 10 --config training.toml" in command
+        assert 'scheduler = "cosine"' in command
         screen.query_one("#field-lora_r").value = "sixteen"
         await pilot.pause()
         assert "lora_r" in str(screen.query_one("#job-command").render())
