@@ -101,15 +101,36 @@ _HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def _file_hash(path: Path) -> str:
-    """sha256 of a file, memoised per (path, size, mtime) within the process."""
+    """sha256 of a file, memoised per (path, size, mtime) in the process and on disk.
+
+    Weight files are hundreds of MB; hashing them on every process start would cost seconds.
+    """
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
+    if key in _HASHES:
+        return _HASHES[key]
+    memo_path = cache_root() / "file_hashes.json"
+    memo_key = f"{key[0]}|{key[1]}|{key[2]}"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if not isinstance(memo, dict):
+        memo = {}
+    if isinstance(memo.get(memo_key), str):
+        _HASHES[key] = memo[memo_key]
+        return _HASHES[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    _HASHES[key] = digest.hexdigest()
+    memo[memo_key] = _HASHES[key]
+    with contextlib.suppress(OSError):
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, sort_keys=True))
+        os.replace(tmp, memo_path)
     return _HASHES[key]
 
 
