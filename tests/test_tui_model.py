@@ -125,3 +125,41 @@ def test_tunelab_command_in_tmux(tmp_path: Path) -> None:
         assert "2/2" in screen, screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+@pytest.mark.slow
+async def test_finetune_job_launched_from_the_form_is_polled_from_the_store(
+    tmp_path: Path,
+) -> None:
+    """A real detached job: the TUI launches it, then only reads its progress from the store."""
+    import asyncio
+
+    from tunelab.engine.demo import create_demo_workspace
+
+    workspace, _ = create_demo_workspace(tmp_path / "ws")
+    app = make_app(workspace, settings=UserSettings())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("6")
+        await settle(app, pilot)
+        await pilot.press("n")
+        await settle(app, pilot)
+        form = app.screen
+        for name, value in (("dataset", "tickets"), ("prompt", "route-ft@1"), ("max_steps", "2"),
+                            ("eval_every_steps", "0"), ("eval_samples", "8"),
+                            ("batch_size", "4")):  # fmt: skip
+            form.query_one(f"#field-{name}").value = value
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        job = app.store.list_jobs()[0]
+        for _ in range(600):
+            job = app.store.get_job(job.id)
+            if job.status in ("succeeded", "failed", "cancelled"):
+                break
+            await asyncio.sleep(0.5)  # a detached process, not a Textual worker
+        assert job.status == "succeeded", job.error
+        app.screen.poll_jobs()
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert f" {job.id}    lora    succeeded" in text
+        assert "loss by step" in text
