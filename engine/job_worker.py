@@ -57,6 +57,7 @@ class ProgressRecorder:
         self.worker = worker
         self._last = 0.0
         self._last_phase = ""
+        self._last_message = ""
 
     def __call__(self, progress: TrainingProgress) -> None:
         if progress.metrics:
@@ -67,8 +68,9 @@ class ProgressRecorder:
             self._last, self._last_phase = now, progress.phase
             snapshot = {**progress.to_dict(), "worker": self.worker}
             self.store.update_job(self.job_id, progress=snapshot, heartbeat_at=_now())
-            if progress.message and changed:
-                self.store.add_job_event(self.job_id, progress.phase, progress.message)
+        if progress.message and progress.message != self._last_message:
+            self._last_message = progress.message
+            self.store.add_job_event(self.job_id, progress.phase, progress.message)
 
 
 class StopSignal:

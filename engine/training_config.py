@@ -164,6 +164,11 @@ class TrainingConfig:
                 raise BadInputError("target_modules must be a non-empty list of module names")
             if self.method != "lora":
                 raise BadInputError("target_modules applies only to method lora")
+        if self.packing and self.method not in ("lora", "full"):
+            raise BadInputError(
+                f"packing applies only to lora and full fine-tuning, not {self.method}; "
+                "drop --packing"
+            )
         if self.packing and self.group_by_length:
             self.group_by_length = False  # packing already fills rows; grouping is moot
         if not self.train_split:

@@ -66,7 +66,18 @@ def add_training_data(
         base = store.add_model(NewModel("builtin", "base", "builtin", "builtin"), exist_ok=True)
     else:
         base = store.add_model(NewModel("tiny", "base", "hf_folder", str(model_dir)), exist_ok=True)
-    dataset = store.add_dataset(
+    if "irony" in store.dataset_names():
+        dataset = store.get_dataset("irony")
+    else:
+        dataset = _add_irony(store, n_train, n_val)
+    version = store.save_prompt_version(
+        "irony", PromptContent(template="Ironic? irony or non_irony.\n{{ text }}", mode="chat")
+    ).version
+    return base, dataset, version
+
+
+def _add_irony(store: Store, n_train: int, n_val: int) -> Dataset:
+    return store.add_dataset(
         NewDataset(
             "irony", "test", "fp-irony",
             [NewSplit("train", irony_rows(n_train), "fp-train"),
@@ -75,10 +86,6 @@ def add_training_data(
             labels=LABELS, metrics=["accuracy"],
         )
     )
-    version = store.save_prompt_version(
-        "irony", PromptContent(template="Ironic? irony or non_irony.\n{{ text }}", mode="chat")
-    ).version
-    return base, dataset, version
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 240, what: str = "") -> Any:
