@@ -489,10 +489,13 @@ def comparison_view(comparison: Any, run_ids: list[int]) -> ComparisonView:
         ExampleChange(int(e.row_idx), str(e.change), e.reference, list(e.outputs))
         for e in comparison.examples
     ]
+    verdict = str(comparison.verdict)
+    if metrics and len(run_ids) >= 2:
+        verdict = f"run {run_ids[1]} vs run {run_ids[0]} on {metrics[0].name}: {verdict}"
     return ComparisonView(
         run_ids,
         [str(label) for label in comparison.labels],
-        str(comparison.verdict),
+        verdict,
         metrics,
         examples,
         [str(line) for line in comparison.cost_lines],

@@ -222,6 +222,16 @@ async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store
         assert any(e.change == "fixed" for e in comparison.examples)
         text = screen_text(app)
         assert "accuracy" in text and "0.750" in text and "1.000" in text
+        assert "run 3 vs run 2 on accuracy:" in text
+        await pilot.press("t")
+        await settle(app, pilot)
+        await pilot.press("w")
+        await settle(app, pilot)
+        assert "row 1: [-negative-]{+positive+}" not in screen_text(app)
+        assert "[-positive-]{+negative+}" in screen_text(app)
+        await pilot.press("t")
+        await pilot.pause()
+        assert "break-even (run 3)" in screen_text(app)
         await pilot.press("2")
         await settle(app, pilot)
         app.screen.query_one("#version-list").focus()

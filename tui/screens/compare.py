@@ -28,15 +28,16 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def diff_text(segments: list[DiffSegment], removed: str, added: str) -> Text:
-    """Removed words struck through, added ones underlined, in the theme's colours."""
+    """Removed words as [-struck-], added ones as {+underlined+} (git's word-diff marks, so the
+    diff reads without colour too), in the theme's colours."""
     text = Text()
     for segment in segments:
         if segment.op == "equal":
             text.append(segment.text)
         elif segment.op == "delete":
-            text.append(segment.text, style=f"strike {removed}")
+            text.append(f"[-{segment.text}-]", style=f"strike {removed}")
         else:
-            text.append(segment.text, style=f"underline {added}")
+            text.append(f"{{+{segment.text}+}}", style=f"underline {added}")
     return text
 
 
@@ -52,6 +53,8 @@ class CompareScreen(TunelabScreen):
                 tooltip="Type the run ids to compare, e.g. 3, 7"),
         Binding("f", "cycle_filter", "Filter", id="compare-filter",
                 tooltip="Show changed, fixed, broken or all examples"),
+        Binding("t", "next_tab", "Next tab", id="compare-next-tab",
+                tooltip="Cycle Verdict, Examples and Cost"),
         Binding("w", "word_diff", "Word diff", id="compare-diff",
                 tooltip="Word-level diff of the selected example's outputs"),
         Binding("escape", "back", "Back", id="compare-back", tooltip="Back to the verdict table"),
@@ -180,6 +183,13 @@ class CompareScreen(TunelabScreen):
         theme = self.app.current_theme
         text.append_text(diff_text(event.segments, theme.error or "red", theme.success or "green"))
         self.query_one("#compare-diff", Static).update(text)
+
+    def action_next_tab(self) -> None:
+        tabs = self.query_one("#compare-tabs", TabbedContent)
+        order = ["tab-verdict", "tab-examples", "tab-cost"]
+        tabs.active = (
+            order[(order.index(tabs.active) + 1) % len(order)] if tabs.active in order else order[0]
+        )
 
     def action_focus_runs(self) -> None:
         self.query_one("#compare-runs", Input).focus()
