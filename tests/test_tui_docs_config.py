@@ -14,7 +14,7 @@ from tunelab.tui.config import (
     load_settings,
     save_settings,
 )
-from tunelab.tui.keys import all_bindings
+from tunelab.tui.keys import all_bindings, markdown_rows
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -26,6 +26,12 @@ def test_every_binding_has_an_id_and_tooltip_and_is_documented() -> None:
         assert binding.tooltip, f"{owner} binding {binding.id} has no tooltip"
         assert re.match(r"^[a-z0-9]+(-[a-z0-9]+)*$", binding.id), binding.id
         assert f"`{binding.id}`" in keys_doc, f"{binding.id} missing from docs/keys.md"
+
+
+def test_keys_doc_table_matches_the_bindings() -> None:
+    documented = [line for line in (DOCS / "keys.md").read_text().splitlines()
+                  if line.startswith("| `")]  # fmt: skip
+    assert documented == markdown_rows(), "regenerate with python -m tunelab.tui.keys"
 
 
 def test_every_setting_is_documented() -> None:

@@ -36,3 +36,15 @@ def all_bindings() -> list[tuple[str, Binding]]:
             if isinstance(binding, Binding):
                 out.append((cls.__name__, binding))
     return out
+
+
+def markdown_rows() -> list[str]:
+    """The table rows of docs/keys.md: `python -m tunelab.tui.keys` prints them."""
+    return [
+        f"| `{binding.id}` | `{binding.key}` | {owner} | {binding.tooltip} |"
+        for owner, binding in all_bindings()
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(markdown_rows()))
