@@ -321,3 +321,19 @@ async def test_evaluation_progress_keeps_keys_answered_and_cancels(seeded: Store
         assert seeded.get_run(4).status == "interrupted"
         assert not app.screen.evaluating
         assert "Run 4 interrupted" in screen_text(app)
+
+
+async def test_playground_render_error_is_shown_not_raised(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await settle(app, pilot)
+        app.screen.query_one("#edit-template").load_text("{{ missing }}")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        await pilot.press("3")
+        await settle(app, pilot)
+        assert app.screen.query_one("#pg-version").value == "classify@3"
+        text = " ".join(screen_text(app).replace("│", " ").split())
+        assert "not rendered: the template uses a variable the row does not have" in text
+        assert app.is_running

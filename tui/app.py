@@ -232,4 +232,7 @@ def run_app(workspace: Workspace) -> None:
     except ThemeFileError as exc:
         raise ConfigError(str(exc)) from exc
     app = make_app(workspace, settings=settings, settings_path=path, user_themes=user_themes)
-    app.run()
+    try:
+        app.run()
+    finally:
+        app.store.close()

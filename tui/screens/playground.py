@@ -210,6 +210,7 @@ class PlaygroundScreen(TunelabScreen):
     def action_preview(self) -> None:
         version, model = self._version(), self._model()
         if version is not None and model is not None:
+            self.query_one("#pg-token-count", Static).update(f"rendering with {model}…")
             self.render_preview(version, self._row(), model)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="preview", description="Render")
@@ -319,6 +320,9 @@ class PlaygroundScreen(TunelabScreen):
         self.query_one("#pg-output-pane").remove_class("-busy")
 
     def worker_failed(self, worker: Worker[object]) -> None:
+        if worker.group == "preview":
+            self.query_one("#pg-token-count", Static).update(f"not rendered: {worker.error}")
+            self.query_one("#pg-prompt", Static).update("")
         if worker.group == "generation":
             self.generating = False
             self.query_one("#pg-output-pane").remove_class("-busy")
