@@ -337,3 +337,20 @@ async def test_playground_render_error_is_shown_not_raised(seeded: Store) -> Non
         text = " ".join(screen_text(app).replace("│", " ").split())
         assert "not rendered: the template uses a variable the row does not have" in text
         assert app.is_running
+
+
+async def test_prompts_new_prompt_saves_version_one(seeded: Store) -> None:
+    app = make_app(seeded, engine=FakeEngine(seeded))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await settle(app, pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press(*"summarize", "enter")
+        await pilot.pause()
+        assert app.screen.query_one("#edit-template").has_focus
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        version = seeded.get_prompt_version("summarize")
+        assert version.version == 1 and version.template == "{{ text }}"
+        assert "summarize" in screen_text(app)
