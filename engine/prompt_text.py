@@ -5,7 +5,6 @@ Sections are introduced by `=== name ===` lines, so templates can hold any text.
 
 from __future__ import annotations
 
-import difflib
 import json
 import tomllib
 from typing import Any
@@ -129,32 +128,15 @@ def text_to_content(text: str) -> tuple[PromptContent, str]:
     return content, body("message").strip()
 
 
-def diff_text(version: PromptVersion) -> str:
-    """The text form without the editing header or message, for diffs."""
-    content = version_to_content(version)
-    return "\n".join(
-        [
-            "=== settings ===",
-            settings_to_toml(content.mode, content.reasoning, content.settings),
-            "=== system ===",
-            content.system,
-            "=== template ===",
-            content.template,
-            "=== examples ===",
-            json.dumps(content.examples, indent=2, ensure_ascii=False),
-        ]
-    )
+def unified_prompt_diff(a: PromptVersion, b: PromptVersion) -> list[str]:
+    """Unified diff lines of two versions (template, system, examples, then settings)."""
+    from .diffing import diff_prompt_versions
 
-
-def unified_prompt_diff(a: PromptVersion, b: PromptVersion, context: int = 3) -> list[str]:
-    """A unified diff of two versions' template, system, examples and settings."""
-    return list(
-        difflib.unified_diff(
-            diff_text(a).splitlines(),
-            diff_text(b).splitlines(),
-            fromfile=a.ref,
-            tofile=b.ref,
-            n=context,
-            lineterm="",
-        )
-    )
+    diff = diff_prompt_versions(a, b)
+    lines = [line for text in diff.texts for line in text.unified]
+    for change in diff.changes:
+        if change.change != "added":
+            lines.append(f"-{change.key} = {json.dumps(change.a, ensure_ascii=False)}")
+        if change.change != "removed":
+            lines.append(f"+{change.key} = {json.dumps(change.b, ensure_ascii=False)}")
+    return lines

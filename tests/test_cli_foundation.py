@@ -81,7 +81,8 @@ def test_prompt_versions_labels_and_diff(workspace: Workspace, tmp_path: Path) -
     template = _write(tmp_path / "t.j2", "Classify: {{ text }}\nAnswer:")
     result = run_cli("prompt", "new", "irony", "--template-file", str(template),
                      "--system", "You label tweets.", "--max-tokens", "8", "--stop", "\n",
-                     "--logit-bias", "irony=2", "-m", "first", "--json", workspace=workspace)  # fmt: skip
+                     "--logit-bias", "irony=2", "-m", "first", "--json",
+                     workspace=workspace)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"prompt": "irony", "version": 1, "created": True}
     same = run_cli("prompt", "new", "irony", "--template-file", str(template),
@@ -101,9 +102,13 @@ def test_prompt_versions_labels_and_diff(workspace: Workspace, tmp_path: Path) -
                               workspace=workspace).stdout)  # fmt: skip
     assert prod["version"] == 2
     diff = json.loads(run_cli("prompt", "diff", "irony@1", "irony@2", "--json",
-                              workspace=workspace).stdout)["diff"]  # fmt: skip
-    assert "-Classify: {{ text }}" in diff
-    assert "+Is this tweet ironic? {{ text }}" in diff
+                              workspace=workspace).stdout)  # fmt: skip
+    template = next(t for t in diff["texts"] if t["name"] == "template")
+    assert "-Classify: {{ text }}" in template["unified"]
+    assert "+Is this tweet ironic? {{ text }}" in template["unified"]
+    assert {c["key"] for c in diff["changes"]} == {"settings.logit_bias.irony", "settings.stop"}
+    coloured = run_cli("prompt", "diff", "irony@1", "irony@2", workspace=workspace)
+    assert coloured.returncode == 0 and "Is this tweet ironic?" in coloured.stdout
     log = json.loads(run_cli("prompt", "log", "irony", "--json", workspace=workspace).stdout)
     assert [v["version"] for v in log["versions"]] == [1, 2]
     assert len(log["label_history"]) == 2

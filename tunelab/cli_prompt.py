@@ -19,7 +19,6 @@ from tunelab.engine.errors import BadInputError
 from tunelab.engine.prompt_text import (
     content_to_text,
     text_to_content,
-    unified_prompt_diff,
     version_to_content,
 )
 from tunelab.store import PromptContent, PromptVersion
@@ -295,28 +294,13 @@ def prompt_log(
 def prompt_diff(
     a: str = typer.Argument(..., help="First version, e.g. NAME@1."),
     b: str = typer.Argument(..., help="Second version, e.g. NAME@3."),
-    json_output: bool = typer.Option(False, "--json", help="Print the diff lines as JSON."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", "-s", help="Two columns."),
+    json_output: bool = typer.Option(False, "--json", help="Print the diff as JSON."),
 ) -> None:
-    """Unified diff of template, system message, examples and settings."""
-    store = state.store()
-    lines = unified_prompt_diff(store.get_prompt_version(a), store.get_prompt_version(b))
-    if json_output:
-        emit_json({"a": a, "b": b, "diff": lines})
-        return
-    if not lines:
-        console.print(f"{a} and {b} are identical")
-        return
-    for line in lines:
-        style = ""
-        if line.startswith(("+++", "---")):
-            style = "bold"
-        elif line.startswith("+"):
-            style = "green"
-        elif line.startswith("-"):
-            style = "red"
-        elif line.startswith("@@"):
-            style = "cyan"
-        console.print(Text(line, style=style))
+    """Diff of template, system message, examples and settings (same as `tunelab diff prompt`)."""
+    from tunelab.cli_compare import diff_prompt_command
+
+    diff_prompt_command(a, b, side_by_side=side_by_side, json_output=json_output)
 
 
 @prompt_app.command("label")
