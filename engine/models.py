@@ -399,10 +399,18 @@ def _load_uncached(
     ref: ModelRef, device: str, torch_dtype: Any, trust_remote_code: bool, fingerprint: str
 ) -> LoadedModel:
     base_ref = ref.base if ref.kind == "adapter" and ref.base is not None else ref
-    model, tokenizer = _load_base(base_ref, torch_dtype, trust_remote_code)
-    if ref.kind == "adapter":
-        model = _apply_adapter(model, ref)
-    model.to(device)
+    try:
+        model, tokenizer = _load_base(base_ref, torch_dtype, trust_remote_code)
+        if ref.kind == "adapter":
+            model = _apply_adapter(model, ref)
+        model.to(device)
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        raise BadInputError(
+            f"not enough memory to load model {ref.name!r} on {device} ({_short(exc)}); "
+            "close other programs, use a smaller model, or load it with dtype=float16"
+        ) from exc
     model.eval()
     _prepare_tokenizer(tokenizer, model)
     return LoadedModel(
@@ -415,6 +423,14 @@ def _load_uncached(
         name=ref.name,
         ref=ref,
     )
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError, or the CPU allocator's 'can't allocate memory'."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text
 
 
 def _load_base(ref: ModelRef, torch_dtype: Any, trust_remote_code: bool) -> tuple[Any, Any]:

@@ -8,6 +8,7 @@ step, RNG), written last, so a folder with it is complete and resumable.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInputError
+from .errors import BadInputError, EngineError
 from .training_config import TrainingConfig, check_target_modules, default_target_modules
 
 if TYPE_CHECKING:
@@ -161,6 +162,23 @@ def load_state(checkpoint: Path, optimizer: Any, scheduler: Any) -> CheckpointSt
     return state
 
 
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else type(exc).__name__
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """No space left (or a file-size limit hit), from Python or from safetensors' Rust code."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return any(
+        marker in text
+        for marker in ("No space left", "File too large", "StorageFull", "FileTooLarge",
+                       "Disk quota exceeded")
+    )  # fmt: skip
+
+
 class Checkpointer:
     """Saves checkpoints and registers each as a model with its lineage (rank 0 only)."""
 
@@ -193,29 +211,46 @@ class Checkpointer:
         out_dir.mkdir(parents=True, exist_ok=True)
         final = out_dir / f"{STEP_PREFIX}{step:06d}"
         tmp = out_dir / f".{final.name}.tmp"
+        state_tmp = final / f".{STATE_FILE}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped = getattr(model, "module", model)
-        unwrapped.save_pretrained(str(tmp), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(tmp))
-        config.to_json(tmp)
-        size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        record = self._register(final, config, step, metrics, size)
-        if metrics and state.observe(config, metrics, record.id) and self.request.job_id:
-            self.store.mark_best_model(self.request.job_id, record.id)
-        loop = {k: v for k, v in state.__dict__.items() if k != "resumed_at"}
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(),
-                "loop": loop,
-            },
-            final / STATE_FILE,
-        )
+        try:
+            # Weights go to a temporary folder renamed into place, and the state file is
+            # renamed into place last: a crash or a full disk never leaves a half checkpoint
+            # that looks complete, and the previous checkpoint keeps its state until then.
+            unwrapped = getattr(model, "module", model)
+            unwrapped.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+            config.to_json(tmp)
+            size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            record = self._register(final, config, step, metrics, size)
+            if metrics and state.observe(config, metrics, record.id) and self.request.job_id:
+                self.store.mark_best_model(self.request.job_id, record.id)
+            loop = {k: v for k, v in state.__dict__.items() if k != "resumed_at"}
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "python_rng": random.getstate(),
+                    "loop": loop,
+                },
+                state_tmp,
+            )
+            os.replace(state_tmp, final / STATE_FILE)
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if final.is_dir():
+                state_tmp.unlink(missing_ok=True)
+            if _disk_full(exc):
+                resume = f"tunelab jobs resume {self.request.job_id}" if self.request.job_id else ""
+                raise EngineError(
+                    f"disk full while saving checkpoint {final.name} ({_short(exc)}); free "
+                    f"some space, then {resume or 'resume'} continues from the last checkpoint"
+                ) from exc
+            raise
         for older in checkpoint_dirs(out_dir):
             if older != final:
                 (older / STATE_FILE).unlink(missing_ok=True)

@@ -22,9 +22,16 @@ class NotFoundError(StoreError, LookupError):
         elif choices:
             shown = ", ".join(repr(c) for c in choices[:8])
             hint = f" Known: {shown}{' ...' if len(choices) > 8 else ''}."
+        noun, of, owner = kind.partition(" of ")
+        if of:  # "version of prompt 'p'" reads as "prompt 'p' has no version '5'"
+            if not choices:
+                hint = f" It has no {noun}s yet."
+            message = f"{owner} has no {noun} {name!r}.{hint}"
         else:
-            hint = f" There are no {kind}s yet."
-        super().__init__(f"unknown {kind} {name!r}.{hint}")
+            if not choices:
+                hint = f" There are no {kind}s yet."
+            message = f"unknown {kind} {name!r}.{hint}"
+        super().__init__(message)
         self.kind = kind
         self.name = name
 
