@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.store import Job, NotFoundError, PromptVersion
 
 from .errors import BadInputError
-from .training_config import TrainingConfig
+from .training_config import TrainingConfig, check_target_modules
 
 if TYPE_CHECKING:
     from tunelab.store import Dataset, Model, Store, Workspace
@@ -183,6 +183,46 @@ def check_job_inputs(
             "output of each row (re-add it with --reference COLUMN)"
         )
     config.check_against_data(dataset.split(config.train_split).row_count)
+    if config.method == "lora" and config.target_modules:
+        available = weight_module_names(store, base)
+        if available:  # unknown layout: the worker checks against the loaded model
+            check_target_modules(config.target_modules, available)
+
+
+_NOT_LORA_TARGETS = frozenset(
+    {"lm_head", "embed_tokens", "wte", "wpe", "embed_in", "embed_out", "word_embeddings"}
+)
+
+
+def weight_module_names(store: Store, base: Model) -> set[str]:
+    """Short names of the 2-D weights in a model folder's safetensors headers (no torch):
+    the layers LoRA can target. Empty when the folder or its weights cannot be read cheaply."""
+    import json
+    import struct
+
+    if base.source == "builtin":
+        from .models import builtin_model_dir
+
+        folder = builtin_model_dir()
+    elif base.source in ("hf_folder", "artifact") and base.kind != "adapter":
+        folder = Path(base.path).expanduser()
+    else:
+        return set()
+    names: set[str] = set()
+    for path in folder.glob("*.safetensors") if folder.is_dir() else []:
+        try:
+            with path.open("rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(size))
+        except (OSError, ValueError, struct.error):
+            return set()
+        for key, info in header.items():
+            parts = key.split(".")
+            is_matrix = isinstance(info, dict) and len(info.get("shape", ())) == 2
+            if is_matrix and len(parts) > 1 and parts[-1] == "weight":
+                names.add(parts[-2])
+    names -= _NOT_LORA_TARGETS
+    return names
 
 
 def worker_command(workspace: Workspace, job_id: int) -> list[str]:
