@@ -105,6 +105,8 @@ class DemoSize:
     test_rows: int | None = None
     """Test rows per evaluation (None: the whole test split)."""
     prompt_versions: tuple[int, ...] = (1, 2, 3, 4)
+    likelihood_versions: tuple[int, ...] = (2,)
+    """Versions also scored by label log-likelihood: the strongest way to prompt a classifier."""
     training: dict[str, Any] = field(
         default_factory=lambda: {
             "method": "lora",
@@ -128,6 +130,7 @@ FULL = DemoSize()
 QUICK = DemoSize(
     test_rows=10,
     prompt_versions=(1, 4),
+    likelihood_versions=(),
     training={
         "method": "lora",
         "max_steps": 4,
@@ -221,7 +224,7 @@ class DemoStep:
 @dataclass
 class DemoResult:
     prompt_runs: dict[str, int]
-    """Prompt reference → run id on the test split."""
+    """Prompting approach (a version, and how it is scored) → run id on the test split."""
     prompt_accuracy: dict[str, float]
     best_prompt: str
     job_id: int
@@ -250,20 +253,25 @@ def run_headless_demo(
     try:
         runs: dict[str, int] = {}
         accuracy: dict[str, float] = {}
-        for version in size.prompt_versions:
-            ref = f"{PROMPT}@{version}"
+        approaches = [(f"{PROMPT}@{v}", f"{PROMPT}@{v}", "generate") for v in size.prompt_versions]
+        approaches += [
+            (f"{PROMPT}@{v} (label likelihood)", f"{PROMPT}@{v}", "likelihood")
+            for v in size.likelihood_versions
+        ]
+        for name, ref, scoring in approaches:
             started = time.perf_counter()
             result = evaluate(
                 store,
                 EvalRequest(prompt=ref, model="builtin", dataset=DATASET, split="test",
-                            limit=size.test_rows),
+                            limit=size.test_rows, scoring=scoring),
             )  # fmt: skip
-            runs[ref] = result.run.id
-            accuracy[ref] = float(result.metrics.get("accuracy", 0.0))
+            runs[name] = result.run.id
+            accuracy[name] = float(result.metrics.get("accuracy", 0.0))
             elapsed = time.perf_counter() - started
-            steps.append(DemoStep(f"evaluate {ref}", elapsed, f"accuracy {accuracy[ref]:.3f}"))
-            say(f"{ref}: accuracy {accuracy[ref]:.3f} on {result.rows} rows ({elapsed:.1f} s)")
-        best_prompt = max(accuracy, key=lambda r: (accuracy[r], -int(r.split("@")[1])))
+            steps.append(DemoStep(f"evaluate {name}", elapsed, f"accuracy {accuracy[name]:.3f}"))
+            say(f"{name}: accuracy {accuracy[name]:.3f} on {result.rows} rows ({elapsed:.1f} s)")
+        # The first approach wins ties: simpler prompts are listed first.
+        best_prompt = max(accuracy, key=lambda name: accuracy[name])
 
         started = time.perf_counter()
         config = TrainingConfig.from_dict(size.training)
