@@ -85,7 +85,8 @@ def snapshot(workspace: Workspace) -> tuple[dict[str, int], set[str]]:
     found = {
         str(p.relative_to(workspace.root))
         for p in workspace.root.rglob("*")
-        if p.is_file() and not p.name.startswith("tunelab.db")
+        if p.is_file()
+        and not p.name.startswith("tunelab.db")
         and not p.is_relative_to(workspace.root / ".tunelab" / "cache")
     }
     return counts, found
@@ -171,7 +172,7 @@ MODEL_CASES = {
 @pytest.mark.parametrize("case", MODEL_CASES)
 def test_bad_models(ws: Workspace, files: Path, case: str) -> None:
     (source,), needles = MODEL_CASES[case]
-    if not source.startswith("/") and "/" not in source or source.endswith(".gguf"):
+    if (not source.startswith("/") and "/" not in source) or source.endswith(".gguf"):
         source = str(files / source)
     check_refused(ws, ["model", "add", source], needles)
 
