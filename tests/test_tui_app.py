@@ -126,3 +126,32 @@ def test_importing_the_app_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("key", "title", "needle"),
+    [
+        ("1", "Home", "classify@2"),
+        ("2", "Prompts", "Is this review positive or negative?"),
+        ("3", "Playground", "13 / 2048 tokens"),
+        ("4", "Runs", "builtin-lora-1"),
+        ("5", "Compare", "Run ids to compare"),
+        ("6", "Fine-tune", "30/100"),
+        ("7", "Models", "builtin-lora-1"),
+        ("8", "Datasets", "Terrible service, never again"),
+    ],
+)
+async def test_every_screen_is_usable_at_80x24(
+    seeded: Store, key: str, title: str, needle: str
+) -> None:
+    app = app_for(seeded)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(key)
+        for _ in range(3):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        text = screen_text(app)
+        assert f"tunelab — {title}" in text
+        assert needle in text
+        footer = text.rstrip().splitlines()[-1]
+        assert footer.startswith("? Help"), footer

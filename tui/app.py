@@ -77,13 +77,12 @@ class TunelabApp(App[None]):
         _go("6", "finetune", "Fine-tune"),
         _go("7", "models", "Models"),
         _go("8", "datasets", "Datasets"),
-        Binding("question_mark", "show_help", "Help", id="show-help",
-                tooltip="List every key on this screen"),
         Binding("ctrl+t", "cycle_theme", "Theme", id="cycle-theme",
                 tooltip="Switch to the next built-in theme (saved to your settings)"),
         Binding("ctrl+p", "command_palette", "Commands", id="command-palette",
                 tooltip="Search every action and screen"),
-        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, tooltip="Quit tunelab"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False,
+                tooltip="Quit tunelab (listed under ? rather than in the footer, as in Textual)"),
     ]  # fmt: skip
     """Number keys switch screens; they type normally inside text fields."""
 

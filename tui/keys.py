@@ -8,6 +8,7 @@ from textual.dom import DOMNode
 
 def binding_classes() -> list[type[DOMNode]]:
     from tunelab.tui.app import TunelabApp
+    from tunelab.tui.screens.base import TunelabScreen
     from tunelab.tui.screens.compare import CompareScreen
     from tunelab.tui.screens.eval_modal import EvalModal
     from tunelab.tui.screens.finetune import FinetuneScreen
@@ -22,9 +23,9 @@ def binding_classes() -> list[type[DOMNode]]:
     from tunelab.tui.widgets.outputs_table import OutputsTable
 
     return [
-        TunelabApp, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen, CompareScreen,
-        FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable, HelpModal,
-        AskTextModal, TextViewModal, EvalModal,
+        TunelabApp, TunelabScreen, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen,
+        CompareScreen, FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable,
+        HelpModal, AskTextModal, TextViewModal, EvalModal,
     ]  # fmt: skip
 
 

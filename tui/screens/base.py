@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual import on
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
@@ -23,6 +24,13 @@ class TunelabScreen(Screen[None]):
     SCREEN_TITLE = ""
     """Shown in the header; also the screen's name in the command palette."""
 
+    BINDINGS = [
+        Binding("question_mark", "show_help", "Help", id="show-help",
+                tooltip="List every key on this screen"),
+    ]  # fmt: skip
+    """Declared here, not on the app, so `? Help` comes first in every footer: on a narrow
+    terminal the footer clips at the right, and this key leads to all the others."""
+
     def __init__(self, store: Store, engine: EngineProtocol, settings: UserSettings) -> None:
         super().__init__()
         self.store = store
@@ -34,7 +42,10 @@ class TunelabScreen(Screen[None]):
         yield Header(icon="≡")
 
     def compose_footer(self) -> ComposeResult:
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
+
+    def action_show_help(self) -> None:
+        self.app.action_show_help()  # type: ignore[attr-defined]
 
     @on(Worker.StateChanged)
     def show_worker_error(self, event: Worker.StateChanged) -> None:

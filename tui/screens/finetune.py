@@ -66,10 +66,10 @@ class FinetuneScreen(TunelabScreen):
     SCREEN_TITLE = "Fine-tune"
     AUTO_FOCUS = "#job-list"
     BINDINGS = [
-        Binding("n", "new_job", "New job", id="finetune-new", tooltip="Open the training form"),
+        Binding("n", "new_job", "New", id="finetune-new", tooltip="Open the training form"),
         Binding("ctrl+s", "launch", "Launch", id="finetune-launch",
                 tooltip="Launch a job with the form's settings"),
-        Binding("x", "cancel_job", "Cancel job", id="finetune-cancel",
+        Binding("x", "cancel_job", "Cancel", id="finetune-cancel",
                 tooltip="Cancel the selected job"),
         Binding("R", "resume_job", "Resume", id="finetune-resume",
                 tooltip="Resume the selected failed or cancelled job"),

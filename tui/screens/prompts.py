@@ -38,7 +38,7 @@ class PromptsScreen(TunelabScreen):
     SCREEN_TITLE = "Prompts"
     AUTO_FOCUS = "#prompt-list"
     BINDINGS = [
-        Binding("ctrl+s", "save_version", "Save version", id="prompts-save",
+        Binding("ctrl+s", "save_version", "Save", id="prompts-save",
                 tooltip="Save the editor as a new version (unchanged content is not saved)"),
         Binding("n", "new_prompt", "New", id="prompts-new", tooltip="Start a new prompt"),
         Binding("m", "mark_version", "Mark", id="prompts-mark",
