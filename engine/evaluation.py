@@ -165,6 +165,35 @@ def _check_resumable(run: Run, plan: eval_plan.EvalPlan) -> None:
         )
 
 
+def run_process_alive(run: Run) -> bool | None:
+    """Whether the process evaluating a running run is alive; None when it cannot be told
+    (another host, or a run recorded before runs had an owner)."""
+    import socket
+
+    from .jobs import process_alive, process_start_ticks
+
+    if run.pid is None or run.host != socket.gethostname():
+        return None
+    if not process_alive(run.pid):
+        return False
+    return run.pid_start is None or process_start_ticks(run.pid) in (None, run.pid_start)
+
+
+def refresh_run_states(store: Store) -> list[Run]:
+    """Mark running runs whose process vanished (killed, crashed) as interrupted, so listings
+    tell the truth and `tunelab eval --resume` can finish them; returns the runs changed."""
+    changed = []
+    for run in store.running_runs():
+        if run_process_alive(run) is False:
+            error = (
+                f"process {run.pid} vanished (killed or crashed) after {run.rows_done} of "
+                f"{run.rows_total} rows; resume with `tunelab eval --resume {run.id}`"
+            )
+            if store.mark_run_interrupted(run.id, run.pid, error):
+                changed.append(store.get_run(run.id))
+    return changed
+
+
 def resume_run(
     store: Store,
     run_id: int,
@@ -172,10 +201,20 @@ def resume_run(
     should_stop: StopCheck | None = None,
     batch_size: int = 8,
 ) -> EvalResult:
-    """Finish the rows an interrupted or failed run is missing, with its original settings."""
+    """Finish the rows an interrupted or failed run is missing, with its original settings.
+
+    A run left `running` by a killed process is accepted; one whose process still runs is
+    refused, so two processes never write the same run."""
+    refresh_run_states(store)
     run = store.get_run(run_id)
     if run.status == "succeeded" and run.rows_done >= run.rows_total:
         raise BadInputError(f"run {run_id} already finished all {run.rows_total} rows")
+    if run.status == "running" and run_process_alive(run) is not False:
+        where = f"process {run.pid} on {run.host}" if run.pid is not None else "another process"
+        raise BadInputError(
+            f"run {run_id} is still running in {where}; let it finish or stop it "
+            f"(Ctrl-C), then `tunelab eval --resume {run_id}`"
+        )
     is_sample = run.sample_seed is not None
     request = EvalRequest(
         prompt=store.get_prompt_version(run.prompt_ref),

@@ -226,4 +226,12 @@ def m001_initial_schema(db: Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m002_run_owner(db: Database) -> None:
+    """Record which process runs an evaluation, so a killed run is seen as interrupted."""
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
+
+
 KNOWN_MIGRATIONS = frozenset(m.name for m in migrations._migrations)

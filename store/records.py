@@ -160,6 +160,11 @@ class Run:
     prompt_ref: str = ""
     model_name: str = ""
     dataset_name: str = ""
+    pid: int | None = None
+    """The process evaluating the run (while running), with its host and start time in
+    clock ticks since boot, so a reused pid is not mistaken for it."""
+    host: str | None = None
+    pid_start: int | None = None
 
 
 @dataclass(frozen=True)

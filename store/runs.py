@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .base import StoreBase
@@ -44,7 +47,22 @@ def _run_from_row(row: dict[str, Any]) -> Run:
         prompt_ref=row["prompt_ref"],
         model_name=row["model_name"],
         dataset_name=row["dataset_name"],
+        pid=row.get("pid"),
+        host=row.get("host"),
+        pid_start=row.get("pid_start"),
     )
+
+
+def _this_process() -> dict[str, Any]:
+    """pid, host and start time (clock ticks since boot, Linux) of the calling process."""
+    pid = os.getpid()
+    start = None
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        start = int(text[text.rfind(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"pid": pid, "host": socket.gethostname(), "pid_start": start}
 
 
 def _output_from_row(row: dict[str, Any]) -> RunOutput:
@@ -99,6 +117,7 @@ class RunStore(StoreBase):
                         "rows_total": rows_total,
                         "metrics": "{}",
                         "started_at": utc_now(),
+                        **_this_process(),
                     }
                 )
                 .last_pk
@@ -209,12 +228,29 @@ class RunStore(StoreBase):
         return self.get_run(run_id)
 
     def reopen_run(self, run_id: int) -> Run:
+        owner = _this_process()
         with self._write() as db:
             db.execute(
-                "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL WHERE id = ?",
-                [run_id],
+                "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, pid = ?, "
+                "host = ?, pid_start = ? WHERE id = ?",
+                [owner["pid"], owner["host"], owner["pid_start"], run_id],
             )
         return self.get_run(run_id)
+
+    def running_runs(self) -> list[Run]:
+        rows = self._query(_RUN_SELECT + " WHERE r.status = 'running' ORDER BY r.id")
+        return [_run_from_row(r) for r in rows]
+
+    def mark_run_interrupted(self, run_id: int, pid: int | None, error: str) -> bool:
+        """Mark a run whose process vanished as interrupted, unless someone else took it over
+        meanwhile (its status or pid changed); True when it was changed."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
+                "WHERE id = ? AND status = 'running' AND pid IS ?",
+                [error, utc_now(), run_id, pid],
+            )
+            return cursor.rowcount > 0
 
     def rate_output(self, run_output_id: int, rating: int, note: str = "") -> None:
         if not 1 <= rating <= 5:

@@ -224,6 +224,9 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """List evaluation runs, newest first."""
+        from tunelab.engine.evaluation import refresh_run_states
+
+        refresh_run_states(state.store())  # a killed run reads 'interrupted', not 'running'
         runs = state.store().list_runs(limit=limit)
         if json_output:
             emit_json(runs)
@@ -254,8 +257,12 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Show a run's settings and metrics, and with --outputs its per-example results."""
+        from tunelab.engine.evaluation import refresh_run_states
+
         store = state.store()
         run = store.get_run(run_id)
+        if run.status == "running" and refresh_run_states(store):
+            run = store.get_run(run_id)
         rows = store.run_outputs(run_id) if outputs else []
         if json_output:
             payload: dict[str, Any] = {"run": run}
