@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("job_id", type=int)
     args = parser.parse_args(argv)
+    os.umask(0o077)  # checkpoints, logs and job files: readable by their owner only
     workspace = find_workspace(args.workspace)
     if args.rank_worker:
         return rank_worker(workspace, args.job_id)

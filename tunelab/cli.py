@@ -76,6 +76,9 @@ _register_commands()
 
 def main() -> None:
     """Entry point: user errors print one line and exit 2 (bad input) or 1; never a traceback."""
+    # Everything tunelab writes (datasets cache, logs, checkpoints, job folders) and every
+    # process it starts is readable by its owner only.
+    os.umask(0o077)
     try:
         app(standalone_mode=True)
     except SystemExit:
