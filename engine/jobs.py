@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.store import Job, NotFoundError, PromptVersion
+from tunelab.store import Job, PromptVersion
 
 from .errors import BadInputError
 from .training_config import TrainingConfig, check_target_modules
@@ -370,16 +370,6 @@ def kick_queue(workspace: Workspace, store: Store, min_wait_s: float = QUEUE_KIC
 def next_queued_job(store: Store) -> Job | None:
     queued = sorted(store.list_jobs(["queued"]), key=lambda j: j.id)
     return queued[0] if queued else None
-
-
-def get_job_checked(store: Store, job_id: int) -> Job:
-    """The job after a liveness check, so a dead worker never shows as running."""
-    try:
-        store.get_job(job_id)
-    except NotFoundError:
-        raise
-    refresh_job_states(store)
-    return store.get_job(job_id)
 
 
 def log_tail(job: Job, lines: int = 40) -> str:

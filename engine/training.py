@@ -205,7 +205,7 @@ def run_training(
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
+        lr=cfg.lr or 0.0,  # always set by TrainingConfig.__post_init__
     )  # fmt: skip
     scheduler = get_scheduler(
         cfg.scheduler, optimizer,

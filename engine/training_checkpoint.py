@@ -94,7 +94,7 @@ def build_model(
     if tokenizer.eos_token is None:
         raise BadInputError(f"model {base.name!r} has no EOS token to end its answers")
     tokenizer.padding_side = "right"
-    model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
     model.config.use_cache = False
     if config.is_peft:
         from peft import get_peft_model, set_peft_model_state_dict
