@@ -190,7 +190,52 @@ def create_demo_workspace(directory: Path | str = DEFAULT_DIR) -> tuple[Workspac
             store.set_label(f"{PROMPT}@1", "baseline")
     finally:
         store.close()
+    write_training_config(workspace)
     return workspace, created
+
+
+TRAINING_CONFIG_FILE = "demo-lora.json"
+
+
+def write_training_config(workspace: Workspace, size: DemoSize | None = None) -> Path:
+    """The demo's LoRA settings as a file `tunelab tune --config` reads (shown in the tour)."""
+    import json
+
+    from .training_config import TrainingConfig
+
+    config = TrainingConfig.from_dict((size or FULL).training)
+    path = workspace.root / TRAINING_CONFIG_FILE
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def tour_text(workspace: Workspace) -> str:
+    """The guided path the TUI shows when it opens on the demo."""
+    config = workspace.root / TRAINING_CONFIG_FILE
+    return f"""Welcome to the tunelab demo: route support tickets to one of five queues.
+Question: is prompting the built-in 135M model enough, or does a LoRA fine-tune win?
+
+1. Evaluate the prompts.  Press 4 (Runs), then e: choose prompt route@1 (zero-shot),
+   model builtin, dataset tickets, split test. Repeat for route@2 (few-shot),
+   route@3 (chain of thought) and route@4 (constrained: stop sequences, logit bias).
+   Press 2 (Prompts) to read each version and d to diff two of them.
+
+2. Fine-tune.  Press 6 (Fine-tune), then n: base builtin, dataset tickets,
+   prompt route-ft@1, method lora, max steps 80, lr 0.002, batch 8, max seq len 64;
+   ctrl+s launches it (a few minutes on a laptop CPU). Or, from any shell:
+     tunelab --workspace {workspace.root} tune --base builtin --dataset tickets \\
+       --prompt route-ft@1 --method lora --config {config}
+   Quit and come back whenever you like: the job runs on its own.
+
+3. Evaluate the fine-tune.  In Runs, e again: prompt route-ft@1, model the
+   job's best checkpoint (builtin-lora-job-N-stepM), split test.
+
+4. Compare.  In Runs, mark the best prompt run and the fine-tuned run with space,
+   then c: accuracy delta with its 95% interval, McNemar's test, the tickets fixed and
+   broken (t for the next tab, w for a word diff), latency and cost side by side.
+
+Everything at once, without the TUI:  tunelab demo --headless
+? lists every key on a screen; ctrl+p searches every action. Escape closes this."""
 
 
 def _ensure_version(store: Store, name: str, content: PromptContent, message: str) -> None:

@@ -58,3 +58,25 @@ def test_quick_headless_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert 0.0 <= summary["finetuned_accuracy"] <= 1.0
     assert summary["verdict"]
     assert [s["name"] for s in summary["steps"]][-1] == "compare"
+
+
+async def test_tui_opens_on_the_demo_with_its_guided_path(tmp_path: Path) -> None:
+    from textual.widgets import TextArea
+
+    from tunelab.engine.demo import tour_text
+    from tunelab.tui.app import make_app
+    from tunelab.tui.screens.modals import TextViewModal
+
+    workspace, _ = create_demo_workspace(tmp_path / "demo")
+    assert (workspace.root / "demo-lora.json").exists()
+    app = make_app(workspace, welcome=tour_text(workspace))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, TextViewModal)
+        text = app.screen.query_one(TextArea).text
+        assert "route-ft@1" in text and "demo-lora.json" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, TextViewModal)
+        assert app.current_mode == "home"
+    app.store.close()

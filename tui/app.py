@@ -94,8 +94,11 @@ class TunelabApp(App[None]):
         settings_path: Path | None = None,
         workspace: Workspace | None = None,
         user_themes: list[Theme] | None = None,
+        welcome: str | None = None,
     ) -> None:
         super().__init__()
+        self.welcome = welcome
+        """Text shown in a dismissable modal on start (the demo's guided path)."""
         self.store = store
         self.engine = engine
         self.settings = settings or UserSettings()
@@ -118,6 +121,10 @@ class TunelabApp(App[None]):
 
     def on_mount(self) -> None:
         self.switch_mode("home")
+        if self.welcome:
+            from tunelab.tui.screens.modals import TextViewModal
+
+            self.push_screen(TextViewModal("Guided path", self.welcome))
         if self.settings.keymap:
             self.call_after_refresh(self.check_keymap)
 
@@ -197,6 +204,7 @@ def make_app(
     settings: UserSettings | None = None,
     settings_path: Path | None = None,
     user_themes: list[Theme] | None = None,
+    welcome: str | None = None,
 ) -> TunelabApp:
     """Build the app over a workspace (CLI) or a store (tests); the real engine by default."""
     from tunelab.store import Store, Workspace
@@ -215,11 +223,11 @@ def make_app(
         engine = Engine(store, workspace)
     return TunelabApp(
         store, engine, settings=settings, settings_path=settings_path, workspace=workspace,
-        user_themes=user_themes,
+        user_themes=user_themes, welcome=welcome,
     )  # fmt: skip
 
 
-def run_app(workspace: Workspace) -> None:
+def run_app(workspace: Workspace, welcome: str | None = None) -> None:
     """Open the TUI on a workspace with the user's settings; errors in the settings file stop it."""
     from tunelab.themes import ThemeFileError, load_user_themes
     from tunelab.tui.config import ConfigError
@@ -230,7 +238,9 @@ def run_app(workspace: Workspace) -> None:
         user_themes = load_user_themes()
     except ThemeFileError as exc:
         raise ConfigError(str(exc)) from exc
-    app = make_app(workspace, settings=settings, settings_path=path, user_themes=user_themes)
+    app = make_app(
+        workspace, settings=settings, settings_path=path, user_themes=user_themes, welcome=welcome
+    )
     try:
         app.run()
     finally:

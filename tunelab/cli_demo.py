@@ -25,7 +25,13 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Headless: print JSON."),
     ) -> None:
         """Create (or reuse) the demo workspace: support-ticket routing, prompt vs fine-tune."""
-        from tunelab.engine.demo import FULL, QUICK, create_demo_workspace, run_headless_demo
+        from tunelab.engine.demo import (
+            FULL,
+            QUICK,
+            create_demo_workspace,
+            run_headless_demo,
+            tour_text,
+        )
 
         workspace, created = create_demo_workspace(directory)
         state.workspace_path = workspace.root
@@ -34,7 +40,7 @@ def register(app: typer.Typer) -> None:
                 console.print("--quick and --json only apply with --headless")
             from tunelab.tui.app import run_app
 
-            run_app(workspace)
+            run_app(workspace, welcome=tour_text(workspace))
             return
         say = (lambda _text: None) if json_output else console.print
         verb = "Created" if created else "Reusing"
