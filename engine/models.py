@@ -436,6 +436,11 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def _load_base(ref: ModelRef, torch_dtype: Any, trust_remote_code: bool) -> tuple[Any, Any]:
     # Heavy import: transformers only when a model is actually loaded.
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # Its "Loading weights" bar would land on the terminal under the TUI, and on stderr
+    # beside the CLI's one-line errors; loads are reported by the callers instead.
+    hf_logging.disable_progress_bar()
 
     where = ref.path
     if ref.source == "hub":
