@@ -311,9 +311,12 @@ class Engine:
         return resume_job(self._workspace(), self.store, job_id).id
 
     def refresh_jobs(self) -> None:
+        """Mark jobs (failed) and evaluation runs (interrupted) whose process vanished."""
+        from .evaluation import refresh_run_states
         from .jobs import refresh_job_states
 
         refresh_job_states(self.store, self.workspace)
+        refresh_run_states(self.store)
 
     def log_tail(self, job_id: int, lines: int = 200) -> list[str]:
         from .jobs import log_tail
