@@ -212,6 +212,11 @@ def test_cli_tune_returns_at_once_and_jobs_commands_work(
     assert {"id": job_id, "status": "succeeded"}.items() <= listed[0].items()
     shown = json.loads(run_cli("jobs", "show", str(job_id), "--json", workspace=workspace).stdout)
     assert shown["models"] and shown["status"] == "succeeded"
+    exported = run_cli("model", "export", shown["models"][-1]["name"], "--merge",
+                       str(workspace.root / "merged"), workspace=workspace)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert (workspace.root / "merged" / "config.json").exists()
+    assert not (workspace.root / "merged" / "adapter_config.json").exists()
     logs = run_cli("jobs", "logs", str(job_id), workspace=workspace)
     assert f"job {job_id}: succeeded" in logs.stdout
     bad = run_cli("tune", "--base", "tiny", "--dataset", "irony", "--prompt", "irony@1",
