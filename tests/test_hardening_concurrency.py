@@ -5,7 +5,8 @@ Four processes write through the real store for a while, as tunelab does in use:
 training jobs (progress, metric series, events, and a heartbeat thread on its own
 connection, as `engine/job_worker.py` does), a CLI evaluation (runs, outputs in chunks,
 response cache, final metrics) and the TUI (worker threads saving prompt versions, moving
-labels, rating outputs, and reading the lists it shows). Each counts what it wrote; every
+labels, rating outputs, and reading the lists it shows); meanwhile the real `tunelab`
+command saves prompt versions and moves a label in a loop. Each counts what it wrote; every
 count must be in the database afterwards, and no process may see an error. The default
 run writes for ~20 s; the `slow` variant for three minutes.
 """
@@ -16,10 +17,12 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
 from tunelab.store import NewDataset, NewModel, NewSplit, PromptContent, Workspace
 
 WRITER = r"""
@@ -159,6 +162,19 @@ def _soak(workspace: Workspace, tmp_path: Path, seconds: float) -> None:
         args = [sys.executable, str(script), role, str(workspace.root), str(seconds), str(out),
                 json.dumps(ids)]  # fmt: skip
         procs.append((role, out, subprocess.Popen(args, stderr=subprocess.PIPE, text=True)))
+    # Meanwhile, the real `tunelab` command saves prompt versions and moves a label.
+    cli_versions = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        template = tmp_path / "cli.j2"
+        template.write_text(f"CLI version {cli_versions + 1}: {{{{ text }}}}")
+        saved = run_cli("prompt", "new", "cli", "--template-file", str(template), "--json",
+                        workspace=workspace)  # fmt: skip
+        assert saved.returncode == 0, saved.stderr
+        version = json.loads(saved.stdout)["version"]
+        moved = run_cli("prompt", "label", f"cli@{version}", "production", workspace=workspace)
+        assert moved.returncode == 0, moved.stderr
+        cli_versions += 1
     reports = []
     for role, out, proc in procs:
         _, stderr = proc.communicate(timeout=seconds + 240)
@@ -173,7 +189,9 @@ def _soak(workspace: Workspace, tmp_path: Path, seconds: float) -> None:
                 total[name] = total.get(name, 0) + value
 
     slowest = max(report["slowest_write_s"] for _, report in reports)
-    print(f"soak {seconds:.0f}s: {total}; slowest write {slowest:.2f}s")  # shown with -s
+    print(
+        f"soak {seconds:.0f}s: {total}; {cli_versions} CLI versions; slowest write {slowest:.2f}s"
+    )  # shown with -s
 
     conn = sqlite3.connect(workspace.db_path)
     count = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
@@ -189,7 +207,9 @@ def _soak(workspace: Workspace, tmp_path: Path, seconds: float) -> None:
     assert count("SELECT COUNT(*) FROM ratings") == total.get("ratings", 0)
     tui_versions = "SELECT COUNT(*) FROM prompt_versions v JOIN prompts p ON p.id = v.prompt_id"
     assert count(tui_versions + " WHERE p.name = 'tui'") == total["versions"]
-    assert count("SELECT COUNT(*) FROM prompt_label_events") == total["label_events"]
+    assert count(tui_versions + " WHERE p.name = 'cli'") == cli_versions
+    label_events = total["label_events"] + cli_versions
+    assert count("SELECT COUNT(*) FROM prompt_label_events") == label_events
     for _, report in reports:  # every job's last progress write is the one kept
         job_id = report["counts"].get("job_id")
         if job_id:
@@ -199,7 +219,7 @@ def _soak(workspace: Workspace, tmp_path: Path, seconds: float) -> None:
     conn.close()
     # Something real happened on every side.
     assert total["job_metrics"] > 50 and total["runs"] >= 2 and total["versions"] > 5
-    assert total["heartbeats"] > 10 and total["reads"] > 5
+    assert total["heartbeats"] > 10 and total["reads"] > 5 and cli_versions >= 2
 
 
 def test_tui_two_jobs_and_an_eval_write_at_once(workspace: Workspace, tmp_path: Path) -> None:
