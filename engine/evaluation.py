@@ -203,17 +203,16 @@ def resume_run(
 ) -> EvalResult:
     """Finish the rows an interrupted or failed run is missing, with its original settings.
 
-    A run left `running` by a killed process is accepted; one whose process still runs is
-    refused, so two processes never write the same run."""
+    A run left `running` by a killed process is accepted; one whose process is seen still
+    running is refused, so two processes never write the same run."""
     refresh_run_states(store)
     run = store.get_run(run_id)
     if run.status == "succeeded" and run.rows_done >= run.rows_total:
         raise BadInputError(f"run {run_id} already finished all {run.rows_total} rows")
-    if run.status == "running" and run_process_alive(run) is not False:
-        where = f"process {run.pid} on {run.host}" if run.pid is not None else "another process"
+    if run.status == "running" and run_process_alive(run):
         raise BadInputError(
-            f"run {run_id} is still running in {where}; let it finish or stop it "
-            f"(Ctrl-C), then `tunelab eval --resume {run_id}`"
+            f"run {run_id} is still running in process {run.pid} on {run.host}; let it finish "
+            f"or stop it (Ctrl-C), then `tunelab eval --resume {run_id}`"
         )
     is_sample = run.sample_seed is not None
     request = EvalRequest(
