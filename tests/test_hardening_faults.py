@@ -294,3 +294,35 @@ def test_workspace_files_are_owner_only(
     ]
     assert not exposed, exposed
     assert (tmp_path / "network.log").read_text() == ""
+
+
+def test_runs_whose_process_vanished_are_marked_interrupted(workspace: Workspace) -> None:
+    import socket
+
+    from tunelab.engine.errors import BadInputError
+    from tunelab.engine.evaluation import refresh_run_states, resume_run
+    from tunelab.store import NewModel
+
+    _irony_workspace(workspace)
+    store = workspace.open_store()
+    model = store.add_model(NewModel("builtin", "base", "builtin", "builtin"))
+    ids = (store.get_prompt_version("irony").id, model.id, store.get_dataset("irony").id)
+    runs = [store.create_run(*ids, "test", rows_total=8, settings={}) for _ in range(4)]
+    assert runs[0].pid == os.getpid() and runs[0].host == socket.gethostname()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    conn = sqlite3.connect(workspace.db_path)
+    conn.execute("UPDATE runs SET pid = ? WHERE id = ?", [gone.pid, runs[1].id])  # killed
+    conn.execute("UPDATE runs SET pid_start = pid_start + 7 WHERE id = ?", [runs[2].id])  # reused
+    conn.execute("UPDATE runs SET pid = NULL WHERE id = ?", [runs[3].id])  # before m002
+    conn.commit()
+    conn.close()
+    changed = refresh_run_states(store)
+    assert [r.id for r in changed] == [runs[1].id, runs[2].id]
+    statuses = [store.get_run(r.id).status for r in runs]
+    assert statuses == ["running", "interrupted", "interrupted", "running"]
+    assert f"process {gone.pid} vanished" in (store.get_run(runs[1].id).error or "")
+    assert refresh_run_states(store) == []
+    with pytest.raises(BadInputError, match=f"still running in process {os.getpid()}"):
+        resume_run(store, runs[0].id)  # alive: never two writers on one run
+    store.close()
