@@ -76,8 +76,8 @@ def _check_jsonl(path: Path) -> None:
                     f"{path}: line {number} is {len(raw):,} bytes (limit {MAX_ROW_BYTES:,}); "
                     "split it or remove it"
                 )
-            try:
-                text = raw.decode("utf-8")
+            try:  # a byte-order mark on line 1 (Windows editors) is fine; `datasets` skips it
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise BadInputError(
                     f"{path}: line {number} is not UTF-8 (byte {exc.start}); "
@@ -173,6 +173,9 @@ def read_rows(path: Path, cache_dir: Path | None = None) -> list[dict[str, Any]]
     import datasets as hf_datasets
 
     hf_datasets.disable_progress_bars()
+    verbosity = hf_datasets.logging.get_verbosity()
+    # Its own error log ("Failed to read schema ...") would print a second line beside ours.
+    hf_datasets.logging.set_verbosity(hf_datasets.logging.CRITICAL)
     try:
         loaded = hf_datasets.load_dataset(
             builder,
@@ -183,6 +186,8 @@ def read_rows(path: Path, cache_dir: Path | None = None) -> list[dict[str, Any]]
     except Exception as exc:  # datasets raises many types; all mean "could not parse"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInputError(f"{path}: could not be read ({first_line})") from None
+    finally:
+        hf_datasets.logging.set_verbosity(verbosity)
     rows = [dict(r) for r in loaded]
     if not rows:
         raise BadInputError(f"{path} has no rows")

@@ -37,6 +37,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "ok.jsonl").write_text('{"text": "a", "label": "x"}\n', encoding="utf-8")
     huge = json.dumps({"text": "a" * 1_100_000, "label": "x"}) + "\n"
     (d / "huge.jsonl").write_text(huge, encoding="utf-8")
+    (d / "bad.parquet").write_bytes(b"PAR1 but not really a parquet file")
     (d / "ok.j2").write_text("{{ text }}", encoding="utf-8")
     (d / "syntax.j2").write_text("Hi\n  {% if %}\n", encoding="utf-8")
     (d / "filter.j2").write_text("Hi\n{{ text | nofilter }}\n", encoding="utf-8")
@@ -121,6 +122,7 @@ DATASET_CASES = {
     "label outside the set": (["ok.jsonl", "--labels", "yes,no"],
                               ["not in the declared label set"]),
     "unknown task": (["ok.jsonl", "--task", "vibes"], ["task"]),
+    "corrupt parquet": (["bad.parquet"], ["bad.parquet: could not be read", "Parquet"]),
 }  # fmt: skip
 
 
@@ -129,6 +131,14 @@ def test_bad_dataset_files(ws: Workspace, files: Path, case: str) -> None:
     first, *rest = DATASET_CASES[case][0]
     args = ["dataset", "add", str(files / first), "--name", "new", *rest]
     check_refused(ws, args, DATASET_CASES[case][1])
+
+
+def test_a_byte_order_mark_is_not_an_error(workspace: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n')
+    result = run_cli("dataset", "add", str(path), "--name", "bom", "--json", workspace=workspace)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["input_columns"] == ["text"]
 
 
 PROMPT_CASES = {
