@@ -22,13 +22,15 @@ import pytest
 from tests.conftest import run_cli
 from tests.tune_helpers import add_training_data, tiny_model_dir, wait_for, wait_status
 from tunelab.engine import jobs
+from tunelab.engine.errors import BadInputError
+from tunelab.engine.evaluation import resume_run
 from tunelab.engine.training_checkpoint import latest_checkpoint
 from tunelab.engine.training_config import TrainingConfig
 from tunelab.store import NewDataset, NewSplit, PromptContent, Workspace, init_workspace
 
 DONE = ("succeeded", "failed", "cancelled")
 ROWS = [{"text": f"I just love waiting {i} hours for a bus", "label": ["irony", "non_irony"][i % 2]}
-        for i in range(8)]  # fmt: skip
+        for i in range(16)]  # fmt: skip
 
 # Blocks (and records) any IP connection or name lookup in the tunelab process it is loaded into.
 NO_NETWORK = """
@@ -99,9 +101,10 @@ def test_kill_9_of_an_evaluation_keeps_rows_and_resume_finishes_once(
         wait_for(lambda: len(_outputs(workspace, 1)) >= 2 or proc.poll() is not None, 300,
                  "two scored rows")  # fmt: skip
         assert proc.poll() is None, proc.communicate()
-        # While it runs, a second process may not resume (and so double-write) the same run.
-        busy = run_cli("eval", "--resume", "1", workspace=workspace)
-        assert busy.returncode == 2 and "still running in process" in busy.stderr, busy.stderr
+        # While it runs, nobody else may resume (and so double-write) the same run.
+        with workspace.open_store() as store, pytest.raises(BadInputError) as busy:
+            resume_run(store, 1)
+        assert f"still running in process {proc.pid}" in str(busy.value)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -114,7 +117,8 @@ def test_kill_9_of_an_evaluation_keeps_rows_and_resume_finishes_once(
     listed = run_cli("run", "list", "--json", workspace=workspace)
     run = json.loads(listed.stdout)[0]
     assert run["status"] == "interrupted", run  # not 'running' forever
-    assert f"process {proc.pid} vanished" in run["error"]
+    assert f"process {proc.pid} vanished (killed or crashed)" in run["error"]
+    assert f"after {len(kept)} of {len(ROWS)} rows" in run["error"]
     assert "tunelab eval --resume 1" in run["error"]
 
     resumed = run_cli("eval", "--resume", "1", "--batch-size", "4", "--json", workspace=workspace,
@@ -299,8 +303,7 @@ def test_workspace_files_are_owner_only(
 def test_runs_whose_process_vanished_are_marked_interrupted(workspace: Workspace) -> None:
     import socket
 
-    from tunelab.engine.errors import BadInputError
-    from tunelab.engine.evaluation import refresh_run_states, resume_run
+    from tunelab.engine.evaluation import refresh_run_states
     from tunelab.store import NewModel
 
     _irony_workspace(workspace)
