@@ -229,3 +229,75 @@ def test_tui_two_jobs_and_an_eval_write_at_once(workspace: Workspace, tmp_path: 
 @pytest.mark.slow
 def test_soak_three_minutes_of_concurrent_writers(workspace: Workspace, tmp_path: Path) -> None:
     _soak(workspace, tmp_path, seconds=180)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_real_jobs_eval_and_tui_writers_at_once(workspace: Workspace, tmp_path: Path) -> None:
+    """The same with real processes: two tiny training jobs (allowed to run side by side), a real
+    `tunelab eval` on the built-in model, and the TUI's writers, until all are done."""
+    from tests.tune_helpers import irony_rows, tiny_model_dir, wait_for
+    from tunelab.engine.jobs import MAX_RUNNING_ENV
+
+    tiny = tiny_model_dir(tmp_path)
+    for split, rows in (("train", irony_rows(32)), ("validation", irony_rows(8, offset=32))):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "t.j2").write_text("Ironic? irony or non_irony.\n{{ text }}")
+    env = {MAX_RUNNING_ENV: "2"}
+    for args in (["dataset", "add", str(tmp_path / "train.jsonl"),
+                  str(tmp_path / "validation.jsonl"), "--name", "irony"],
+                 ["prompt", "new", "irony", "--template-file", str(tmp_path / "t.j2"),
+                  "--max-tokens", "3"]):  # fmt: skip
+        assert run_cli(*args, workspace=workspace).returncode == 0
+    job_ids = []
+    for _ in range(2):
+        tune = run_cli("tune", "--base", str(tiny), "--dataset", "irony", "--prompt", "irony@1",
+                       "--max-steps", "60", "--batch-size", "4", "--max-seq-len", "48",
+                       "--eval-every", "20", "--eval-samples", "4", "--json",
+                       workspace=workspace, env=env)  # fmt: skip
+        assert tune.returncode == 0, tune.stderr
+        job_ids.append(json.loads(tune.stdout)["job_id"])
+    ids = {"model": 0, "dataset": 0, "version": 0}
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    seconds = 60.0
+    tui = subprocess.Popen([sys.executable, str(script), "tui", str(workspace.root),
+                            str(seconds), str(tmp_path / "tui.json"), json.dumps(ids)],
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    evaluation = run_cli("eval", "--prompt", "irony", "--dataset", "irony", "--split",
+                         "validation", "--batch-size", "2", "--no-cache", "--json",
+                         workspace=workspace)  # fmt: skip
+    assert evaluation.returncode == 0, evaluation.stderr
+    _, tui_err = tui.communicate(timeout=seconds + 240)
+    assert tui.returncode == 0, tui_err
+    report = json.loads((tmp_path / "tui.json").read_text())
+    assert report["errors"] == [], report["errors"][0]
+
+    conn = sqlite3.connect(workspace.db_path)
+    count = lambda sql, *p: conn.execute(sql, p).fetchone()[0]  # noqa: E731
+
+    def finished() -> bool:
+        done = ("succeeded", "failed", "cancelled")
+        return all(count("SELECT status FROM jobs WHERE id = ?", j) in done for j in job_ids)
+
+    wait_for(finished, 600, "both jobs to end")
+    run_id = json.loads(evaluation.stdout)["run_id"]
+    assert count("SELECT COUNT(DISTINCT row_idx) FROM run_outputs WHERE run_id = ?", run_id) == 8
+    assert count("SELECT COUNT(*) FROM run_outputs WHERE run_id = ?", run_id) == 8
+    for job_id in job_ids:
+        assert count("SELECT status FROM jobs WHERE id = ?", job_id) == "succeeded", count(
+            "SELECT error FROM jobs WHERE id = ?", job_id
+        )
+        loss = (
+            "SELECT COUNT(*), COUNT(DISTINCT step) FROM job_metrics WHERE job_id = ? AND name = ?"
+        )
+        assert conn.execute(loss, [job_id, "train_loss"]).fetchone() == (60, 60)
+        assert count("SELECT COUNT(*) FROM models WHERE job_id = ?", job_id) == 3
+        log = Path(count("SELECT log_path FROM jobs WHERE id = ?", job_id)).read_text()
+        assert "database is locked" not in log
+    tui_versions = "SELECT COUNT(*) FROM prompt_versions v JOIN prompts p ON p.id = v.prompt_id"
+    assert count(tui_versions + " WHERE p.name = 'tui'") == report["counts"]["versions"]
+    assert count("SELECT COUNT(*) FROM ratings") == report["counts"].get("ratings", 0)
+    assert count("PRAGMA integrity_check") == "ok"
+    conn.close()
+    assert "database is locked" not in evaluation.stderr
