@@ -153,6 +153,7 @@ def train_distributed(workspace: Workspace, job: Job, stop: StopSignal) -> dict[
         f"--nproc_per_node={job.gpus}", "-m", "tunelab.engine.job_worker",
         "--workspace", str(workspace.root), "--rank-worker", str(job.id),
     ]  # fmt: skip
+    print("running: " + " ".join(command), flush=True)  # goes to the job log
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     while process.poll() is None:
         if stop():

@@ -155,7 +155,8 @@ def test_cancel_saves_a_checkpoint_and_marks_cancelled(
 def test_cancel_a_queued_job_and_refuse_to_resume_a_running_one(
     workspace: Workspace, tiny_dir: Path
 ) -> None:
-    store, first = _launch(workspace, tiny_dir, max_steps=5000, eval_every_steps=0)
+    # Far more steps than it will get: it must still be running when it is cancelled.
+    store, first = _launch(workspace, tiny_dir, max_steps=1_000_000, eval_every_steps=0)
     base, dataset, version = add_training_data(store, tiny_dir)
     queued = launch_job(workspace, store, _config(), base, dataset, version.ref)
     wait_status(store, first.id, ("running",))
@@ -171,7 +172,7 @@ def test_two_process_data_parallel_training(workspace: Workspace, tiny_dir: Path
     done = wait_status(store, job.id, DONE, timeout=400)
     assert done.status == "succeeded", done.error
     log = Path(done.log_path).read_text()
-    assert "torch.distributed.run" in log or "OMP_NUM_THREADS" in log
+    assert "torch.distributed.run" in log and "--nproc_per_node=2" in log
     models = store.models_of_job(job.id)
     assert [m.step for m in models] == [2, 4]  # rank 0 alone registers checkpoints
     # 24 rows, batch 4, 2 processes: 3 batches per process per epoch.
