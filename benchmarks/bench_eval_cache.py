@@ -40,9 +40,14 @@ def main() -> None:
     store = Store.memory()
     store.add_dataset(
         NewDataset(
-            name="irony", source=str(args.data), fingerprint="bench",
-            splits=[NewSplit("test", rows, "bench")], task="classification",
-            input_columns=["text"], reference_column="label", labels=["irony", "non_irony"],
+            name="irony",
+            source=str(args.data),
+            fingerprint="bench",
+            splits=[NewSplit("test", rows, "bench")],
+            task="classification",
+            input_columns=["text"],
+            reference_column="label",
+            labels=["irony", "non_irony"],
             metrics=["accuracy", "macro_f1"],
         )
     )

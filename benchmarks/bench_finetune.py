@@ -195,8 +195,10 @@ def main() -> None:
     trl = results["trl"]
     for name, r in results.items():
         if name != "trl":
-            print(f"{name} / trl: speed x{r['tokens_per_s'] / trl['tokens_per_s']:.2f}, "
-                  f"memory growth x{r['peak_rss_delta_mb'] / max(trl['peak_rss_delta_mb'], 1):.2f}")
+            print(
+                f"{name} / trl: speed x{r['tokens_per_s'] / trl['tokens_per_s']:.2f}, "
+                f"memory growth x{r['peak_rss_delta_mb'] / max(trl['peak_rss_delta_mb'], 1):.2f}"
+            )
 
 
 if __name__ == "__main__":

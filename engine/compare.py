@@ -182,9 +182,12 @@ class Comparison:
         fixed = set(pair.counts.fixed_rows) if pair.counts else set()
         broken = set(pair.counts.broken_rows) if pair.counts else set()
         return [
-            ChangedRow(r.row_idx, "fixed" if r.row_idx in fixed else
-                       "broken" if r.row_idx in broken else "differs",
-                       r.reference, [r.output_a, r.output_b])
+            ChangedRow(
+                r.row_idx,
+                "fixed" if r.row_idx in fixed else "broken" if r.row_idx in broken else "differs",
+                r.reference,
+                [r.output_a, r.output_b],
+            )
             for r in pair.examples
         ]
 
@@ -203,8 +206,18 @@ class Comparison:
 
 
 def _summary(run: Run) -> RunSummary:
-    return RunSummary(run.id, run.prompt_ref, run.model_name, run.model_id, run.dataset_name,
-                      run.split, run.status, run.rows_done, run.scoring, dict(run.settings))
+    return RunSummary(
+        run.id,
+        run.prompt_ref,
+        run.model_name,
+        run.model_id,
+        run.dataset_name,
+        run.split,
+        run.status,
+        run.rows_done,
+        run.scoring,
+        dict(run.settings),
+    )
 
 
 def _align(
@@ -239,7 +252,12 @@ def _fmt(value: float) -> str:
 
 
 def _compare_metric(
-    series: MetricSeries, run_ids: list[int], rows: int, *, seed: int, n_boot: int,
+    series: MetricSeries,
+    run_ids: list[int],
+    rows: int,
+    *,
+    seed: int,
+    n_boot: int,
     confidence: float,
 ) -> MetricComparison:
     import numpy as np
@@ -248,23 +266,47 @@ def _compare_metric(
     values = [float(stat(everything)[0]) for stat in series.statistics]
     deltas: list[MetricDelta] = []
     for i in range(1, len(run_ids)):
-        interval = stats.paired_bootstrap_ci(series.statistics[0], series.statistics[i],
-                                             series.rows, n_boot=n_boot, seed=seed,
-                                             confidence=confidence)
+        interval = stats.paired_bootstrap_ci(
+            series.statistics[0],
+            series.statistics[i],
+            series.rows,
+            n_boot=n_boot,
+            seed=seed,
+            confidence=confidence,
+        )
         p_value, test, needed = _test(series, i, interval, seed)
-        base = MetricDelta(run_ids[0], run_ids[i], interval.delta, (interval.low, interval.high),
-                           p_value, test, p_value < stats.ALPHA, needed, "")
+        base = MetricDelta(
+            run_ids[0],
+            run_ids[i],
+            interval.delta,
+            (interval.low, interval.high),
+            p_value,
+            test,
+            p_value < stats.ALPHA,
+            needed,
+            "",
+        )
         deltas.append(_with_verdict(series, base, rows, confidence))
-    return MetricComparison(series.name, series.kind, series.higher_is_better, series.rows,
-                            values, deltas)
+    return MetricComparison(
+        series.name, series.kind, series.higher_is_better, series.rows, values, deltas
+    )
 
 
 def _with_verdict(
     series: MetricSeries, d: MetricDelta, rows: int, confidence: float
 ) -> MetricDelta:
     text = _verdict_text(series, d, rows, confidence)
-    return MetricDelta(d.baseline_run_id, d.run_id, d.delta, d.ci, d.p_value, d.test,
-                       d.significant, d.rows_needed, text)
+    return MetricDelta(
+        d.baseline_run_id,
+        d.run_id,
+        d.delta,
+        d.ci,
+        d.p_value,
+        d.test,
+        d.significant,
+        d.rows_needed,
+        text,
+    )
 
 
 def _verdict_text(series: MetricSeries, d: MetricDelta, rows: int, confidence: float) -> str:
@@ -273,14 +315,15 @@ def _verdict_text(series: MetricSeries, d: MetricDelta, rows: int, confidence: f
     if d.significant:
         wins = (d.delta > 0) == series.higher_is_better
         winner = f"run {d.run_id}" if wins else f"run {d.baseline_run_id}"
-        ci = "" if d.ci is None else (
-            f" ({confidence:.0%} CI {_fmt(d.ci[0])} to {_fmt(d.ci[1])})")
+        ci = "" if d.ci is None else (f" ({confidence:.0%} CI {_fmt(d.ci[0])} to {_fmt(d.ci[1])})")
         return f"{winner} is better by {abs(d.delta):.4g}{ci}, p={d.p_value:.3g}"
     if d.rows_needed is None:
         return "not significant: no difference observed"
     if d.rows_needed > rows:
-        return (f"not significant: would need about {d.rows_needed:,} rows to detect a "
-                f"difference this size (have {rows:,})")
+        return (
+            f"not significant: would need about {d.rows_needed:,} rows to detect a "
+            f"difference this size (have {rows:,})"
+        )
     return f"not significant (p={d.p_value:.3g})"
 
 
@@ -316,7 +359,8 @@ def _correctness_key(outputs: Sequence[Sequence[RunOutput]]) -> str | None:
     def binary_everywhere(key: str) -> bool:
         return all(
             isinstance(o.scores.get(key), int | float) and o.scores[key] in (0, 1)
-            for outs in outputs for o in outs
+            for outs in outputs
+            for o in outs
         )
 
     common = set.intersection(*({k for o in outs for k in o.scores} for outs in outputs))
@@ -329,9 +373,7 @@ def _correctness_key(outputs: Sequence[Sequence[RunOutput]]) -> str | None:
     return None
 
 
-def classify_rows(
-    a: Sequence[RunOutput], b: Sequence[RunOutput], key: str
-) -> ExampleCounts:
+def classify_rows(a: Sequence[RunOutput], b: Sequence[RunOutput], key: str) -> ExampleCounts:
     """Fixed (wrong→right), broken (right→wrong), both right and both wrong, by row."""
     by_row = {o.row_idx: o for o in b}
     fixed: list[int] = []
@@ -355,9 +397,17 @@ def classify_rows(
 
 def row_diff(a: RunOutput, b: RunOutput) -> RowDiff:
     """Both outputs of one row with a word-level diff from a to b."""
-    return RowDiff(a.row_idx, a.reference if a.reference is not None else b.reference,
-                   a.output, b.output, a.prediction, b.prediction, dict(a.scores),
-                   dict(b.scores), word_diff(a.output, b.output))
+    return RowDiff(
+        a.row_idx,
+        a.reference if a.reference is not None else b.reference,
+        a.output,
+        b.output,
+        a.prediction,
+        b.prediction,
+        dict(a.scores),
+        dict(b.scores),
+        word_diff(a.output, b.output),
+    )
 
 
 def compare_row(store: Store, run_a: int, run_b: int, row_idx: int) -> RowDiff:
@@ -371,8 +421,9 @@ def compare_row(store: Store, run_a: int, run_b: int, row_idx: int) -> RowDiff:
     return row_diff(outs[0], outs[1])
 
 
-def _pair(a: list[RunOutput], b: list[RunOutput], key: str | None, a_id: int,
-          b_id: int) -> PairComparison:
+def _pair(
+    a: list[RunOutput], b: list[RunOutput], key: str | None, a_id: int, b_id: int
+) -> PairComparison:
     counts = classify_rows(a, b, key) if key is not None else None
     by_row = {o.row_idx: o for o in b}
     differing = [o.row_idx for o in a if o.output.strip() != by_row[o.row_idx].output.strip()]
@@ -424,12 +475,27 @@ def compare_runs(
     labels = store.get_dataset_by_id(runs[0].dataset_id).labels
     series, series_notes = build_series(runs, outputs, labels)
     notes += series_notes
-    metrics = [_compare_metric(s, ids, len(rows), seed=seed, n_boot=n_boot,
-                               confidence=confidence) for s in series]
+    metrics = [
+        _compare_metric(s, ids, len(rows), seed=seed, n_boot=n_boot, confidence=confidence)
+        for s in series
+    ]
     key = _correctness_key(outputs)
     pairs = [_pair(outputs[0], outputs[i], key, ids[0], ids[i]) for i in range(1, len(ids))]
-    costs = [run_cost(store, r, outs, price_per_gpu_hour)
-             for r, outs in zip(runs, outputs, strict=True)]
+    costs = [
+        run_cost(store, r, outs, price_per_gpu_hour) for r, outs in zip(runs, outputs, strict=True)
+    ]
     evens = [break_even(costs[0], c) for c in costs[1:]]
-    return Comparison([_summary(r) for r in runs], len(rows), shared_rows_only, notes, metrics,
-                      pairs, costs, evens, seed, n_boot, confidence, price_per_gpu_hour)
+    return Comparison(
+        [_summary(r) for r in runs],
+        len(rows),
+        shared_rows_only,
+        notes,
+        metrics,
+        pairs,
+        costs,
+        evens,
+        seed,
+        n_boot,
+        confidence,
+        price_per_gpu_hour,
+    )

@@ -111,20 +111,30 @@ def break_even(baseline: RunCost, other: RunCost) -> BreakEven:
     extra = other.training_cost - baseline.training_cost
     b_name, a_name = f"run {other.run_id}", f"run {baseline.run_id}"
     if baseline.cost_per_1k_requests is None or other.cost_per_1k_requests is None:
-        return BreakEven(baseline.run_id, other.run_id, extra, None, None,
-                         "unknown: no timed requests to price")
+        return BreakEven(
+            baseline.run_id, other.run_id, extra, None, None, "unknown: no timed requests to price"
+        )
     saving = (baseline.cost_per_1k_requests - other.cost_per_1k_requests) / 1000
     if extra <= 0 and saving >= 0:
-        verdict = (f"{b_name} is never dearer" if extra < 0 or saving > 0
-                   else "same cost at any volume")
+        verdict = (
+            f"{b_name} is never dearer" if extra < 0 or saving > 0 else "same cost at any volume"
+        )
         return BreakEven(baseline.run_id, other.run_id, extra, saving, 0.0, verdict)
     if extra >= 0 and saving <= 0:
-        return BreakEven(baseline.run_id, other.run_id, extra, saving, None,
-                         f"never: {b_name} is not cheaper per request")
+        return BreakEven(
+            baseline.run_id,
+            other.run_id,
+            extra,
+            saving,
+            None,
+            f"never: {b_name} is not cheaper per request",
+        )
     requests = extra / saving
     if extra > 0:
         verdict = f"{b_name}'s training cost is repaid after about {requests:,.0f} requests"
     else:
-        verdict = (f"{a_name}'s extra training cost is repaid after about {requests:,.0f} "
-                   f"requests; {b_name} is cheaper below that")
+        verdict = (
+            f"{a_name}'s extra training cost is repaid after about {requests:,.0f} "
+            f"requests; {b_name} is cheaper below that"
+        )
     return BreakEven(baseline.run_id, other.run_id, extra, saving, requests, verdict)

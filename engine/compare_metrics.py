@@ -115,8 +115,14 @@ def _per_example_series(name: str, outputs: list[list[RunOutput]]) -> MetricSeri
         return None
     arrays = [np.array([float(o.scores[name]) for o in outs]) for outs in outputs]
     binary = all(np.isin(a, (0.0, 1.0)).all() for a in arrays)
-    return MetricSeries(name, "binary" if binary else "continuous", higher_is_better(name),
-                        len(arrays[0]), [mean_statistic(a) for a in arrays], list(arrays))
+    return MetricSeries(
+        name,
+        "binary" if binary else "continuous",
+        higher_is_better(name),
+        len(arrays[0]),
+        [mean_statistic(a) for a in arrays],
+        list(arrays),
+    )
 
 
 def _corpus_series(
@@ -135,8 +141,7 @@ def _corpus_series(
         else:
             refs = [r or "" for r in references]
             statistics.append(sacrebleu_statistic(name, predictions, refs))
-    return MetricSeries(name, "corpus", True, len(references), statistics,
-                        [None] * len(outputs))
+    return MetricSeries(name, "corpus", True, len(references), statistics, [None] * len(outputs))
 
 
 def _latency_series(outputs: list[list[RunOutput]]) -> MetricSeries | None:
@@ -146,8 +151,9 @@ def _latency_series(outputs: list[list[RunOutput]]) -> MetricSeries | None:
     if len(keep) < 2 or not any(outs[i].latency_ms for outs in outputs for i in keep):
         return None
     arrays = [np.array([outs[i].latency_ms for i in keep], dtype=float) for outs in outputs]
-    return MetricSeries(LATENCY, "continuous", False, len(keep),
-                        [mean_statistic(a) for a in arrays], list(arrays))
+    return MetricSeries(
+        LATENCY, "continuous", False, len(keep), [mean_statistic(a) for a in arrays], list(arrays)
+    )
 
 
 def build_series(
@@ -161,7 +167,8 @@ def build_series(
     notes: list[str] = []
     declared = [n for n in runs[0].metric_names if all(n in r.metric_names for r in runs[1:])]
     score_keys = [
-        k for k in dict.fromkeys(k for o in outputs[0] for k in o.scores)
+        k
+        for k in dict.fromkeys(k for o in outputs[0] for k in o.scores)
         if all(any(k in o.scores for o in outs) for outs in outputs[1:])
     ]
     series: list[MetricSeries] = []

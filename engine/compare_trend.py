@@ -84,9 +84,14 @@ def metric_trend(
         for version in store.list_prompt_versions(prompt_name):
             found = [r for r in runs if r.prompt_version_id == version.id]
             run = found[0] if found else None
-            points.append(TrendPoint(version.ref, None if run is None else _value(run, metric),
-                                     None if run is None else run.id,
-                                     "run" if run is not None else "none"))
+            points.append(
+                TrendPoint(
+                    version.ref,
+                    None if run is None else _value(run, metric),
+                    None if run is None else run.id,
+                    "run" if run is not None else "none",
+                )
+            )
         return Trend(metric, f"prompt {prompt_name}", dataset, split, model, points)
     assert job_id is not None
     store.get_job(job_id)

@@ -89,15 +89,21 @@ class TextDiff:
 
 def text_diff(name: str, a: str, b: str, a_label: str = "a", b_label: str = "b") -> TextDiff:
     lines_a, lines_b = a.splitlines(), b.splitlines()
-    unified = list(difflib.unified_diff(lines_a, lines_b, f"{a_label} {name}", f"{b_label} {name}",
-                                        lineterm=""))
+    unified = list(
+        difflib.unified_diff(
+            lines_a, lines_b, f"{a_label} {name}", f"{b_label} {name}", lineterm=""
+        )
+    )
     rows: list[SideBySideLine] = []
     matcher = difflib.SequenceMatcher(None, lines_a, lines_b, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         left, right = lines_a[i1:i2], lines_b[j1:j2]
         for k in range(max(len(left), len(right))):
-            rows.append(SideBySideLine(tag, left[k] if k < len(left) else None,
-                                       right[k] if k < len(right) else None))
+            rows.append(
+                SideBySideLine(
+                    tag, left[k] if k < len(left) else None, right[k] if k < len(right) else None
+                )
+            )
     return TextDiff(name, a, b, unified, rows)
 
 
@@ -160,11 +166,12 @@ def diff_prompt_versions(a: PromptVersion, b: PromptVersion) -> PromptDiff:
     texts = [
         text_diff("template", a.template, b.template, a.ref, b.ref),
         text_diff("system", a.system, b.system, a.ref, b.ref),
-        text_diff("examples", _examples_text(a.examples), _examples_text(b.examples), a.ref,
-                  b.ref),
+        text_diff("examples", _examples_text(a.examples), _examples_text(b.examples), a.ref, b.ref),
     ]
-    changes = dict_diff({"mode": a.mode, "reasoning": a.reasoning, "settings": a.settings},
-                        {"mode": b.mode, "reasoning": b.reasoning, "settings": b.settings})
+    changes = dict_diff(
+        {"mode": a.mode, "reasoning": a.reasoning, "settings": a.settings},
+        {"mode": b.mode, "reasoning": b.reasoning, "settings": b.settings},
+    )
     return PromptDiff(a.ref, b.ref, texts, changes, a.message, b.message)
 
 
@@ -272,27 +279,39 @@ def _describe_run(run: Run) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def diff_runs(store: Store, run_a: int, run_b: int, *, seed: int = 0,
-              n_boot: int = 2000) -> RunDiff:
+def diff_runs(
+    store: Store, run_a: int, run_b: int, *, seed: int = 0, n_boot: int = 2000
+) -> RunDiff:
     """Two runs: their settings, prompts, models, and a comparison of their rows when possible."""
     from .compare import compare_runs
 
     a, b = store.get_run(run_a), store.get_run(run_b)
     prompt = None
     if a.prompt_version_id != b.prompt_version_id:
-        prompt = diff_prompt_versions(store.get_prompt_version_by_id(a.prompt_version_id),
-                                      store.get_prompt_version_by_id(b.prompt_version_id))
+        prompt = diff_prompt_versions(
+            store.get_prompt_version_by_id(a.prompt_version_id),
+            store.get_prompt_version_by_id(b.prompt_version_id),
+        )
     model = None
     if a.model_id != b.model_id:
         model = diff_models(store, a.model_name, b.model_name)
     comparison, error = None, None
     try:
-        comparison = compare_runs(store, [a.id, b.id], seed=seed, n_boot=n_boot,
-                                  shared_rows_only=True)
+        comparison = compare_runs(
+            store, [a.id, b.id], seed=seed, n_boot=n_boot, shared_rows_only=True
+        )
     except BadInputError as exc:
         error = str(exc)
     numeric = {k: v for k, v in a.metrics.items() if isinstance(v, int | float)}
     numeric_b = {k: v for k, v in b.metrics.items() if isinstance(v, int | float)}
-    return RunDiff(a, b, dict_diff(_describe_run(a), _describe_run(b)),
-                   dict_diff(a.settings, b.settings), prompt, model, comparison, error,
-                   dict_diff(numeric, numeric_b))
+    return RunDiff(
+        a,
+        b,
+        dict_diff(_describe_run(a), _describe_run(b)),
+        dict_diff(a.settings, b.settings),
+        prompt,
+        model,
+        comparison,
+        error,
+        dict_diff(numeric, numeric_b),
+    )

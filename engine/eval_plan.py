@@ -216,8 +216,11 @@ def render_jobs(store: Store, plan: EvalPlan, loaded: Any) -> list[RowJob]:
 
     fewshot = FewShotConfig.from_settings(plan.version.settings)
     sampler = FewShotSampler(store, plan.dataset, fewshot, plan.split) if fewshot.k else None
-    room = _longest_label_tokens(plan, loaded) if plan.scoring == "likelihood" \
+    room = (
+        _longest_label_tokens(plan, loaded)
+        if plan.scoring == "likelihood"
         else plan.settings.max_new_tokens
+    )
     reference = plan.dataset.reference_column
     jobs: list[RowJob] = []
     for row in plan.rows:
@@ -231,12 +234,20 @@ def render_jobs(store: Store, plan: EvalPlan, loaded: Any) -> list[RowJob]:
             )
         ref_value = row.data.get(reference) if reference else None
         key = cache_key(
-            loaded.fingerprint, rendered.text, plan.settings_dict, plan.scoring,
+            loaded.fingerprint,
+            rendered.text,
+            plan.settings_dict,
+            plan.scoring,
             plan.dataset.labels,
         )
         jobs.append(
-            RowJob(row, rendered.text, rendered.token_count or 0,
-                   None if ref_value is None else str(ref_value), key)
+            RowJob(
+                row,
+                rendered.text,
+                rendered.token_count or 0,
+                None if ref_value is None else str(ref_value),
+                key,
+            )
         )
     return jobs
 
@@ -257,8 +268,14 @@ def _prediction(plan: EvalPlan, output: str) -> str:
 
 
 def _scored(
-    plan: EvalPlan, job: RowJob, output: str, prediction: str, latency_ms: float,
-    tokens_in: int, tokens_out: int, cached: bool,
+    plan: EvalPlan,
+    job: RowJob,
+    output: str,
+    prediction: str,
+    latency_ms: float,
+    tokens_in: int,
+    tokens_out: int,
+    cached: bool,
 ) -> NewRunOutput:
     scores = score_example(plan.metrics, Example(output, prediction, job.reference))
     return NewRunOutput(
@@ -277,7 +294,10 @@ def _scored(
 
 
 def score_chunk(
-    store: Store, plan: EvalPlan, loaded: Any, chunk: Sequence[RowJob],
+    store: Store,
+    plan: EvalPlan,
+    loaded: Any,
+    chunk: Sequence[RowJob],
     should_stop: Callable[[], bool],
 ) -> tuple[list[NewRunOutput], int, bool]:
     """Score a chunk of rows, from the cache where possible.
@@ -319,8 +339,16 @@ def _from_response(
         prediction = max(label_scores, key=lambda k: label_scores[k]) if label_scores else INVALID
         return _scored(plan, job, prediction, prediction, latency, response.tokens_in, 0, cached)
     prediction = _prediction(plan, response.output)
-    return _scored(plan, job, response.output, prediction, latency, response.tokens_in,
-                   response.tokens_out, cached)
+    return _scored(
+        plan,
+        job,
+        response.output,
+        prediction,
+        latency,
+        response.tokens_in,
+        response.tokens_out,
+        cached,
+    )
 
 
 def _generate(

@@ -51,8 +51,9 @@ def export_merged(store: Store, model: Model, out_dir: Path | str) -> Path:
         assert ref.base is not None
         base = AutoModelForCausalLM.from_pretrained(ref.base.path, dtype=torch.float32)
         merged = PeftModel.from_pretrained(base, ref.path).merge_and_unload()
-        tokenizer_source = ref.path if (Path(ref.path) / "tokenizer_config.json").exists() \
-            else ref.base.path
+        tokenizer_source = (
+            ref.path if (Path(ref.path) / "tokenizer_config.json").exists() else ref.base.path
+        )
     else:
         merged = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32)
         tokenizer_source = ref.path

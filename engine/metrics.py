@@ -83,9 +83,7 @@ def normalize_label(text: str, labels: Sequence[str]) -> str:
     for form, label in forms:
         for match in re.finditer(rf"(?<![\w-]){re.escape(form)}(?![\w-])", cleaned):
             spans.append((match.start(), match.end(), label))
-    outer = [
-        s for s in spans if not any(o[0] <= s[0] and s[1] <= o[1] and o != s for o in spans)
-    ]
+    outer = [s for s in spans if not any(o[0] <= s[0] and s[1] <= o[1] and o != s for o in spans)]
     if not outer:
         return INVALID
     return min(outer, key=lambda s: (s[0], -(s[1] - s[0])))[2]
@@ -256,14 +254,14 @@ def _regex_metric(name: str, pattern: str | None) -> Metric:
         except re.error:
             return 0.0
 
-    return Metric(name, "output matches a regular expression", pattern is None, score,
-                  _mean_of(name))
+    return Metric(
+        name, "output matches a regular expression", pattern is None, score, _mean_of(name)
+    )
 
 
 def _contains_metric(name: str, needle: str | None) -> Metric:
     if needle is None:
-        return Metric(name, "the reference appears in the output", True, _contains,
-                      _mean_of(name))
+        return Metric(name, "the reference appears in the output", True, _contains, _mean_of(name))
     wanted = normalize_text(needle)
 
     def score(example: Example) -> float:
@@ -286,22 +284,52 @@ def _build(name: str, labels: Sequence[str]) -> Metric:
     if sep:
         raise BadInputError(f"metric {base!r} takes no ':' argument (in {name!r})")
     simple: dict[str, Metric] = {
-        "exact_match": Metric(name, "normalised prediction equals the reference", True, _exact,
-                              _mean_of(name)),
-        "accuracy": Metric(name, "predicted label equals the reference", True, _accuracy,
-                           _mean_of(name), "classification"),
-        "macro_f1": Metric(name, "unweighted mean of per-class F1 (+ confusion matrix)", True,
-                           None, _macro_f1_for(labels), "classification"),
-        "bleu": Metric(name, "sacrebleu BLEU (corpus; sentence BLEU per row)", True,
-                       _sentence_bleu, _corpus_bleu, "generation"),
-        "chrf": Metric(name, "sacrebleu chrF (corpus; sentence chrF per row)", True,
-                       _sentence_chrf, _corpus_chrf, "generation"),
-        "valid_json": Metric(name, "the output parses as JSON", False, _valid_json,
-                             _mean_of(name)),
+        "exact_match": Metric(
+            name, "normalised prediction equals the reference", True, _exact, _mean_of(name)
+        ),
+        "accuracy": Metric(
+            name,
+            "predicted label equals the reference",
+            True,
+            _accuracy,
+            _mean_of(name),
+            "classification",
+        ),
+        "macro_f1": Metric(
+            name,
+            "unweighted mean of per-class F1 (+ confusion matrix)",
+            True,
+            None,
+            _macro_f1_for(labels),
+            "classification",
+        ),
+        "bleu": Metric(
+            name,
+            "sacrebleu BLEU (corpus; sentence BLEU per row)",
+            True,
+            _sentence_bleu,
+            _corpus_bleu,
+            "generation",
+        ),
+        "chrf": Metric(
+            name,
+            "sacrebleu chrF (corpus; sentence chrF per row)",
+            True,
+            _sentence_chrf,
+            _corpus_chrf,
+            "generation",
+        ),
+        "valid_json": Metric(name, "the output parses as JSON", False, _valid_json, _mean_of(name)),
     }
     for kind in ("rouge1", "rouge2", "rougeL"):
-        simple[kind] = Metric(name, f"rouge-score {kind} F-measure (mean)", True, _rouge(kind),
-                              _mean_of(name), "generation")
+        simple[kind] = Metric(
+            name,
+            f"rouge-score {kind} F-measure (mean)",
+            True,
+            _rouge(kind),
+            _mean_of(name),
+            "generation",
+        )
     if base not in simple:
         known = ", ".join([*METRIC_NAMES, "regex:PATTERN", "contains:TEXT"])
         raise BadInputError(f"unknown metric {name!r}; choose from {known}")
@@ -309,8 +337,17 @@ def _build(name: str, labels: Sequence[str]) -> Metric:
 
 
 METRIC_NAMES = (
-    "exact_match", "accuracy", "macro_f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL",
-    "contains", "regex", "valid_json",
+    "exact_match",
+    "accuracy",
+    "macro_f1",
+    "bleu",
+    "chrf",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "contains",
+    "regex",
+    "valid_json",
 )
 """Names `get_metric` knows; `regex:PATTERN` and `contains:TEXT` take an argument."""
 

@@ -17,9 +17,9 @@ SECTIONS = ("message", "settings", "system", "template", "examples")
 HEADER = (
     "# Edit the sections below and save; close without saving to cancel.\n"
     "# settings: TOML (mode = plain|chat, reasoning = none|cot, temperature, top_p, top_k,\n"
-    "#   max_new_tokens, stop = [..], repetition_penalty, seed, logit_bias = {\"yes\" = 2.0},\n"
-    "#   fewshot = {k = 3, split = \"train\", seed = 0}).\n"
-    "# examples: a JSON list of objects (the row's columns plus \"output\").\n"
+    '#   max_new_tokens, stop = [..], repetition_penalty, seed, logit_bias = {"yes" = 2.0},\n'
+    '#   fewshot = {k = 3, split = "train", seed = 0}).\n'
+    '# examples: a JSON list of objects (the row\'s columns plus "output").\n'
     "# Lines starting with '#' before the first section are ignored.\n"
 )
 

@@ -95,6 +95,7 @@ def run_label(c: Comparison, run_id: int) -> str:
 
 def cost_rows(c: Comparison) -> list[tuple[str, list[str]]]:
     """(label, one cell per run) rows of the cost and speed table, shared by every renderer."""
+
     def row(label: str, values: list[str]) -> tuple[str, list[str]]:
         return label, values
 
@@ -142,38 +143,64 @@ def render_markdown(c: Comparison) -> str:
     """A Markdown report that also reads well as plain text in a terminal."""
     ids = [r.id for r in c.runs]
     lines = ["# Run comparison", ""]
-    lines += [f"- {run_label(c, r.id)}: {r.dataset_name}/{r.split}, {r.rows} rows, {r.status}"
-              for r in c.runs]
-    lines += ["", f"Compared rows: {c.rows}. Baseline: run {ids[0]}. Seed {c.seed}, "
-              f"{c.n_boot} bootstrap samples, {c.confidence:.0%} intervals.", ""]
+    lines += [
+        f"- {run_label(c, r.id)}: {r.dataset_name}/{r.split}, {r.rows} rows, {r.status}"
+        for r in c.runs
+    ]
+    lines += [
+        "",
+        f"Compared rows: {c.rows}. Baseline: run {ids[0]}. Seed {c.seed}, "
+        f"{c.n_boot} bootstrap samples, {c.confidence:.0%} intervals.",
+        "",
+    ]
     lines += [f"> {note}" for note in c.notes] + ([""] if c.notes else [])
     lines += ["## Metrics", ""]
     head = ["metric", *[f"run {i}" for i in ids], "run", "delta", "CI", "p", "test", "verdict"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in c.metrics:
         for d in m.deltas:
-            cells = [m.name, *[fmt_value(v) for v in m.values], str(d.run_id),
-                     fmt_delta(d.delta), fmt_ci(d), fmt_p(d.p_value), d.test, d.verdict]
+            cells = [
+                m.name,
+                *[fmt_value(v) for v in m.values],
+                str(d.run_id),
+                fmt_delta(d.delta),
+                fmt_ci(d),
+                fmt_p(d.p_value),
+                d.test,
+                d.verdict,
+            ]
             lines.append("| " + " | ".join(_md_cell(x) for x in cells) + " |")
     lines += ["", "## Per example", ""]
     for p in c.pairs:
         lines.append(f"### run {p.run_id} vs run {p.baseline_run_id}")
         if p.counts is not None:
             k = p.counts
-            lines += ["", f"On `{k.score}`: fixed {k.fixed}, broken {k.broken}, both right "
-                      f"{k.both_right}, both wrong {k.both_wrong}."]
+            lines += [
+                "",
+                f"On `{k.score}`: fixed {k.fixed}, broken {k.broken}, both right "
+                f"{k.both_right}, both wrong {k.both_wrong}.",
+            ]
         lines += ["", f"Outputs differ on {len(p.differing_rows)} of {c.rows} rows.", ""]
         for row in p.examples:
-            lines.append(f"- row {row.row_idx} {_change(p, row.row_idx)} (reference: "
-                         f"{_md_cell(str(row.reference))}): {_md_diff(row)}")
+            lines.append(
+                f"- row {row.row_idx} {_change(p, row.row_idx)} (reference: "
+                f"{_md_cell(str(row.reference))}): {_md_diff(row)}"
+            )
         lines.append("")
     lines += ["## Cost and speed", "", f"Price per GPU-hour: ${c.price_per_gpu_hour:g}.", ""]
-    lines += ["| | " + " | ".join(f"run {i}" for i in ids) + " |",
-              "|" + "---|" * (len(ids) + 1)]
-    lines += ["| " + " | ".join(_md_cell(x) for x in [label, *cells]) + " |"
-              for label, cells in cost_rows(c)]
-    lines += ["", *[f"- Break-even, run {b.run_id} vs run {b.baseline_run_id}: {b.verdict}"
-                    for b in c.break_even], ""]
+    lines += ["| | " + " | ".join(f"run {i}" for i in ids) + " |", "|" + "---|" * (len(ids) + 1)]
+    lines += [
+        "| " + " | ".join(_md_cell(x) for x in [label, *cells]) + " |"
+        for label, cells in cost_rows(c)
+    ]
+    lines += [
+        "",
+        *[
+            f"- Break-even, run {b.run_id} vs run {b.baseline_run_id}: {b.verdict}"
+            for b in c.break_even
+        ],
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -215,40 +242,67 @@ def render_html(c: Comparison) -> str:
     """A self-contained HTML page: inline CSS, no scripts, no links to other files."""
     ids = [r.id for r in c.runs]
     body = ["<h1>Run comparison</h1><ul>"]
-    body += [f"<li>{_h(run_label(c, r.id))}: {_h(r.dataset_name)}/{_h(r.split)}, {r.rows} rows,"
-             f" {_h(r.status)}</li>" for r in c.runs]
-    body.append(f"</ul><p>Compared rows: {c.rows}. Baseline: run {ids[0]}. Seed {c.seed}, "
-                f"{c.n_boot} bootstrap samples, {c.confidence:.0%} intervals.</p>")
+    body += [
+        f"<li>{_h(run_label(c, r.id))}: {_h(r.dataset_name)}/{_h(r.split)}, {r.rows} rows,"
+        f" {_h(r.status)}</li>"
+        for r in c.runs
+    ]
+    body.append(
+        f"</ul><p>Compared rows: {c.rows}. Baseline: run {ids[0]}. Seed {c.seed}, "
+        f"{c.n_boot} bootstrap samples, {c.confidence:.0%} intervals.</p>"
+    )
     body += [f'<p class="note">{_h(n)}</p>' for n in c.notes]
     rows = []
     for m in c.metrics:
         for d in m.deltas:
             css = "sig" if d.significant else "ns"
-            rows.append([m.name, *[fmt_value(v) for v in m.values], str(d.run_id),
-                         fmt_delta(d.delta), fmt_ci(d), fmt_p(d.p_value), d.test,
-                         f'<span class="{css}">{_h(d.verdict)}</span>'])
+            rows.append(
+                [
+                    m.name,
+                    *[fmt_value(v) for v in m.values],
+                    str(d.run_id),
+                    fmt_delta(d.delta),
+                    fmt_ci(d),
+                    fmt_p(d.p_value),
+                    d.test,
+                    f'<span class="{css}">{_h(d.verdict)}</span>',
+                ]
+            )
     head = ["metric", *[f"run {i}" for i in ids], "run", "delta", "CI", "p", "test", "verdict"]
     body += ["<h2>Metrics</h2>", _html_table(head, rows, raw_last=True), "<h2>Per example</h2>"]
     for p in c.pairs:
         body.append(f"<h3>run {p.run_id} vs run {p.baseline_run_id}</h3>")
         if p.counts is not None:
             k = p.counts
-            body.append(_html_table(["score", "fixed", "broken", "both right", "both wrong"],
-                                    [[k.score, str(k.fixed), str(k.broken), str(k.both_right),
-                                      str(k.both_wrong)]]))
+            body.append(
+                _html_table(
+                    ["score", "fixed", "broken", "both right", "both wrong"],
+                    [[k.score, str(k.fixed), str(k.broken), str(k.both_right), str(k.both_wrong)]],
+                )
+            )
         body.append(f"<p>Outputs differ on {len(p.differing_rows)} of {c.rows} rows.</p>")
         for row in p.examples:
-            body.append(f'<p>row {row.row_idx} {_change(p, row.row_idx)} '
-                        f'(reference: {_h(row.reference)})</p>'
-                        f'<div class="row">{_html_diff(row)}</div>')
+            body.append(
+                f"<p>row {row.row_idx} {_change(p, row.row_idx)} "
+                f"(reference: {_h(row.reference)})</p>"
+                f'<div class="row">{_html_diff(row)}</div>'
+            )
     body.append(f"<h2>Cost and speed</h2><p>Price per GPU-hour: ${c.price_per_gpu_hour:g}.</p>")
-    body.append(_html_table(["", *[f"run {i}" for i in ids]],
-                            [[label, *cells] for label, cells in cost_rows(c)]))
-    body += [f"<p>Break-even, run {b.run_id} vs run {b.baseline_run_id}: {_h(b.verdict)}</p>"
-             for b in c.break_even]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>tunelab comparison</title><style>{_CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>\n")
+    body.append(
+        _html_table(
+            ["", *[f"run {i}" for i in ids]], [[label, *cells] for label, cells in cost_rows(c)]
+        )
+    )
+    body += [
+        f"<p>Break-even, run {b.run_id} vs run {b.baseline_run_id}: {_h(b.verdict)}</p>"
+        for b in c.break_even
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>tunelab comparison</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
 
 
 def write_report(c: Comparison, path: Path | str) -> Path:

@@ -289,9 +289,18 @@ def run_training(
         memory, kind = peak_memory_mb(device)
         speed = run_tokens / run_time if run_time else 0.0
         progress = TrainingProgress(
-            "training", step, total_steps, step / steps_per_epoch, train_loss, lr, speed,
-            (total_steps - step) * run_time / max(step - state.resumed_at, 1), memory, kind,
-            dict(state.last_val), state.best_dict(),
+            "training",
+            step,
+            total_steps,
+            step / steps_per_epoch,
+            train_loss,
+            lr,
+            speed,
+            (total_steps - step) * run_time / max(step - state.resumed_at, 1),
+            memory,
+            kind,
+            dict(state.last_val),
+            state.best_dict(),
             {"train_loss": train_loss, "lr": lr, "tokens_per_s": speed},
         )
         report(progress)
@@ -326,13 +335,26 @@ def run_training(
         checkpointer.save(model, cfg, step, state, optimizer, scheduler, {})
     memory, _ = peak_memory_mb(device)
     result = TrainingResult(
-        ended, step, total_steps, checkpointer.model_ids, state.best_model_id, state.best_value,
-        run_tokens / run_time if run_time else 0.0, memory,
+        ended,
+        step,
+        total_steps,
+        checkpointer.model_ids,
+        state.best_model_id,
+        state.best_value,
+        run_tokens / run_time if run_time else 0.0,
+        memory,
     )
     final = TrainingProgress(
-        "done", step, total_steps, step / steps_per_epoch, tokens_per_s=result.tokens_per_s,
-        peak_memory_mb=memory, memory_kind=peak_memory_mb(device)[1], val=dict(state.last_val),
-        best=state.best_dict(), message=ended,
+        "done",
+        step,
+        total_steps,
+        step / steps_per_epoch,
+        tokens_per_s=result.tokens_per_s,
+        peak_memory_mb=memory,
+        memory_kind=peak_memory_mb(device)[1],
+        val=dict(state.last_val),
+        best=state.best_dict(),
+        message=ended,
     )
     if last_progress is not None:
         final = _phase(last_progress, "done", val=dict(state.last_val), best=state.best_dict(),

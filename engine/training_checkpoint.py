@@ -183,8 +183,14 @@ class Checkpointer:
     """Saves checkpoints and registers each as a model with its lineage (rank 0 only)."""
 
     def __init__(
-        self, store: Store, request: Any, base: Model, dataset: Dataset, version: PromptVersion,
-        tokenizer: Any, enabled: bool,
+        self,
+        store: Store,
+        request: Any,
+        base: Model,
+        dataset: Dataset,
+        version: PromptVersion,
+        tokenizer: Any,
+        enabled: bool,
     ) -> None:
         self.store = store
         self.request = request
@@ -199,8 +205,14 @@ class Checkpointer:
         self.prefix = request.model_name_prefix or f"{base.name}-{cfg.method}-{job}"
 
     def save(
-        self, model: Any, config: TrainingConfig, step: int, state: CheckpointState,
-        optimizer: Any, scheduler: Any, metrics: dict[str, float],
+        self,
+        model: Any,
+        config: TrainingConfig,
+        step: int,
+        state: CheckpointState,
+        optimizer: Any,
+        scheduler: Any,
+        metrics: dict[str, float],
     ) -> int | None:
         """Write a checkpoint, register it, track the best; returns the model id."""
         import torch  # heavy import

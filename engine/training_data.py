@@ -84,7 +84,11 @@ def completion_text(prompt_text: str, answer: str, tokenizer: Any) -> str:
 
 
 def encode_example(
-    prompt_text: str, completion: str, tokenizer: Any, max_seq_len: int, row_idx: int = 0,
+    prompt_text: str,
+    completion: str,
+    tokenizer: Any,
+    max_seq_len: int,
+    row_idx: int = 0,
     reference: str = "",
 ) -> Example:
     """Tokenize prompt and completion; an overlong example loses the start of its prompt."""
@@ -106,7 +110,11 @@ class ExampleBuilder:
     """Renders rows with a prompt version (few-shot included) and tokenizes them."""
 
     def __init__(
-        self, store: Store, dataset: Dataset, version: PromptVersion, tokenizer: Any,
+        self,
+        store: Store,
+        dataset: Dataset,
+        version: PromptVersion,
+        tokenizer: Any,
         config: TrainingConfig,
     ) -> None:
         from .templates import FewShotConfig, FewShotSampler
@@ -140,8 +148,12 @@ class ExampleBuilder:
         reference = self.reference(row)
         target = answer_text(reference if answer is None else answer, self.version)
         return encode_example(
-            prompt, completion_text(prompt, target, self.tokenizer), self.tokenizer,
-            self.max_seq_len, row.idx, reference,
+            prompt,
+            completion_text(prompt, target, self.tokenizer),
+            self.tokenizer,
+            self.max_seq_len,
+            row.idx,
+            reference,
         )
 
     def examples(self, rows: list[DatasetRow]) -> list[Example]:

@@ -36,9 +36,7 @@ def collate(examples: list[Example], pad_id: int, device: Any) -> dict[str, torc
     }
 
 
-def collate_packed(
-    rows: list[list[Example]], pad_id: int, device: Any
-) -> dict[str, torch.Tensor]:
+def collate_packed(rows: list[list[Example]], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
     """Packed rows: examples side by side, position ids restarting at each one, no attention
     mask (transformers then builds a block-diagonal causal mask from the position ids)."""
     import torch  # heavy import: only when training
@@ -114,7 +112,11 @@ def sequence_logprobs(
 
 
 def validation_loss(
-    model: Any, examples: list[Example], batch_size: int, pad_id: int, device: Any,
+    model: Any,
+    examples: list[Example],
+    batch_size: int,
+    pad_id: int,
+    device: Any,
     virtual_tokens: int = 0,
 ) -> float:
     import torch  # heavy import
@@ -131,8 +133,13 @@ def validation_loss(
 
 
 def label_accuracy(
-    model: Any, candidates: list[list[Example]], answers: list[int], batch_size: int,
-    pad_id: int, device: Any, virtual_tokens: int = 0,
+    model: Any,
+    candidates: list[list[Example]],
+    answers: list[int],
+    batch_size: int,
+    pad_id: int,
+    device: Any,
+    virtual_tokens: int = 0,
 ) -> float:
     """Accuracy of picking, per row, the candidate label with the highest likelihood."""
     import torch  # heavy import
@@ -173,8 +180,11 @@ def exact_match(
                 mask[i, width - len(p) :] = 1
             budget = max(len(e) - e.prompt_len for e in chunk) + 2
             out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device),
-                max_new_tokens=budget, do_sample=False, pad_token_id=pad_id,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=budget,
+                do_sample=False,
+                pad_token_id=pad_id,
             )
             for e, row in zip(chunk, out[:, width:].tolist(), strict=True):
                 text = tokenizer.decode(row, skip_special_tokens=True)

@@ -20,7 +20,16 @@ PRODUCTS = ["Nimbus router", "Aero headset", "Pulse watch", "Orbit speaker", "Lu
 PLANS = ["Basic", "Plus", "Pro", "Team", "Enterprise"]
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December"]  # fmt: skip
-OPENERS = ["", "", "Hi, ", "Hello, ", "Hey team, ", "Good morning, ", "Urgent: ", "Quick question: "]
+OPENERS = [
+    "",
+    "",
+    "Hi, ",
+    "Hello, ",
+    "Hey team, ",
+    "Good morning, ",
+    "Urgent: ",
+    "Quick question: ",
+]
 CLOSERS = ["", "", " Thanks.", " Thank you!", " Please help.", " Cheers.", " Any update?",
            " This is the second time I'm writing."]  # fmt: skip
 

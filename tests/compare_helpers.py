@@ -45,12 +45,23 @@ def finetuned_model(
         job = store.create_job("lora", config or {}, base.id, None, None, gpus=gpus)
         end_minutes = round(hours * 60)
         finished = f"2026-01-01T{end_minutes // 60:02d}:{end_minutes % 60:02d}:00+00:00"
-        store.update_job(job.id, status="succeeded", started_at="2026-01-01T00:00:00+00:00",
-                         finished_at=finished)
+        store.update_job(
+            job.id, status="succeeded", started_at="2026-01-01T00:00:00+00:00", finished_at=finished
+        )
         job_id = job.id
-    return store.add_model(NewModel(name, "adapter", "artifact", f"/models/{name}",
-                                    base_model_id=base.id, method="lora", job_id=job_id,
-                                    step=step, training_config=config or {}))
+    return store.add_model(
+        NewModel(
+            name,
+            "adapter",
+            "artifact",
+            f"/models/{name}",
+            base_model_id=base.id,
+            method="lora",
+            job_id=job_id,
+            step=step,
+            training_config=config or {},
+        )
+    )
 
 
 def dataset(
@@ -62,10 +73,19 @@ def dataset(
     task: str = "classification",
     labels: Sequence[str] = ("pos", "neg"),
 ) -> Dataset:
-    rows = [{"text": f"row {i}", "label": labels[i % len(labels)] if labels else ""}
-            for i in range(n)]
-    return store.add_dataset(NewDataset(name, "test", name, [NewSplit(s, rows, s) for s in splits],
-                                        task=task, labels=list(labels)))
+    rows = [
+        {"text": f"row {i}", "label": labels[i % len(labels)] if labels else ""} for i in range(n)
+    ]
+    return store.add_dataset(
+        NewDataset(
+            name,
+            "test",
+            name,
+            [NewSplit(s, rows, s) for s in splits],
+            task=task,
+            labels=list(labels),
+        )
+    )
 
 
 def classification_run(
@@ -83,17 +103,34 @@ def classification_run(
     """A finished run whose row i is right when correct[i] is 1 (labels alternate pos/neg)."""
     labels = ds.labels or ["pos", "neg"]
     indices = list(rows) if rows is not None else list(range(len(correct)))
-    run = store.create_run(pv.id, model.id, ds.id, split, len(indices), {"temperature": 0.0},
-                           metric_names=list(metrics))
+    run = store.create_run(
+        pv.id,
+        model.id,
+        ds.id,
+        split,
+        len(indices),
+        {"temperature": 0.0},
+        metric_names=list(metrics),
+    )
     outputs = []
     for k, (idx, ok) in enumerate(zip(indices, correct, strict=True)):
         reference = labels[idx % len(labels)]
         wrong = labels[(idx + 1) % len(labels)]
         prediction = reference if ok else wrong
         latency = latency_ms if isinstance(latency_ms, int | float) else latency_ms[k]
-        outputs.append(NewRunOutput(idx, f"prompt {idx}", f"The answer is {prediction}",
-                                    prediction, reference, {"accuracy": float(ok)},
-                                    float(latency), 20, 5))
+        outputs.append(
+            NewRunOutput(
+                idx,
+                f"prompt {idx}",
+                f"The answer is {prediction}",
+                prediction,
+                reference,
+                {"accuracy": float(ok)},
+                float(latency),
+                20,
+                5,
+            )
+        )
     store.add_run_outputs(run.id, outputs)
     accuracy = sum(correct) / len(correct) if correct else 0.0
     return store.finish_run(run.id, "succeeded", {"accuracy": accuracy})
@@ -111,10 +148,14 @@ def generation_run(
     metrics: Sequence[str] = ("bleu",),
     latency_ms: float = 50.0,
 ) -> Run:
-    run = store.create_run(pv.id, model.id, ds.id, "test", len(predictions), {},
-                           metric_names=list(metrics))
-    store.add_run_outputs(run.id, [
-        NewRunOutput(i, "", p, p, r, dict(scores[i]) if scores else {}, latency_ms, 10, 10)
-        for i, (p, r) in enumerate(zip(predictions, references, strict=True))
-    ])
+    run = store.create_run(
+        pv.id, model.id, ds.id, "test", len(predictions), {}, metric_names=list(metrics)
+    )
+    store.add_run_outputs(
+        run.id,
+        [
+            NewRunOutput(i, "", p, p, r, dict(scores[i]) if scores else {}, latency_ms, 10, 10)
+            for i, (p, r) in enumerate(zip(predictions, references, strict=True))
+        ],
+    )
     return store.finish_run(run.id, "succeeded", {})

@@ -35,8 +35,17 @@ def runs(workspace: Workspace) -> dict[str, int]:
 def test_compare_json_has_values_delta_ci_p_test_and_counts(
     workspace: Workspace, runs: dict[str, int]
 ) -> None:
-    result = run_cli("compare", str(runs["a"]), str(runs["b"]), "--json", "--seed", "5",
-                     "--price-per-gpu-hour", "3.6", workspace=workspace)
+    result = run_cli(
+        "compare",
+        str(runs["a"]),
+        str(runs["b"]),
+        "--json",
+        "--seed",
+        "5",
+        "--price-per-gpu-hour",
+        "3.6",
+        workspace=workspace,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     accuracy = data["metrics"]["accuracy"]
@@ -47,8 +56,17 @@ def test_compare_json_has_values_delta_ci_p_test_and_counts(
     assert accuracy["p_value"] == pytest.approx(2 * (1 + 5) / 32)  # 4 fixed, 1 broken
     assert (data["fixed"], data["broken"], data["both_right"], data["both_wrong"]) == (4, 1, 2, 1)
     assert data["break_even"][0]["requests"] == pytest.approx(72_000)
-    again = run_cli("compare", str(runs["a"]), str(runs["b"]), "--json", "--seed", "5",
-                    "--price-per-gpu-hour", "3.6", workspace=workspace)
+    again = run_cli(
+        "compare",
+        str(runs["a"]),
+        str(runs["b"]),
+        "--json",
+        "--seed",
+        "5",
+        "--price-per-gpu-hour",
+        "3.6",
+        workspace=workspace,
+    )
     assert json.loads(again.stdout)["metrics"] == data["metrics"]
 
 
@@ -56,17 +74,39 @@ def test_compare_tables_and_reports(
     workspace: Workspace, runs: dict[str, int], tmp_path: Path
 ) -> None:
     md, page = tmp_path / "report.md", tmp_path / "report.html"
-    result = run_cli("compare", str(runs["a"]), str(runs["b"]), "--report", str(md), "--row", "1",
-                     workspace=workspace, env={"COLUMNS": "200"})
+    result = run_cli(
+        "compare",
+        str(runs["a"]),
+        str(runs["b"]),
+        "--report",
+        str(md),
+        "--row",
+        "1",
+        workspace=workspace,
+        env={"COLUMNS": "200"},
+    )
     assert result.returncode == 0, result.stderr
-    for text in ("accuracy", "mcnemar-exact", "fixed", "break-even", "72,000 requests",
-                 "row 1, run"):
+    for text in (
+        "accuracy",
+        "mcnemar-exact",
+        "fixed",
+        "break-even",
+        "72,000 requests",
+        "row 1, run",
+    ):
         assert text in result.stdout
     report = md.read_text()
     assert report.startswith("# Run comparison") and "| accuracy |" in report
     assert "fixed 4, broken 1, both right 2, both wrong 1" in report
-    result = run_cli("compare", str(runs["a"]), str(runs["b"]), "--report", str(page), "--json",
-                     workspace=workspace)
+    result = run_cli(
+        "compare",
+        str(runs["a"]),
+        str(runs["b"]),
+        "--report",
+        str(page),
+        "--json",
+        workspace=workspace,
+    )
     assert result.returncode == 0, result.stderr
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") and "<style>" in html

@@ -20,10 +20,15 @@ def irony_ws(workspace: Workspace) -> Workspace:
     with workspace.open_store() as store:
         store.add_dataset(
             NewDataset(
-                name="irony", source=str(path), fingerprint="f",
-                splits=[NewSplit("test", rows, "t")], task="classification",
-                input_columns=["text"], reference_column="label",
-                labels=["irony", "non_irony"], metrics=["accuracy", "macro_f1"],
+                name="irony",
+                source=str(path),
+                fingerprint="f",
+                splits=[NewSplit("test", rows, "t")],
+                task="classification",
+                input_columns=["text"],
+                reference_column="label",
+                labels=["irony", "non_irony"],
+                metrics=["accuracy", "macro_f1"],
             )
         )
         store.save_prompt_version(
@@ -69,8 +74,20 @@ def test_run_commands_on_bad_ids(irony_ws: Workspace) -> None:
 
 @pytest.mark.model
 def test_eval_json_then_cached_rerun_and_run_commands(irony_ws: Workspace) -> None:
-    args = ["eval", "--prompt", "irony@1", "--model", "builtin", "--dataset", "irony",
-            "--limit", "3", "--batch-size", "3", "--json"]
+    args = [
+        "eval",
+        "--prompt",
+        "irony@1",
+        "--model",
+        "builtin",
+        "--dataset",
+        "irony",
+        "--limit",
+        "3",
+        "--batch-size",
+        "3",
+        "--json",
+    ]
     first = run_cli(*args, workspace=irony_ws)
     assert first.returncode == 0, first.stderr
     payload = json.loads(first.stdout)
@@ -85,8 +102,9 @@ def test_eval_json_then_cached_rerun_and_run_commands(irony_ws: Workspace) -> No
 
     listed = json.loads(run_cli("run", "list", "--json", workspace=irony_ws).stdout)
     assert [r["id"] for r in listed] == [again["run_id"], payload["run_id"]]
-    shown = run_cli("run", "show", str(payload["run_id"]), "--json", "--outputs",
-                    workspace=irony_ws)
+    shown = run_cli(
+        "run", "show", str(payload["run_id"]), "--json", "--outputs", workspace=irony_ws
+    )
     detail = json.loads(shown.stdout)
     assert detail["run"]["status"] == "succeeded" and len(detail["outputs"]) == 3
     output_id = detail["outputs"][0]["id"]
@@ -97,14 +115,33 @@ def test_eval_json_then_cached_rerun_and_run_commands(irony_ws: Workspace) -> No
 
 @pytest.mark.model
 def test_generate_streams_one_prompt(irony_ws: Workspace) -> None:
-    result = run_cli("generate", "--prompt", "irony", "--model", "builtin",
-                     "--input", "text=I love Mondays, said no one ever", "--set",
-                     "max_new_tokens=4", workspace=irony_ws)
+    result = run_cli(
+        "generate",
+        "--prompt",
+        "irony",
+        "--model",
+        "builtin",
+        "--input",
+        "text=I love Mondays, said no one ever",
+        "--set",
+        "max_new_tokens=4",
+        workspace=irony_ws,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "time to first token" in result.stderr
-    by_row = run_cli("generate", "--prompt", "irony", "--dataset", "irony", "--row", "1",
-                     "--set", "max_new_tokens=2", workspace=irony_ws)
+    by_row = run_cli(
+        "generate",
+        "--prompt",
+        "irony",
+        "--dataset",
+        "irony",
+        "--row",
+        "1",
+        "--set",
+        "max_new_tokens=2",
+        workspace=irony_ws,
+    )
     assert by_row.returncode == 0, by_row.stderr
     missing = run_cli("generate", "--prompt", "irony", "--input", "tweet=x", workspace=irony_ws)
     assert missing.returncode == 2 and "text" in _one_error_line(missing.stderr)

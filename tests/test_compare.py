@@ -51,7 +51,9 @@ def test_flattened_views_for_screens_that_show_one_pair(store: Store) -> None:
     assert c.labels == [f"run {run_a.id} (cls@1 on base)", f"run {run_b.id} (cls@2 on ft)"]
     assert c.verdict == c.metric("accuracy").deltas[0].verdict
     assert [(e.row_idx, e.change, e.reference) for e in c.examples] == [
-        (1, "fixed", "neg"), (3, "broken", "neg")]
+        (1, "fixed", "neg"),
+        (3, "broken", "neg"),
+    ]
     assert c.examples[0].outputs == ["The answer is pos", "The answer is neg"]
     assert any(line.startswith("latency p50 (ms): 100 | 100") for line in c.cost_lines)
     assert c.cost_lines[-1].startswith(f"break-even (run {run_b.id}): never")
@@ -153,11 +155,23 @@ def test_break_even_branches() -> None:
 
 def test_corpus_metrics_match_the_engine_aggregates(store: Store) -> None:
     pv, base = h.prompt(store, "gen"), h.base_model(store)
-    refs = ["the cat sat on the mat", "a dog runs fast", "birds fly south in winter",
-            "the sun is hot", "rain falls down", "we like green tea"]
+    refs = [
+        "the cat sat on the mat",
+        "a dog runs fast",
+        "birds fly south in winter",
+        "the sun is hot",
+        "rain falls down",
+        "we like green tea",
+    ]
     preds_a = ["the cat sat", "a dog runs", "birds fly north", "sun is hot", "rain", "tea"]
-    preds_b = ["the cat sat on a mat", "a dog runs fast", "birds fly south", "the sun is hot",
-               "rain falls", "we like tea"]
+    preds_b = [
+        "the cat sat on a mat",
+        "a dog runs fast",
+        "birds fly south",
+        "the sun is hot",
+        "rain falls",
+        "we like tea",
+    ]
     ds = h.dataset(store, "gen", n=6, task="generation", labels=())
     a = h.generation_run(store, pv, base, ds, preds_a, refs, metrics=("bleu", "chrf"))
     b = h.generation_run(store, pv, base, ds, preds_b, refs, metrics=("bleu", "chrf"))
@@ -178,10 +192,24 @@ def test_macro_f1_matches_the_engine_and_continuous_scores_use_sign_flip(store: 
     pv, base = h.prompt(store), h.base_model(store)
     ds = h.dataset(store, n=8, labels=("pos", "neg", "neutral"))
     both = ("accuracy", "macro_f1")
-    a = h.classification_run(store, pv, base, ds, [1, 0, 1, 0, 1, 1, 0, 1], metrics=both,
-                             latency_ms=[90 + i for i in range(8)])
-    b = h.classification_run(store, pv, base, ds, [1, 1, 1, 0, 1, 1, 1, 1], metrics=both,
-                             latency_ms=[50 + i for i in range(8)])
+    a = h.classification_run(
+        store,
+        pv,
+        base,
+        ds,
+        [1, 0, 1, 0, 1, 1, 0, 1],
+        metrics=both,
+        latency_ms=[90 + i for i in range(8)],
+    )
+    b = h.classification_run(
+        store,
+        pv,
+        base,
+        ds,
+        [1, 1, 1, 0, 1, 1, 1, 1],
+        metrics=both,
+        latency_ms=[50 + i for i in range(8)],
+    )
     c = compare_runs(store, [a.id, b.id], n_boot=300)
     outputs = store.run_outputs(b.id)
     examples = [Example(o.output, o.prediction or "", o.reference) for o in outputs]
@@ -198,8 +226,10 @@ def test_macro_f1_matches_the_engine_and_continuous_scores_use_sign_flip(store: 
 def test_three_runs_compare_each_with_the_first(store: Store) -> None:
     pv, base = h.prompt(store), h.base_model(store)
     ds = h.dataset(store, n=4)
-    runs = [h.classification_run(store, pv, base, ds, v)
-            for v in ([1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1])]
+    runs = [
+        h.classification_run(store, pv, base, ds, v)
+        for v in ([1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1])
+    ]
     c = compare_runs(store, [r.id for r in runs], n_boot=200)
     assert [d.run_id for d in c.metric("accuracy").deltas] == [runs[1].id, runs[2].id]
     assert [p.counts.fixed for p in c.pairs if p.counts] == [1, 3]
@@ -210,7 +240,10 @@ def test_word_diff_of_one_row(store: Store) -> None:
     diff = compare_row(store, run_a.id, run_b.id, 1)
     assert diff.output_a == "The answer is pos" and diff.output_b == "The answer is neg"
     assert [(s.op, s.text) for s in diff.segments] == [
-        ("equal", "The answer is "), ("delete", "pos"), ("insert", "neg")]
+        ("equal", "The answer is "),
+        ("delete", "pos"),
+        ("insert", "neg"),
+    ]
     with pytest.raises(BadInputError, match="no output for row 9"):
         compare_row(store, run_a.id, run_b.id, 9)
 
@@ -233,7 +266,9 @@ def test_metric_trend_over_prompt_versions_and_checkpoints(store: Store) -> None
     h.classification_run(store, v1, c1, ds, [1, 1, 0, 0])
     trend = metric_trend(store, job_id=job.id, metric="accuracy")
     assert [(p.label, p.value, p.source) for p in trend.points] == [
-        ("step 100", 0.5, "run"), ("step 200", 0.9, "training")]
+        ("step 100", 0.5, "run"),
+        ("step 200", 0.9, "training"),
+    ]
     with pytest.raises(BadInputError):
         metric_trend(store, metric="accuracy")
 
@@ -257,8 +292,7 @@ def test_counts_partition_the_rows_and_match_the_delta(
         assert accuracy.delta == pytest.approx((k.fixed - k.broken) / len(pairs))
         assert accuracy.ci_low is not None and accuracy.ci_high is not None
         assert accuracy.ci_low - 1e-9 <= accuracy.delta <= accuracy.ci_high + 1e-9
-        direct = classify_rows(store.run_outputs(run_a.id), store.run_outputs(run_b.id),
-                               "accuracy")
+        direct = classify_rows(store.run_outputs(run_a.id), store.run_outputs(run_b.id), "accuracy")
         assert direct == k
     finally:
         store.close()

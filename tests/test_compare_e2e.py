@@ -37,15 +37,17 @@ def _setup(store: Store) -> None:
         task="classification", input_columns=["text"], reference_column="label",
         labels=LABELS, metrics=["accuracy", "macro_f1"],
     ))  # fmt: skip
-    store.save_prompt_version("irony", PromptContent(template=TEMPLATE,
-                                                     settings={"max_new_tokens": 4}))
+    store.save_prompt_version(
+        "irony", PromptContent(template=TEMPLATE, settings={"max_new_tokens": 4})
+    )
 
 
 def _evaluate(store: Store, model: str) -> int:
     from tunelab.engine.evaluation import EvalRequest, evaluate
 
-    result = evaluate(store, EvalRequest(prompt="irony", model=model, dataset="irony",
-                                         split="test", batch_size=3))
+    result = evaluate(
+        store, EvalRequest(prompt="irony", model=model, dataset="irony", split="test", batch_size=3)
+    )
     assert result.run.status == "succeeded"
     return result.run.id
 
@@ -59,13 +61,21 @@ def _train(store: Store, output_dir: Path) -> str:
     base = resolve_model(store, "builtin")
     dataset = store.get_dataset("irony")
     version = store.get_prompt_version("irony@1")
-    config = TrainingConfig(method="lora", max_steps=2, batch_size=4, max_seq_len=96,
-                            eval_every_steps=0, eval_samples=4, device="cpu")
+    config = TrainingConfig(
+        method="lora",
+        max_steps=2,
+        batch_size=4,
+        max_seq_len=96,
+        eval_every_steps=0,
+        eval_samples=4,
+        device="cpu",
+    )
     job = store.create_job("lora", {"max_steps": 2}, base.id, dataset.id, version.id)
     # The job worker stamps these around run_training; here the test is the worker.
     store.update_job(job.id, status="running", started_at=datetime.now(UTC).isoformat())
-    result = run_training(store, TrainingRequest(config, base.id, dataset.id, version.id,
-                                                 output_dir, job_id=job.id))
+    result = run_training(
+        store, TrainingRequest(config, base.id, dataset.id, version.id, output_dir, job_id=job.id)
+    )
     store.update_job(job.id, status="succeeded", finished_at=datetime.now(UTC).isoformat())
     assert result.model_ids
     return store.get_model_by_id(result.model_ids[-1]).name

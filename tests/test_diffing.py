@@ -33,21 +33,35 @@ def test_word_diff_segments_rebuild_both_texts(a_parts: list[str], b_parts: list
 def test_word_diff_marks_changed_words() -> None:
     segments = word_diff("the cat sat on the mat", "the dog sat on the mat")
     assert [(s.op, s.text) for s in segments] == [
-        ("equal", "the "), ("delete", "cat"), ("insert", "dog"), ("equal", " sat on the mat")]
+        ("equal", "the "),
+        ("delete", "cat"),
+        ("insert", "dog"),
+        ("equal", " sat on the mat"),
+    ]
 
 
 def test_dict_diff_flattens_nested_keys() -> None:
-    changes = dict_diff({"lora": {"r": 8, "alpha": 16}, "lr": 1e-4, "old": 1},
-                        {"lora": {"r": 16, "alpha": 16}, "lr": 1e-4, "new": 2})
+    changes = dict_diff(
+        {"lora": {"r": 8, "alpha": 16}, "lr": 1e-4, "old": 1},
+        {"lora": {"r": 16, "alpha": 16}, "lr": 1e-4, "new": 2},
+    )
     assert [(c.key, c.a, c.b, c.change) for c in changes] == [
-        ("lora.r", 8, 16, "changed"), ("new", None, 2, "added"), ("old", 1, None, "removed")]
+        ("lora.r", 8, 16, "changed"),
+        ("new", None, 2, "added"),
+        ("old", 1, None, "removed"),
+    ]
 
 
 def test_prompt_diff_shows_template_system_examples_and_settings(store: Store) -> None:
-    h.prompt(store, "p", "Classify: {{ text }}", system="Be brief.",
-             settings={"temperature": 0.0})
-    h.prompt(store, "p", "Classify the review: {{ text }}", system="Be brief.",
-             examples=[{"text": "great", "label": "pos"}], settings={"temperature": 0.7})
+    h.prompt(store, "p", "Classify: {{ text }}", system="Be brief.", settings={"temperature": 0.0})
+    h.prompt(
+        store,
+        "p",
+        "Classify the review: {{ text }}",
+        system="Be brief.",
+        examples=[{"text": "great", "label": "pos"}],
+        settings={"temperature": 0.7},
+    )
     store.set_label("p@2", "production")
     diff = diff_prompts(store, "p@1", "p:production")
     assert diff.changed and (diff.a_ref, diff.b_ref) == ("p@1", "p@2")
@@ -56,7 +70,8 @@ def test_prompt_diff_shows_template_system_examples_and_settings(store: Store) -
     assert "-Classify: {{ text }}" in texts["template"].unified
     assert "+Classify the review: {{ text }}" in texts["template"].unified
     assert [(r.tag, r.left, r.right) for r in texts["template"].side_by_side] == [
-        ("replace", "Classify: {{ text }}", "Classify the review: {{ text }}")]
+        ("replace", "Classify: {{ text }}", "Classify the review: {{ text }}")
+    ]
     assert texts["examples"].b == '{"label": "pos", "text": "great"}'
     assert [(c.key, c.a, c.b) for c in diff.changes] == [("settings.temperature", 0.0, 0.7)]
     assert not diff_prompts(store, "p@2", "p@2").changed

@@ -14,9 +14,7 @@ from tunelab.engine.metrics import INVALID
 from tunelab.store import NewDataset, NewSplit, PromptContent, Store
 
 LABELS = ["irony", "non_irony"]
-TEMPLATE = (
-    "Is this tweet ironic? Reply with one word: irony or non_irony.\n\nTweet: {{ text }}"
-)
+TEMPLATE = "Is this tweet ironic? Reply with one word: irony or non_irony.\n\nTweet: {{ text }}"
 
 
 def _rows(n: int) -> list[dict[str, str]]:
@@ -49,8 +47,12 @@ def irony(store: Store) -> Store:
 
 def _request(**changes: object) -> EvalRequest:
     base: dict[str, object] = {
-        "prompt": "irony", "model": "builtin", "dataset": "irony", "split": "test",
-        "limit": 4, "batch_size": 2,
+        "prompt": "irony",
+        "model": "builtin",
+        "dataset": "irony",
+        "split": "test",
+        "limit": 4,
+        "batch_size": 2,
     }
     base.update(changes)
     return EvalRequest(**base)  # type: ignore[arg-type]
@@ -82,8 +84,12 @@ def test_resume_refuses_a_changed_request(irony: Store) -> None:
 
     version = irony.get_prompt_version("irony")
     run = irony.create_run(
-        version.id, resolve_model(irony, "builtin").id, irony.get_dataset("irony").id, "test",
-        rows_total=4, settings={"max_new_tokens": 4},
+        version.id,
+        resolve_model(irony, "builtin").id,
+        irony.get_dataset("irony").id,
+        "test",
+        rows_total=4,
+        settings={"max_new_tokens": 4},
     )
     with pytest.raises(BadInputError, match="other settings"):
         evaluate(irony, _request(limit=3, resume_run_id=run.id))
@@ -146,7 +152,9 @@ def test_run_writes_outputs_and_metrics(irony: Store) -> None:
 def test_resume_after_interruption_finishes_without_duplicates(irony: Store) -> None:
     progress: list[EvalProgress] = []
     interrupted = evaluate(
-        irony, _request(), on_progress=progress.append,
+        irony,
+        _request(),
+        on_progress=progress.append,
         should_stop=lambda: bool(progress) and progress[-1].done >= 2,
     )
     assert interrupted.interrupted and interrupted.run.status == "interrupted"

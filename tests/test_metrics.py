@@ -28,9 +28,7 @@ LABELS = ["irony", "non_irony"]
 
 def _run(names: list[str], rows: list[tuple[str, str | None]], labels=LABELS, raw=None):
     metrics = [get_metric(n, labels) for n in names]
-    examples = [
-        Example(raw[i] if raw else pred, pred, ref) for i, (pred, ref) in enumerate(rows)
-    ]
+    examples = [Example(raw[i] if raw else pred, pred, ref) for i, (pred, ref) in enumerate(rows)]
     scores = [score_example(metrics, e) for e in examples]
     return scores, aggregate_metrics(metrics, examples, scores)
 
@@ -64,8 +62,9 @@ def test_accuracy_and_macro_f1_against_hand_table() -> None:
     # refs:  a a a b b c ; preds: a a b b invalid c
     refs = ["a", "a", "a", "b", "b", "c"]
     preds = ["a", "a", "b", "b", INVALID, "c"]
-    scores, agg = _run(["accuracy", "macro_f1"], list(zip(preds, refs, strict=True)),
-                       labels=["a", "b", "c"])
+    scores, agg = _run(
+        ["accuracy", "macro_f1"], list(zip(preds, refs, strict=True)), labels=["a", "b", "c"]
+    )
     assert [s["accuracy"] for s in scores] == [1, 1, 0, 1, 0, 1]
     assert agg["accuracy"] == pytest.approx(4 / 6)
     # a: tp2 fp0 fn1 → 4/5; b: tp1 fp1 fn1 → 2/4; c: tp1 → 1
@@ -84,13 +83,19 @@ def test_absent_class_counts_zero_in_macro() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(["a", "b", "c", INVALID])),
-                min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abc"), st.sampled_from(["a", "b", "c", INVALID])),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_macro_f1_bounds_and_matrix_totals(pairs: list[tuple[str, str]]) -> None:
     refs = [r for r, _ in pairs]
     preds = [p for _, p in pairs]
-    _, agg = _run(["accuracy", "macro_f1"], list(zip(preds, refs, strict=True)),
-                  labels=["a", "b", "c"])
+    _, agg = _run(
+        ["accuracy", "macro_f1"], list(zip(preds, refs, strict=True)), labels=["a", "b", "c"]
+    )
     assert 0.0 <= agg["macro_f1"] <= 1.0
     assert 0.0 <= agg["accuracy"] <= 1.0
     matrix = agg["confusion_matrix"]["matrix"]
@@ -144,8 +149,11 @@ def test_exact_match_contains_regex_json() -> None:
     assert agg["exact_match"] == 0.5
 
     raw = ["The capital is Paris.", "I do not know"]
-    scores, _ = _run(["contains", "contains:capital", "regex:\\bParis\\b", "regex"],
-                     [("x", "paris"), ("y", "kn.w")], raw=raw)
+    scores, _ = _run(
+        ["contains", "contains:capital", "regex:\\bParis\\b", "regex"],
+        [("x", "paris"), ("y", "kn.w")],
+        raw=raw,
+    )
     assert [s["contains"] for s in scores] == [1.0, 0.0]
     assert [s["contains:capital"] for s in scores] == [1.0, 0.0]
     assert [s["regex:\\bParis\\b"] for s in scores] == [1.0, 0.0]
@@ -167,7 +175,8 @@ def test_unknown_or_misused_metrics_are_bad_input() -> None:
     with pytest.raises(BadInputError, match="classification"):
         resolve_metrics(["macro_f1"], "generation", [], has_reference=True)
     assert [m.name for m in resolve_metrics([], "classification", LABELS, True)] == [
-        "accuracy", "macro_f1"
+        "accuracy",
+        "macro_f1",
     ]
     assert [m.name for m in resolve_metrics(["valid_json"], "generation", [], False)] == [
         "valid_json"

@@ -47,8 +47,9 @@ def test_bootstrap_interval_covers_the_true_delta_at_the_stated_rate() -> None:
         difficulty = rng.normal(size=n)
         a = difficulty + rng.normal(size=n)
         b = difficulty + true_delta + rng.normal(size=n)
-        ci = stats.paired_bootstrap_ci(stats.mean_statistic(a), stats.mean_statistic(b), n,
-                                       n_boot=400, seed=replication)
+        ci = stats.paired_bootstrap_ci(
+            stats.mean_statistic(a), stats.mean_statistic(b), n, n_boot=400, seed=replication
+        )
         covered += ci.low <= true_delta <= ci.high
     # 95% nominal; the percentile bootstrap runs slightly narrow at n=40.
     assert 0.88 <= covered / replications <= 0.99
@@ -69,15 +70,18 @@ def test_bootstrap_interval_for_a_corpus_statistic() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.floats(-100, 100), st.floats(-100, 100)), min_size=2, max_size=60),
-       st.integers(0, 10_000))
+@given(
+    st.lists(st.tuples(st.floats(-100, 100), st.floats(-100, 100)), min_size=2, max_size=60),
+    st.integers(0, 10_000),
+)
 def test_bootstrap_interval_contains_the_observed_delta(
     pairs: list[tuple[float, float]], seed: int
 ) -> None:
     a = np.array([p[0] for p in pairs])
     b = np.array([p[1] for p in pairs])
-    ci = stats.paired_bootstrap_ci(stats.mean_statistic(a), stats.mean_statistic(b), len(pairs),
-                                   n_boot=300, seed=seed)
+    ci = stats.paired_bootstrap_ci(
+        stats.mean_statistic(a), stats.mean_statistic(b), len(pairs), n_boot=300, seed=seed
+    )
     slack = 1e-9 * max(1.0, float(np.abs(b - a).max()))
     assert ci.low - slack <= ci.delta <= ci.high + slack
     assert 0.0 < ci.p_value <= 1.0
@@ -88,8 +92,11 @@ def test_sign_flip_exact_matches_scipy_permutation_test() -> None:
     a, b = rng.normal(size=9), rng.normal(size=9) + 0.8
     ours = stats.sign_flip_test(a, b)
     reference = sps.permutation_test(
-        (b, a), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
-        n_resamples=np.inf, alternative="two-sided",
+        (b, a),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        n_resamples=np.inf,
+        alternative="two-sided",
     )
     assert ours.test.endswith("(exact)")
     assert ours.p_value == pytest.approx(reference.pvalue, rel=1e-9)

@@ -42,8 +42,11 @@ def _train(store: Store, out: Path, model_dir: Path | None, **changes: object): 
 def _weights(folder: Path) -> dict:
     from safetensors.torch import load_file
 
-    name = "adapter_model.safetensors" if (folder / "adapter_config.json").exists() \
+    name = (
+        "adapter_model.safetensors"
+        if (folder / "adapter_config.json").exists()
         else "model.safetensors"
+    )
     return load_file(str(folder / name))
 
 

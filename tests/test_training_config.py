@@ -108,8 +108,10 @@ def test_target_modules_checked_against_the_model() -> None:
 def test_importing_the_config_does_not_import_torch() -> None:
     import subprocess
 
-    code = "import tunelab.engine.training_config, tunelab.engine.jobs, tunelab.cli_tune, sys;" \
-           "print('torch' in sys.modules)"
+    code = (
+        "import tunelab.engine.training_config, tunelab.engine.jobs, tunelab.cli_tune, sys;"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -128,7 +130,9 @@ def test_json_round_trip(tmp_path: Path, data: st.DataObject) -> None:
         lora_r=data.draw(st.integers(min_value=1, max_value=256)),
         target_modules=data.draw(
             st.none() | st.lists(st.sampled_from(["q_proj", "v_proj", "fc1"]), min_size=1)
-        ) if method == "lora" else None,
+        )
+        if method == "lora"
+        else None,
         num_virtual_tokens=data.draw(st.integers(min_value=1, max_value=100)),
         max_seq_len=data.draw(st.integers(min_value=8, max_value=8192)),
         packing=data.draw(st.booleans()) if method in ("lora", "full") else False,

@@ -31,8 +31,10 @@ def irony_rows(n: int, offset: int = 0) -> list[dict[str, Any]]:
         with IRONY_TRAIN.open() as fh:
             rows = [json.loads(line) for _, line in zip(range(offset + n), fh, strict=False)]
         return [{"text": r["text"][:120], "label": r["label"]} for r in rows[offset:]]
-    return [{"text": f"tweet number {i} is {'great' if i % 2 else 'bad'}",
-             "label": LABELS[i % 2]} for i in range(offset, offset + n)]
+    return [
+        {"text": f"tweet number {i} is {'great' if i % 2 else 'bad'}", "label": LABELS[i % 2]}
+        for i in range(offset, offset + n)
+    ]
 
 
 def tiny_model_dir(root: Path) -> Path:
@@ -48,10 +50,17 @@ def tiny_model_dir(root: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(builtin_model_dir()))
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     LlamaForCausalLM(config).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
@@ -79,11 +88,18 @@ def add_training_data(
 def _add_irony(store: Store, n_train: int, n_val: int) -> Dataset:
     return store.add_dataset(
         NewDataset(
-            "irony", "test", "fp-irony",
-            [NewSplit("train", irony_rows(n_train), "fp-train"),
-             NewSplit("validation", irony_rows(n_val, offset=n_train), "fp-val")],
-            task="classification", input_columns=["text"], reference_column="label",
-            labels=LABELS, metrics=["accuracy"],
+            "irony",
+            "test",
+            "fp-irony",
+            [
+                NewSplit("train", irony_rows(n_train), "fp-train"),
+                NewSplit("validation", irony_rows(n_val, offset=n_train), "fp-val"),
+            ],
+            task="classification",
+            input_columns=["text"],
+            reference_column="label",
+            labels=LABELS,
+            metrics=["accuracy"],
         )
     )
 

@@ -38,8 +38,9 @@ from tunelab.engine.report import (
     write_report,
 )
 
-diff_app = typer.Typer(help="Show what changed between prompts, models or runs.",
-                       no_args_is_help=True)
+diff_app = typer.Typer(
+    help="Show what changed between prompts, models or runs.", no_args_is_help=True
+)
 
 _DIFF_STYLES = {"delete": "red strike", "insert": "green bold"}
 
@@ -61,8 +62,9 @@ def render_word_diff(row: RowDiff) -> Text:
 
 
 def _metric_table(c: Comparison) -> Table:
-    table = Table(title=f"Metrics on {c.rows} shared rows (baseline run {c.runs[0].id})",
-                  title_justify="left")
+    table = Table(
+        title=f"Metrics on {c.rows} shared rows (baseline run {c.runs[0].id})", title_justify="left"
+    )
     table.add_column("metric")
     for run in c.runs:
         table.add_column(f"run {run.id}", justify="right")
@@ -72,8 +74,16 @@ def _metric_table(c: Comparison) -> Table:
         for i, d in enumerate(m.deltas):
             values = [fmt_value(v) for v in m.values] if i == 0 else [""] * len(m.values)
             style = "green" if d.significant else "dim"
-            table.add_row(m.name if i == 0 else "", *values, str(d.run_id), fmt_delta(d.delta),
-                          fmt_ci(d), fmt_p(d.p_value), d.test, Text(d.verdict, style=style))
+            table.add_row(
+                m.name if i == 0 else "",
+                *values,
+                str(d.run_id),
+                fmt_delta(d.delta),
+                fmt_ci(d),
+                fmt_p(d.p_value),
+                d.test,
+                Text(d.verdict, style=style),
+            )
     return table
 
 
@@ -82,21 +92,35 @@ def _examples_table(c: Comparison) -> Table | None:
     if not rows:
         return None
     table = Table(title="Per example", title_justify="left")
-    for name in ("run vs baseline", "score", "fixed", "broken", "both right", "both wrong",
-                 "outputs differ"):
+    for name in (
+        "run vs baseline",
+        "score",
+        "fixed",
+        "broken",
+        "both right",
+        "both wrong",
+        "outputs differ",
+    ):
         table.add_column(name, justify="left" if name in ("run vs baseline", "score") else "right")
     for p in rows:
         k = p.counts
         assert k is not None
-        table.add_row(f"{p.run_id} vs {p.baseline_run_id}", k.score, Text(str(k.fixed), "green"),
-                      Text(str(k.broken), "red"), str(k.both_right), str(k.both_wrong),
-                      str(len(p.differing_rows)))
+        table.add_row(
+            f"{p.run_id} vs {p.baseline_run_id}",
+            k.score,
+            Text(str(k.fixed), "green"),
+            Text(str(k.broken), "red"),
+            str(k.both_right),
+            str(k.both_wrong),
+            str(len(p.differing_rows)),
+        )
     return table
 
 
 def _cost_table(c: Comparison) -> Table:
-    table = Table(title=f"Cost and speed (${c.price_per_gpu_hour:g} per GPU-hour)",
-                  title_justify="left")
+    table = Table(
+        title=f"Cost and speed (${c.price_per_gpu_hour:g} per GPU-hour)", title_justify="left"
+    )
     table.add_column("")
     for run in c.runs:
         table.add_column(f"run {run.id}", justify="right")
@@ -107,8 +131,10 @@ def _cost_table(c: Comparison) -> Table:
 
 def render_comparison(c: Comparison, *, examples: bool = True) -> RenderableType:
     """The whole comparison: runs, metric table, per-example counts, cost and break-even."""
-    parts: list[RenderableType] = [Text(f"{run_label(c, r.id)}: {r.dataset_name}/{r.split}, "
-                                        f"{r.rows} rows, {r.status}") for r in c.runs]
+    parts: list[RenderableType] = [
+        Text(f"{run_label(c, r.id)}: {r.dataset_name}/{r.split}, {r.rows} rows, {r.status}")
+        for r in c.runs
+    ]
     parts += [Text(f"note: {n}", style="yellow") for n in c.notes]
     parts.append(_metric_table(c))
     examples_table = _examples_table(c)
@@ -119,14 +145,25 @@ def render_comparison(c: Comparison, *, examples: bool = True) -> RenderableType
             fixed = set(p.counts.fixed_rows) if p.counts else set()
             broken = set(p.counts.broken_rows) if p.counts else set()
             for row in p.examples:
-                change = ("fixed" if row.row_idx in fixed else
-                          "broken" if row.row_idx in broken else "differs")
-                parts.append(Text.assemble(
-                    (f"run {p.run_id} row {row.row_idx} {change} ", "bold"),
-                    (f"(reference {row.reference!r}): ", "dim"), render_word_diff(row)))
+                change = (
+                    "fixed"
+                    if row.row_idx in fixed
+                    else "broken"
+                    if row.row_idx in broken
+                    else "differs"
+                )
+                parts.append(
+                    Text.assemble(
+                        (f"run {p.run_id} row {row.row_idx} {change} ", "bold"),
+                        (f"(reference {row.reference!r}): ", "dim"),
+                        render_word_diff(row),
+                    )
+                )
     parts.append(_cost_table(c))
-    parts += [Text(f"break-even, run {b.run_id} vs run {b.baseline_run_id}: {b.verdict}")
-              for b in c.break_even]
+    parts += [
+        Text(f"break-even, run {b.run_id} vs run {b.baseline_run_id}: {b.verdict}")
+        for b in c.break_even
+    ]
     return Group(*parts)
 
 
@@ -136,8 +173,11 @@ def _changes_table(title: str, changes: list[ValueChange], a: str, b: str) -> Ta
     table.add_column(a, style="red")
     table.add_column(b, style="green")
     for ch in changes:
-        table.add_row(ch.key, "" if ch.change == "added" else repr(ch.a),
-                      "" if ch.change == "removed" else repr(ch.b))
+        table.add_row(
+            ch.key,
+            "" if ch.change == "added" else repr(ch.a),
+            "" if ch.change == "removed" else repr(ch.b),
+        )
     return table
 
 
@@ -155,8 +195,10 @@ def render_prompt_diff(diff: PromptDiff, *, side_by_side: bool = False) -> Rende
             table.add_column(diff.b_ref)
             for line in t.side_by_side:
                 changed = line.tag != "equal"
-                table.add_row(Text(line.left or "", style="red" if changed else ""),
-                              Text(line.right or "", style="green" if changed else ""))
+                table.add_row(
+                    Text(line.left or "", style="red" if changed else ""),
+                    Text(line.right or "", style="green" if changed else ""),
+                )
             parts.append(table)
             continue
         for line in t.unified:
@@ -171,8 +213,9 @@ def render_prompt_diff(diff: PromptDiff, *, side_by_side: bool = False) -> Rende
                 style = "cyan"
             parts.append(Text(line, style=style))
     if diff.changes:
-        parts.append(_changes_table("mode, reasoning and settings", diff.changes, diff.a_ref,
-                                    diff.b_ref))
+        parts.append(
+            _changes_table("mode, reasoning and settings", diff.changes, diff.a_ref, diff.b_ref)
+        )
     return Group(*parts)
 
 
@@ -182,8 +225,11 @@ def render_model_diff(diff: ModelDiff) -> RenderableType:
         Text(f"lineage {diff.b_name}: " + " → ".join(diff.lineage_b)),
         Text(f"common ancestor: {diff.common_ancestor or 'none'}", style="dim"),
     ]
-    for title, changes in (("model", diff.changes), ("training config", diff.config_changes),
-                           ("metrics", diff.metric_changes)):
+    for title, changes in (
+        ("model", diff.changes),
+        ("training config", diff.config_changes),
+        ("metrics", diff.metric_changes),
+    ):
         if changes:
             parts.append(_changes_table(title, changes, diff.a_name, diff.b_name))
     if not (diff.changes or diff.config_changes or diff.metric_changes):
@@ -194,8 +240,11 @@ def render_model_diff(diff: ModelDiff) -> RenderableType:
 def render_run_diff(diff: RunDiff) -> RenderableType:
     a, b = f"run {diff.a.id}", f"run {diff.b.id}"
     parts: list[RenderableType] = []
-    for title, changes in (("run", diff.changes), ("settings", diff.settings_changes),
-                           ("stored metrics", diff.metric_changes)):
+    for title, changes in (
+        ("run", diff.changes),
+        ("settings", diff.settings_changes),
+        ("stored metrics", diff.metric_changes),
+    ):
         if changes:
             parts.append(_changes_table(title, changes, a, b))
     if diff.prompt is not None:
@@ -285,8 +334,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Which run is better, by how much, how sure, and at what cost."""
         store = state.store()
-        comparison = compare_runs(store, runs, seed=seed, n_boot=n_boot,
-                                  shared_rows_only=shared_rows, price_per_gpu_hour=price)
+        comparison = compare_runs(
+            store,
+            runs,
+            seed=seed,
+            n_boot=n_boot,
+            shared_rows_only=shared_rows,
+            price_per_gpu_hour=price,
+        )
         if report is not None:
             write_report(comparison, report)
         if json_output:
@@ -296,8 +351,9 @@ def register(app: typer.Typer) -> None:
         if row is not None:
             for other in comparison.runs[1:]:
                 diff = compare_row(store, comparison.runs[0].id, other.id, row)
-                console.print(Text.assemble((f"row {row}, run {other.id}: ", "bold"),
-                                            render_word_diff(diff)))
+                console.print(
+                    Text.assemble((f"row {row}, run {other.id}: ", "bold"), render_word_diff(diff))
+                )
         if report is not None:
             console.print(f"report written to {report}")
 

@@ -56,7 +56,7 @@ def tune(
     config_file: Path | None = typer.Option(
         None, "--config", help="A .json or .toml training config; flags override it."
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print {\"job_id\": N}."),
+    json_output: bool = typer.Option(False, "--json", help='Print {"job_id": N}.'),
     wait: bool = typer.Option(False, "--wait", help="Follow progress until the job ends."),
 ) -> None:
     """Start a fine-tuning job in the background and print its id."""
