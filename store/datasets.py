@@ -70,7 +70,7 @@ class DatasetStore(StoreBase):
                     )
                 db.execute("DELETE FROM datasets WHERE id = ?", [existing["id"]])
             dataset_id = (
-                db["datasets"]
+                db.table("datasets")
                 .insert(
                     {
                         "name": new.name,
@@ -89,7 +89,7 @@ class DatasetStore(StoreBase):
             )
             for split in new.splits:
                 split_id = (
-                    db["dataset_splits"]
+                    db.table("dataset_splits")
                     .insert(
                         {
                             "dataset_id": dataset_id,
@@ -100,7 +100,7 @@ class DatasetStore(StoreBase):
                     )
                     .last_pk
                 )
-                db["dataset_rows"].insert_all(
+                db.table("dataset_rows").insert_all(
                     (
                         {"split_id": split_id, "idx": i, "data": dumps(row)}
                         for i, row in enumerate(split.rows)

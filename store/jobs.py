@@ -54,7 +54,7 @@ class JobStore(StoreBase):
     ) -> Job:
         with self._write() as db:
             job_id = (
-                db["jobs"]
+                db.table("jobs")
                 .insert(
                     {
                         "kind": kind,
@@ -71,10 +71,10 @@ class JobStore(StoreBase):
                 )
                 .last_pk
             )
-            db["job_events"].insert(
+            db.table("job_events").insert(
                 {"job_id": job_id, "at": utc_now(), "kind": "queued", "message": "job created"}
             )
-        return self.get_job(int(job_id))
+        return self.get_job(int(job_id or 0))
 
     def job_ids(self) -> list[str]:
         return [str(r["id"]) for r in self._query("SELECT id FROM jobs ORDER BY id")]
@@ -113,7 +113,7 @@ class JobStore(StoreBase):
                     f"UPDATE jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id]
                 )
             if event is not None:
-                db["job_events"].insert(
+                db.table("job_events").insert(
                     {"job_id": job_id, "at": utc_now(), "kind": event[0], "message": event[1]}
                 )
         return self.get_job(job_id)
@@ -132,7 +132,7 @@ class JobStore(StoreBase):
 
     def add_job_event(self, job_id: int, kind: str, message: str) -> None:
         with self._write() as db:
-            db["job_events"].insert(
+            db.table("job_events").insert(
                 {"job_id": job_id, "at": utc_now(), "kind": kind, "message": message}
             )
 
@@ -143,7 +143,7 @@ class JobStore(StoreBase):
     def add_job_metrics(self, job_id: int, step: int, values: dict[str, float]) -> None:
         now = utc_now()
         with self._write() as db:
-            db["job_metrics"].insert_all(
+            db.table("job_metrics").insert_all(
                 {"job_id": job_id, "step": step, "name": k, "value": float(v), "at": now}
                 for k, v in values.items()
             )

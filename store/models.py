@@ -70,8 +70,8 @@ class ModelStore(StoreBase):
             record["training_config"] = dumps(new.training_config)
             record["metrics"] = dumps(new.metrics)
             record["created_at"] = utc_now()
-            model_id = db["models"].insert(record).last_pk
-        return self.get_model_by_id(int(model_id))
+            model_id = db.table("models").insert(record).last_pk
+        return self.get_model_by_id(int(model_id or 0))
 
     def get_model(self, name: str) -> Model:
         row = self._one("SELECT * FROM models WHERE name = ?", [name])

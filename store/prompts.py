@@ -142,7 +142,7 @@ class PromptStore(StoreBase):
             row = self._one("SELECT * FROM prompts WHERE name = ?", [name])
             if row is None:
                 prompt_id = (
-                    db["prompts"]
+                    db.table("prompts")
                     .insert(
                         {"name": name, "description": description or "", "created_at": utc_now()}
                     )
@@ -160,7 +160,7 @@ class PromptStore(StoreBase):
                 return SaveResult(self._version_from_row(latest, name), created=False)
             version_number = 1 if latest is None else latest["version"] + 1
             version_id = (
-                db["prompt_versions"]
+                db.table("prompt_versions")
                 .insert(
                     {
                         "prompt_id": prompt_id,
@@ -246,7 +246,7 @@ class PromptStore(StoreBase):
                 [version.prompt_id, label],
             )
             now = utc_now()
-            db["prompt_labels"].upsert(
+            db.table("prompt_labels").upsert(
                 {
                     "prompt_id": version.prompt_id,
                     "label": label,
@@ -255,7 +255,7 @@ class PromptStore(StoreBase):
                 },
                 pk=("prompt_id", "label"),
             )
-            db["prompt_label_events"].insert(
+            db.table("prompt_label_events").insert(
                 {
                     "prompt_id": version.prompt_id,
                     "label": label,
@@ -282,7 +282,7 @@ class PromptStore(StoreBase):
             db.execute(
                 "DELETE FROM prompt_labels WHERE prompt_id = ? AND label = ?", [prompt["id"], label]
             )
-            db["prompt_label_events"].insert(
+            db.table("prompt_label_events").insert(
                 {
                     "prompt_id": prompt["id"],
                     "label": label,

@@ -101,7 +101,7 @@ class RunStore(StoreBase):
     ) -> Run:
         with self._write() as db:
             run_id = (
-                db["runs"]
+                db.table("runs")
                 .insert(
                     {
                         "prompt_version_id": prompt_version_id,
@@ -122,7 +122,7 @@ class RunStore(StoreBase):
                 )
                 .last_pk
             )
-        return self.get_run(int(run_id))
+        return self.get_run(int(run_id or 0))
 
     def run_ids(self) -> list[str]:
         return [str(r["id"]) for r in self._query("SELECT id FROM runs ORDER BY id")]
@@ -258,7 +258,7 @@ class RunStore(StoreBase):
         with self._write() as db:
             if self._one("SELECT id FROM run_outputs WHERE id = ?", [run_output_id]) is None:
                 raise NotFoundError("run output", str(run_output_id))
-            db["ratings"].insert(
+            db.table("ratings").insert(
                 {
                     "run_output_id": run_output_id,
                     "rating": rating,

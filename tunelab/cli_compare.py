@@ -201,17 +201,17 @@ def render_prompt_diff(diff: PromptDiff, *, side_by_side: bool = False) -> Rende
                 )
             parts.append(table)
             continue
-        for line in t.unified:
+        for unified_line in t.unified:
             style = ""
-            if line.startswith(("+++", "---")):
+            if unified_line.startswith(("+++", "---")):
                 style = "bold"
-            elif line.startswith("+"):
+            elif unified_line.startswith("+"):
                 style = "green"
-            elif line.startswith("-"):
+            elif unified_line.startswith("-"):
                 style = "red"
-            elif line.startswith("@@"):
+            elif unified_line.startswith("@@"):
                 style = "cyan"
-            parts.append(Text(line, style=style))
+            parts.append(Text(unified_line, style=style))
     if diff.changes:
         parts.append(
             _changes_table("mode, reasoning and settings", diff.changes, diff.a_ref, diff.b_ref)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from textual.app import ComposeResult
 
     from tunelab.engine.facade import EvalSpec
+    from tunelab.engine.facade_types import EvalProgress
     from tunelab.store import Run
     from tunelab.store.records import RunOutput
 
@@ -300,9 +301,11 @@ class RunsScreen(TunelabScreen):
     )
     def run_evaluation(self, spec: EvalSpec) -> None:
         worker = get_current_worker()
-        outcome = self.engine.evaluate(
-            spec, lambda p: self.post_message(EvalProgressed(p)), lambda: worker.is_cancelled
-        )
+
+        def report(progress: EvalProgress) -> None:
+            self.post_message(EvalProgressed(progress))
+
+        outcome = self.engine.evaluate(spec, report, lambda: worker.is_cancelled)
         self.post_message(EvalFinished(outcome))
 
     @on(EvalProgressed)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# mypy cannot follow setuptools' package-dir mapping, so check the installed layout through a
+# tree of symlinks: .typecheck/tunelab/{engine,store,tui,themes} -> the real folders.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf .typecheck && mkdir -p .typecheck/tunelab
+for f in tunelab/*.py; do ln -s "../../$f" .typecheck/tunelab/; done
+for d in engine store tui themes; do ln -s "../../$d" ".typecheck/tunelab/$d"; done
+cd .typecheck && ../.venv/bin/mypy -p tunelab --config-file ../pyproject.toml
