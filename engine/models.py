@@ -441,6 +441,9 @@ def _load_base(ref: ModelRef, torch_dtype: Any, trust_remote_code: bool) -> tupl
     # Its "Loading weights" bar would land on the terminal under the TUI, and on stderr
     # beside the CLI's one-line errors; loads are reported by the callers instead.
     hf_logging.disable_progress_bar()
+    if "TRANSFORMERS_VERBOSITY" not in os.environ:
+        # Library deprecation notices are for us, not for people reading a run's output.
+        hf_logging.set_verbosity_error()
 
     where = ref.path
     if ref.source == "hub":

@@ -68,7 +68,7 @@ def _metric_table(c: Comparison) -> Table:
     table.add_column("metric")
     for run in c.runs:
         table.add_column(f"run {run.id}", justify="right")
-    for name in ("run", "delta", f"{c.confidence:.0%} CI", "p", "test", "verdict"):
+    for name in ("run", "delta", f"{c.confidence:.0%} CI", "p", "test"):
         table.add_column(name, justify="right" if name in ("delta", "p") else "left")
     for m in c.metrics:
         for i, d in enumerate(m.deltas):
@@ -78,13 +78,24 @@ def _metric_table(c: Comparison) -> Table:
                 m.name if i == 0 else "",
                 *values,
                 str(d.run_id),
-                fmt_delta(d.delta),
+                Text(fmt_delta(d.delta), style=style),
                 fmt_ci(d),
                 fmt_p(d.p_value),
                 d.test,
-                Text(d.verdict, style=style),
             )
     return table
+
+
+def _verdict_lines(c: Comparison) -> list[Text]:
+    """One sentence per metric and run, under the table so narrow terminals keep it readable."""
+    return [
+        Text.assemble(
+            (f"{m.name}, run {d.run_id}: ", "bold"),
+            (d.verdict, "green" if d.significant else "dim"),
+        )
+        for m in c.metrics
+        for d in m.deltas
+    ]
 
 
 def _examples_table(c: Comparison) -> Table | None:
@@ -137,6 +148,7 @@ def render_comparison(c: Comparison, *, examples: bool = True) -> RenderableType
     ]
     parts += [Text(f"note: {n}", style="yellow") for n in c.notes]
     parts.append(_metric_table(c))
+    parts += _verdict_lines(c)
     examples_table = _examples_table(c)
     if examples_table is not None:
         parts.append(examples_table)
