@@ -242,13 +242,9 @@ def _ensure_version(store: Store, name: str, content: PromptContent, message: st
     """Save a demo prompt version unless one with the same content already exists."""
     from tunelab.store import content_hash
 
-    from .settings import GenerationSettings
+    from .prompt_text import validated_content
 
-    settings = GenerationSettings.from_dict(content.settings).to_dict()
-    normalised = PromptContent(
-        content.template, content.system, content.examples, content.mode, content.reasoning,
-        settings,
-    )  # fmt: skip
+    normalised = validated_content(content)
     digest = content_hash(normalised)
     try:
         existing = store.list_prompt_versions(name)

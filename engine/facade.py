@@ -45,7 +45,7 @@ def content_from_fields(
     template: str, system: str, examples_json: str, settings_toml: str
 ) -> PromptContent:
     """Build prompt content from the editor's four fields, validated like `prompt edit`."""
-    from .prompt_text import text_to_content
+    from .prompt_text import text_to_content, validated_content
 
     text = "\n".join(
         [
@@ -60,7 +60,7 @@ def content_from_fields(
         ]
     )
     content, _message = text_to_content(text)
-    return content
+    return validated_content(content)
 
 
 def settings_toml_of(version: PromptVersion) -> str:

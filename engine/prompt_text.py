@@ -140,3 +140,28 @@ def unified_prompt_diff(a: PromptVersion, b: PromptVersion) -> list[str]:
         if change.change != "removed":
             lines.append(f"+{change.key} = {json.dumps(change.b, ensure_ascii=False)}")
     return lines
+
+
+def validated_content(content: PromptContent) -> PromptContent:
+    """Check a version before it is saved and normalise its settings, so the CLI, the TUI and
+    the demo store the same content (and the same hash) for the same prompt.
+
+    Raises:
+        BadInputError: a template syntax error, or a bad generation or few-shot setting.
+    """
+    from .settings import GenerationSettings
+    from .templates import FewShotConfig, variables_of
+
+    variables_of(content.template)  # a syntax error names its line and column
+    generation = {k: v for k, v in content.settings.items() if k != "fewshot"}
+    settings = GenerationSettings.from_dict(generation).to_dict()
+    if "fewshot" in content.settings:
+        settings["fewshot"] = FewShotConfig.from_settings(content.settings).to_dict()
+    return PromptContent(
+        template=content.template,
+        system=content.system,
+        examples=content.examples,
+        mode=content.mode,
+        reasoning=content.reasoning,
+        settings=settings,
+    )

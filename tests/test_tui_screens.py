@@ -243,7 +243,9 @@ async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store
         await pilot.press("ctrl+s")
         await settle(app, pilot)
         saved = seeded.get_prompt_version("classify@3")
-        assert saved.mode == "plain" and saved.settings == {"temperature": 0.5}
+        assert saved.mode == "plain" and saved.settings["temperature"] == 0.5
+        # Normalised exactly as `tunelab prompt new/edit` would store it.
+        assert saved.settings["max_new_tokens"] == 64
 
 
 async def test_finetune_resume_after_cancel(seeded: Store) -> None:

@@ -15,7 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, fail, state
-from tunelab.engine.errors import BadInputError
 from tunelab.engine.prompt_text import (
     content_to_text,
     text_to_content,
@@ -26,20 +25,6 @@ from tunelab.store import PromptContent, PromptVersion
 prompt_app = typer.Typer(help="Write and version prompts.", no_args_is_help=True)
 
 DEFAULT_TEMPLATE = "{{ text }}"
-
-
-def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Check generation settings through the engine's dataclass; returns the normalised dict."""
-    from tunelab.engine.settings import GenerationSettings
-
-    generation = {k: v for k, v in settings.items() if k != "fewshot"}
-    normalised = GenerationSettings.from_dict(generation).to_dict()
-    if "fewshot" in settings:
-        fewshot = settings["fewshot"]
-        if not isinstance(fewshot, dict):
-            raise BadInputError('fewshot must be a table such as {k = 3, split = "train"}')
-        normalised["fewshot"] = fewshot
-    return normalised
 
 
 def _read_text_file(path: Path, what: str) -> str:
@@ -100,17 +85,9 @@ def edit_in_editor(text: str) -> str | None:
 
 
 def _save(name: str, content: PromptContent, message: str, as_json: bool) -> None:
-    content = PromptContent(
-        template=content.template,
-        system=content.system,
-        examples=content.examples,
-        mode=content.mode,
-        reasoning=content.reasoning,
-        settings=validate_settings(content.settings),
-    )
-    from tunelab.engine.templates import variables_of
+    from tunelab.engine.prompt_text import validated_content
 
-    variables_of(content.template)  # refuses a syntax error with its line and column
+    content = validated_content(content)
     result = state.store().save_prompt_version(name, content, message=message)
     if as_json:
         emit_json({"prompt": name, "version": result.version.version, "created": result.created})
