@@ -160,14 +160,21 @@ class JobStore(StoreBase):
     def claim_job(
         self, job_id: int, pid: int, host: str, progress: dict[str, Any], max_running: int = 1
     ) -> Job | None:
-        """Atomically start a queued job if fewer than `max_running` jobs run; None otherwise.
+        """Atomically start a queued job if fewer than `max_running` jobs run and no older job
+        is still queued (first in, first out); None otherwise.
 
         The check and the update share one write transaction, so two workers racing for the
-        queue never both start a job.
+        queue never both start a job, and a later job never overtakes an earlier one whose
+        worker is slow to start (that worker, or the one that finishes first, starts it).
         """
         with self._write():
             row = self._one("SELECT status FROM jobs WHERE id = ?", [job_id])
             if row is None or row["status"] != "queued":
+                return None
+            older = self._scalar(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND id < ?", [job_id]
+            )
+            if older:
                 return None
             running = self._scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'")
             if running >= max_running:

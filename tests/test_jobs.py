@@ -159,11 +159,14 @@ def test_cancel_a_queued_job_and_refuse_to_resume_a_running_one(
     store, first = _launch(workspace, tiny_dir, max_steps=1_000_000, eval_every_steps=0)
     base, dataset, version = add_training_data(store, tiny_dir)
     queued = launch_job(workspace, store, _config(), base, dataset, version.ref)
-    wait_status(store, first.id, ("running",))
-    assert cancel_job(workspace, store, queued.id).status == "cancelled"
-    with pytest.raises(BadInputError, match="still going"):
-        resume_job(workspace, store, first.id)
-    cancel_job(workspace, store, first.id)
+    try:
+        wait_status(store, first.id, ("running",))
+        assert cancel_job(workspace, store, queued.id).status == "cancelled"
+        with pytest.raises(BadInputError, match="still going"):
+            resume_job(workspace, store, first.id)
+    finally:
+        if store.get_job(first.id).status in ("queued", "running"):
+            cancel_job(workspace, store, first.id)  # never leave a million-step job behind
     assert wait_status(store, first.id, DONE).status == "cancelled"
 
 

@@ -160,6 +160,17 @@ def test_job_lifecycle_and_metrics(store: Store) -> None:
     assert [e.kind for e in store.job_events(job.id)] == ["queued", "started"]
 
 
+def test_the_job_queue_is_first_in_first_out(store: Store) -> None:
+    first = store.create_job("lora", {}, None, None, None)
+    second = store.create_job("lora", {}, None, None, None)
+    assert store.claim_job(second.id, 2, "h", {}) is None  # the older job goes first
+    assert store.claim_job(first.id, 1, "h", {}) is not None
+    assert store.claim_job(second.id, 2, "h", {}) is None  # one job at a time
+    store.update_job(first.id, status="succeeded")
+    claimed = store.claim_job(second.id, 2, "h", {})
+    assert claimed is not None and claimed.status == "running"
+
+
 def test_migrations_applied_twice_are_a_no_op(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     Store(path).close()

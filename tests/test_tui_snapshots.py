@@ -50,6 +50,12 @@ def test_screen_snapshot(snap_compare, theme: str, screen: str) -> None:  # type
 
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press(SCREENS[screen])
+        # A screen's module and stylesheet load on first visit: on a busy machine that can
+        # outlast the first settle, so wait for the screen itself before waiting for its data.
+        for _ in range(200):
+            if pilot.app.current_mode == screen and pilot.app.screen.is_mounted:
+                break
+            await pilot.pause(0.05)
         await settle(pilot)
         if screen == "compare":
             pilot.app.screen.compare([2, 3])
