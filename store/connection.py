@@ -82,8 +82,6 @@ def migrate(db: Database, path: Path | str | None) -> None:
     """Apply pending migrations; applying twice is a no-op."""
     check_schema(db, path)
     try:
-        db.conn.execute("BEGIN IMMEDIATE")
-        db.conn.execute("COMMIT")
         migrations.apply(db)
     except sqlite3.DatabaseError as exc:
         raise CorruptDatabaseError(

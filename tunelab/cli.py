@@ -54,20 +54,22 @@ def root(
 
 
 def _register_commands() -> None:
-    from tunelab import cli_dataset, cli_init, cli_model, cli_prompt, cli_tui
+    from tunelab import (
+        cli_compare,
+        cli_dataset,
+        cli_demo,
+        cli_eval,
+        cli_init,
+        cli_model,
+        cli_prompt,
+        cli_tui,
+        cli_tune,
+    )
 
-    for module in (cli_init, cli_dataset, cli_prompt, cli_model, cli_tui):
-        module.register(app)
-    # Command groups added by later features register here when present.
-    import importlib
-
-    for name in ("cli_eval", "cli_tune", "cli_compare", "cli_demo"):
-        try:
-            module = importlib.import_module(f"tunelab.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tunelab.{name}":
-                raise
-            continue
+    for module in (
+        cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_tune, cli_compare,
+        cli_demo, cli_tui,
+    ):  # fmt: skip
         module.register(app)
 
 

@@ -88,10 +88,7 @@ def model_show(
 
 
 def register(app: typer.Typer) -> None:
-    try:
-        from tunelab.cli_tune import add_export_command
-    except ImportError:
-        pass
-    else:
-        add_export_command(model_app)
+    from tunelab.cli_tune import add_export_command
+
+    add_export_command(model_app)
     app.add_typer(model_app, name="model")
