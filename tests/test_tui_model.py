@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.worker import WorkerCancelled, WorkerFailed
 
-from tests.tui_helpers import screen_text
+from tests.tui_helpers import screen_text, settle
 from tunelab.store import Workspace
 from tunelab.tui.app import make_app
 from tunelab.tui.config import UserSettings
@@ -26,15 +25,6 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
     workspace, _ = create_demo_workspace(tmp_path_factory.mktemp("demo") / "ws")
     return workspace
-
-
-async def settle(app, pilot, rounds: int = 3) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(rounds):
-        try:
-            await app.workers.wait_for_complete()
-        except (WorkerCancelled, WorkerFailed):
-            continue
-        await pilot.pause()
 
 
 async def test_playground_and_evaluation_with_the_builtin_model(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from textual.worker import WorkerCancelled, WorkerFailed
 
 from tests.fake_engine import FakeEngine
 from tests.tui_fixtures import seed_store
-from tests.tui_helpers import screen_text
+from tests.tui_helpers import screen_text, settle
 from tunelab.engine.errors import EngineError
 from tunelab.store import Store
 from tunelab.tui.app import make_app
@@ -23,16 +22,6 @@ def seeded() -> Store:
     store = Store.memory()
     seed_store(store)
     return store
-
-
-async def settle(app, pilot, rounds: int = 3) -> None:  # type: ignore[no-untyped-def]
-    """Wait for workers and for the messages they post (which may start more workers)."""
-    for _ in range(rounds):
-        try:
-            await app.workers.wait_for_complete()
-        except (WorkerCancelled, WorkerFailed):
-            continue
-        await pilot.pause()
 
 
 async def test_prompts_save_new_version_then_unchanged(seeded: Store) -> None:

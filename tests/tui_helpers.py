@@ -6,6 +6,8 @@ import io
 
 from rich.console import Console
 from textual.app import App
+from textual.pilot import Pilot
+from textual.worker import WorkerCancelled, WorkerFailed
 
 
 def screen_text(app: App[object]) -> str:
@@ -20,3 +22,21 @@ def screen_text(app: App[object]) -> str:
     )
     console.print(render)
     return console.export_text()
+
+
+async def settle(app: App[object], pilot: Pilot[object], rounds: int = 3) -> None:
+    """Wait for the current screen to mount, then for workers and the messages they post.
+
+    Screens load their module and stylesheet on first visit; on a busy machine that can take
+    longer than one pause, and a loader worker started on mount would otherwise be missed.
+    """
+    for _ in range(200):
+        if app.screen.is_mounted:
+            break
+        await pilot.pause(0.05)
+    for _ in range(rounds):
+        try:
+            await app.workers.wait_for_complete()
+        except (WorkerCancelled, WorkerFailed):
+            continue
+        await pilot.pause()
