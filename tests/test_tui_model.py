@@ -110,8 +110,7 @@ def test_tunelab_command_in_tmux(tmp_path: Path) -> None:
             _keys(session, key)
         _wait_for(session, "2", 10)
         _keys(session, "Enter")
-        # The notification can land a moment before the table reloads: wait for the table.
-        screen = _wait_for(session, "2/2", 600)
+        screen = _wait_for(session, "succeeded", 600)
         assert "Run 1 succeeded" in screen
         assert "2/2" in screen, screen
     finally:
