@@ -59,12 +59,14 @@ def _capture(session: str) -> str:
     ).stdout
 
 
-def _wait_for(session: str, needle: str, timeout: float) -> str:
+def _wait_for(session: str, needle: str, timeout: float, failure: str = "") -> str:
     deadline = time.monotonic() + timeout
     while True:
         screen = _capture(session)
         if needle in screen:
             return screen
+        if failure and failure in screen:
+            raise AssertionError(f"{failure!r} appeared; screen:\n{screen}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{needle!r} never appeared; screen:\n{screen}")
         time.sleep(0.5)
@@ -100,7 +102,7 @@ def test_tunelab_command_in_tmux(tmp_path: Path) -> None:
         _wait_for(session, "tunelab — Playground", 30)
         _wait_for(session, "tokens", 300)
         _keys(session, "C-r")
-        _wait_for(session, "total", 300)
+        _wait_for(session, "total", 300, failure="failed")
         _keys(session, "4")
         _wait_for(session, "tunelab — Runs", 30)
         _keys(session, "e")
@@ -110,9 +112,11 @@ def test_tunelab_command_in_tmux(tmp_path: Path) -> None:
             _keys(session, key)
         _wait_for(session, "2", 10)
         _keys(session, "Enter")
-        screen = _wait_for(session, "succeeded", 600)
-        assert "Run 1 succeeded" in screen
-        assert "2/2" in screen, screen
+        # The "Run 1 succeeded" toast can show a moment before the runs table reloads, and
+        # the toast can cover the table's right edge, so wait for both separately.
+        _wait_for(session, "Run 1 succeeded", 600, failure="Run 1 failed")
+        screen = _wait_for(session, "2/2", 30)
+        assert "succeeded" in screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
 
