@@ -6,6 +6,11 @@ shape and hyperparameters, one epoch each, in one process one after the other.
 
     .venv/bin/python benchmarks/bench_finetune.py --rows 64 --batch-size 8
 
+Two pairs run: both trainers without gradient checkpointing, then both with it (TRL's
+default; tunelab's `gradient_checkpointing` option). Both train in fp32: TRL's default bf16
+autocast is 20-25x slower on a CPU without bf16 matrix units, so comparing against it would
+flatter us (`--trl-bf16` adds that run for reference).
+
 tokens/s counts real (non-padding) tokens over the training loop's time only (model loading,
 tokenization, checkpointing and evaluation excluded for both). Peak memory is the process's
 resident set sampled every 10 ms during each run (both absolute and above the pre-run level).
@@ -14,7 +19,6 @@ resident set sampled every 10 ms during each run (both absolute and above the pr
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import tempfile
@@ -74,7 +78,7 @@ def setup(rows: int) -> tuple[Any, Any, Any, Any]:
     return store, base, dataset, version
 
 
-def run_tunelab(args: argparse.Namespace, packing: bool) -> dict[str, float]:
+def run_tunelab(args: argparse.Namespace, packing: bool, checkpointing: bool) -> dict[str, float]:
     from tunelab.engine.training import TrainingRequest, run_training
     from tunelab.engine.training_config import TrainingConfig
 
@@ -83,7 +87,7 @@ def run_tunelab(args: argparse.Namespace, packing: bool) -> dict[str, float]:
         method="lora", epochs=1, batch_size=args.batch_size, lr=2e-4, lora_r=8, lora_alpha=16,
         lora_dropout=0.05, target_modules=TARGETS, max_seq_len=args.max_seq_len,
         eval_every_steps=0, eval_samples=1, seed=0, warmup_ratio=0.0, packing=packing,
-        val_split="",
+        val_split="", gradient_checkpointing=checkpointing,
     )  # fmt: skip
     out = Path(tempfile.mkdtemp(prefix="bench-tunelab-"))
     # The held-out validation row is one row; hold it out of TRL's data too (see run_trl).
@@ -118,7 +122,7 @@ def trl_rows(args: argparse.Namespace) -> list[dict[str, str]]:
     return rows
 
 
-def run_trl(args: argparse.Namespace) -> dict[str, float]:
+def run_trl(args: argparse.Namespace, checkpointing: bool, bf16: bool = False) -> dict[str, float]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -147,7 +151,9 @@ def run_trl(args: argparse.Namespace) -> dict[str, float]:
             lr_scheduler_type="linear", warmup_steps=0, max_length=args.max_seq_len,
             completion_only_loss=True, packing=False, logging_strategy="no",
             save_strategy="no", report_to=[], seed=0, use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0, max_grad_norm=1.0,
+            dataloader_num_workers=0, max_grad_norm=1.0, bf16=bf16,
+            gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         )  # fmt: skip
         trainer = SFTTrainer(
             model=model, args=sft, train_dataset=Dataset.from_list(rows),
@@ -163,42 +169,85 @@ def run_trl(args: argparse.Namespace) -> dict[str, float]:
             "steps": trainer.state.global_step}  # fmt: skip
 
 
+RUNS = {
+    "trl": lambda args: run_trl(args, checkpointing=False),
+    "tunelab": lambda args: run_tunelab(args, packing=False, checkpointing=False),
+    "trl +ckpt": lambda args: run_trl(args, checkpointing=True),
+    "tunelab +ckpt": lambda args: run_tunelab(args, packing=False, checkpointing=True),
+    "tunelab packing": lambda args: run_tunelab(args, packing=True, checkpointing=False),
+    "trl bf16 +ckpt": lambda args: run_trl(args, checkpointing=True, bf16=True),
+}
+
+
+def run_one(args: argparse.Namespace) -> None:
+    """One configuration in this (fresh) process; prints its figures as a JSON line."""
+    import peft  # noqa: F401  # the libraries both trainers need, imported before measuring
+    import torch
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print("RESULT " + json.dumps(RUNS[args.one](args)), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-seq-len", type=int, default=128)
     parser.add_argument("--packing", action="store_true", help="Also run ours with packing.")
+    parser.add_argument(
+        "--trl-bf16", action="store_true", help="Also run TRL's defaults (bf16, checkpointing)."
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default).")
     parser.add_argument("--order", choices=["trl-first", "tunelab-first"], default="trl-first")
+    parser.add_argument("--one", choices=sorted(RUNS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        run_one(args)
+        return
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, rows={args.rows}, "
-          f"batch={args.batch_size}, max_seq_len={args.max_seq_len}")  # fmt: skip
-    results: dict[str, dict[str, float]] = {}
-    runs = [("trl", lambda: run_trl(args)), ("tunelab", lambda: run_tunelab(args, False))]
-    if args.order == "tunelab-first":
-        runs.reverse()
-    for name, run in runs:
-        results[name] = run()
-        gc.collect()
+    print(f"torch {torch.__version__}, {args.threads or torch.get_num_threads()} threads, "
+          f"rows={args.rows}, batch={args.batch_size}, max_seq_len={args.max_seq_len}; "
+          "each run in a fresh process")  # fmt: skip
+    pairs = [("tunelab", "trl"), ("tunelab +ckpt", "trl +ckpt")]
     if args.packing:
-        gc.collect()
-        results["tunelab+packing"] = run_tunelab(args, packing=True)
+        pairs.append(("tunelab packing", "trl"))
+    if args.trl_bf16:
+        pairs += [("tunelab", "trl bf16 +ckpt"), ("tunelab +ckpt", "trl bf16 +ckpt")]
+    results: dict[str, dict[str, float]] = {}
+    for ours, theirs in pairs:
+        order = [theirs, ours] if args.order == "trl-first" else [ours, theirs]
+        for name in order:
+            if name not in results:
+                results[name] = _child(name, args)
     for name, r in results.items():
         print(f"{name:16s} {r['tokens_per_s']:9.1f} tok/s  peak RSS {r['peak_rss_mb']:7.0f} MB "
               f"(+{r['peak_rss_delta_mb']:.0f} MB during the run), {r['steps']} steps")  # fmt: skip
-    trl = results["trl"]
-    for name, r in results.items():
-        if name != "trl":
-            print(
-                f"{name} / trl: speed x{r['tokens_per_s'] / trl['tokens_per_s']:.2f}, "
-                f"memory growth x{r['peak_rss_delta_mb'] / max(trl['peak_rss_delta_mb'], 1):.2f}"
-            )
+    for ours, theirs in pairs:
+        a, b = results[ours], results[theirs]
+        print(
+            f"{ours} / {theirs}: speed x{a['tokens_per_s'] / b['tokens_per_s']:.2f}, "
+            f"peak memory x{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}, "
+            f"memory growth x{a['peak_rss_delta_mb'] / max(b['peak_rss_delta_mb'], 1):.2f}"
+        )
+
+
+def _child(name: str, args: argparse.Namespace) -> dict[str, float]:
+    """Runs one configuration in a fresh interpreter, so no run inherits another's heap."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, __file__, "--one", name, "--rows", str(args.rows),
+               "--batch-size", str(args.batch_size), "--max-seq-len", str(args.max_seq_len),
+               "--threads", str(args.threads)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(lines[-1][len("RESULT ") :]))
 
 
 if __name__ == "__main__":

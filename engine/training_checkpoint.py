@@ -96,6 +96,19 @@ def build_model(
     tokenizer.padding_side = "right"
     model: Any = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
     model.config.use_cache = False
+    if config.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise BadInputError(
+                f"model {base.name!r} does not support gradient checkpointing; "
+                "drop --gradient-checkpointing"
+            )
+        # Non-reentrant checkpointing needs no input that requires grad, so frozen embeddings
+        # (LoRA, prefix and prompt tuning) still get gradients into the adapters.
+        options = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
     if config.is_peft:
         from peft import get_peft_model, set_peft_model_state_dict
 

@@ -97,6 +97,13 @@ class TrainingConfig:
     group_by_length: bool = field(
         default=True, metadata={"help": "Batch examples of similar length to cut padding."}
     )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "Recompute each layer's activations during the backward pass instead of "
+            "keeping them: less memory, about a third slower."
+        },
+    )
     eval_every_steps: int = field(
         default=50, metadata={"help": "Validate every N optimizer steps (0: only at the end)."}
     )

@@ -206,3 +206,61 @@ def test_real_model_lora_adapter_loads_with_plain_peft_and_changes_outputs(
         tuned = PeftModel.from_pretrained(base, adapter.path).eval()
         after = tuned(**ids).logits
     assert (after - before).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_gradient_checkpointing_trains_to_the_same_weights(
+    store: Store, tmp_path: Path, tiny_dir: Path, method: str
+) -> None:
+    plain, _ = _train(store, tmp_path / "plain", tiny_dir, method=method, max_steps=2)
+    recomputed, seen = _train(store, tmp_path / "gc", tiny_dir, method=method, max_steps=2,
+                              gradient_checkpointing=True)  # fmt: skip
+    assert recomputed.status == plain.status == "completed"
+    first = _weights(tmp_path / "plain" / "step-000002")
+    second = _weights(tmp_path / "gc" / "step-000002")
+    assert first.keys() == second.keys()
+    for key, value in first.items():  # dropout masks are replayed, so only rounding differs
+        assert torch.allclose(second[key], value, atol=1e-5), key
+    assert TrainingConfig.from_json(tmp_path / "gc" / "step-000002").gradient_checkpointing
+
+
+def _saved_activation_bytes(model, batch) -> int:  # type: ignore[no-untyped-def]
+    """Bytes of tensors autograd keeps for the backward pass of one forward (weights excluded:
+    they exist anyway)."""
+    from tunelab.engine.training_steps import loss_sum
+
+    weights = {p.data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(tensor):  # type: ignore[no-untyped-def]
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer not in weights:
+            kept[pointer] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        value, _ = loss_sum(model, batch)
+    value.backward()
+    return sum(kept.values())
+
+
+@pytest.mark.model
+def test_gradient_checkpointing_keeps_fewer_activations_on_the_builtin_model(
+    store: Store,
+) -> None:
+    from tunelab.engine.training_checkpoint import build_model
+    from tunelab.engine.training_data import ExampleBuilder, plan_splits
+    from tunelab.engine.training_steps import collate
+
+    base, dataset, version = add_training_data(store, None)
+    kept = {}
+    for flag in (False, True):
+        config = TrainingConfig(batch_size=4, max_seq_len=64, gradient_checkpointing=flag)
+        model, tokenizer, _ = build_model(store, base, config, "cpu", None)
+        model.train()
+        builder = ExampleBuilder(store, dataset, version, tokenizer, config)
+        examples = builder.examples(plan_splits(store, dataset, config).train[:4])
+        batch = collate(examples, tokenizer.pad_token_id, "cpu")
+        kept[flag] = _saved_activation_bytes(model, batch)
+        assert any(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert kept[True] < kept[False] / 4, kept
