@@ -183,6 +183,10 @@ def check_job_inputs(
             "output of each row (re-add it with --reference COLUMN)"
         )
     config.check_against_data(dataset.split(config.train_split).row_count)
+    if config.device not in ("auto", "cpu"):
+        from .models import pick_device  # imports torch: only for an explicit accelerator
+
+        pick_device(config.device)  # no CUDA here: say so now, not in the job's log
     if config.method == "lora" and config.target_modules:
         available = weight_module_names(store, base)
         if available:  # unknown layout: the worker checks against the loaded model

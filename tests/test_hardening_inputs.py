@@ -9,6 +9,7 @@ docs/reliability.md with the test that proves them; this file adds the CLI-level
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,11 @@ TRAINING_CASES = {
     "unknown split": (["--train-split", "trian"], ["no split 'trian'", "train"]),
     "negative epochs": (["--epochs", "-1"], ["epochs"]),
 }  # fmt: skip
+if shutil.which("nvidia-smi") is None:  # a machine without a GPU: refused at launch
+    TRAINING_CASES["cuda without a GPU"] = (
+        ["--batch-size", "2", "--device", "cuda"],
+        ["'cuda' requested but CUDA is not available"],
+    )
 
 
 @pytest.mark.parametrize("case", TRAINING_CASES)

@@ -213,8 +213,8 @@ def test_gradient_checkpointing_trains_to_the_same_weights(
     store: Store, tmp_path: Path, tiny_dir: Path, method: str
 ) -> None:
     plain, _ = _train(store, tmp_path / "plain", tiny_dir, method=method, max_steps=2)
-    recomputed, seen = _train(store, tmp_path / "gc", tiny_dir, method=method, max_steps=2,
-                              gradient_checkpointing=True)  # fmt: skip
+    recomputed, _ = _train(store, tmp_path / "gc", tiny_dir, method=method, max_steps=2,
+                           gradient_checkpointing=True)  # fmt: skip
     assert recomputed.status == plain.status == "completed"
     first = _weights(tmp_path / "plain" / "step-000002")
     second = _weights(tmp_path / "gc" / "step-000002")
