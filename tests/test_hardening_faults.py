@@ -329,3 +329,29 @@ def test_runs_whose_process_vanished_are_marked_interrupted(workspace: Workspace
     with pytest.raises(BadInputError, match=f"still running in process {os.getpid()}"):
         resume_run(store, runs[0].id)  # alive: never two writers on one run
     store.close()
+
+
+async def test_the_runs_screen_shows_a_vanished_run_as_interrupted(workspace: Workspace) -> None:
+    """The TUI, like the CLI, marks a run whose process died instead of showing it running."""
+    from tests.tui_helpers import screen_text, settle
+    from tunelab.store import NewModel
+    from tunelab.tui.app import make_app
+    from tunelab.tui.config import UserSettings
+
+    _irony_workspace(workspace)
+    with workspace.open_store() as store:
+        model = store.add_model(NewModel("builtin", "base", "builtin", "builtin"))
+        ids = (store.get_prompt_version("irony").id, model.id, store.get_dataset("irony").id)
+        run = store.create_run(*ids, "test", rows_total=8, settings={})
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    conn = sqlite3.connect(workspace.db_path)
+    conn.execute("UPDATE runs SET pid = ? WHERE id = ?", [gone.pid, run.id])
+    conn.commit()
+    conn.close()
+    app = make_app(workspace, settings=UserSettings())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        assert "interrupted" in screen_text(app)
+        assert app.store.get_run(run.id).status == "interrupted"

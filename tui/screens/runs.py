@@ -100,6 +100,7 @@ class RunsScreen(TunelabScreen):
     # Run list ----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Runs")
     def load_runs(self) -> None:
+        self.engine.refresh_jobs()  # a run whose process vanished shows as interrupted
         self.post_message(RunsLoaded(self.store.list_runs()))
 
     @on(RunsLoaded)
