@@ -101,7 +101,7 @@ def trl_rows(args: argparse.Namespace) -> list[dict[str, str]]:
     """The same rendered prompts and completions our trainer builds (minus its held-out row)."""
     from transformers import AutoTokenizer
 
-    from tunelab.engine.models import builtin_model_dir
+    from tunelab.engine.model_cache import builtin_model_dir
     from tunelab.engine.training_config import TrainingConfig
     from tunelab.engine.training_data import (
         ExampleBuilder,
@@ -129,7 +129,7 @@ def run_trl(args: argparse.Namespace, checkpointing: bool, bf16: bool = False) -
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from tunelab.engine.models import builtin_model_dir
+    from tunelab.engine.model_cache import builtin_model_dir
 
     folder = str(builtin_model_dir())
     rows = trl_rows(args)

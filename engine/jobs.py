@@ -205,7 +205,7 @@ def weight_module_names(store: Store, base: Model) -> set[str]:
     import struct
 
     if base.source == "builtin":
-        from .models import builtin_model_dir
+        from .model_cache import builtin_model_dir
 
         folder = builtin_model_dir()
     elif base.source in ("hf_folder", "artifact") and base.kind != "adapter":

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import BadInputError
-from .models import BUILTIN_NAME, builtin_gguf_path, check_gguf, is_offline
+from .model_cache import builtin_gguf_path, check_gguf
+from .models import BUILTIN_NAME, is_offline
 
 if TYPE_CHECKING:
     from tunelab.store import Model, Store

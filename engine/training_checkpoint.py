@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInputError, EngineError
+from .model_cache import short_error
 from .training_config import TrainingConfig, check_target_modules, default_target_modules
 
 if TYPE_CHECKING:
@@ -175,11 +176,6 @@ def load_state(checkpoint: Path, optimizer: Any, scheduler: Any) -> CheckpointSt
     return state
 
 
-def _short(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:160] if lines else type(exc).__name__
-
-
 def _disk_full(exc: BaseException) -> bool:
     """No space left (or a file-size limit hit), from Python or from safetensors' Rust code."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
@@ -272,7 +268,7 @@ class Checkpointer:
             if _disk_full(exc):
                 resume = f"tunelab jobs resume {self.request.job_id}" if self.request.job_id else ""
                 raise EngineError(
-                    f"disk full while saving checkpoint {final.name} ({_short(exc)}); free "
+                    f"disk full while saving checkpoint {final.name} ({short_error(exc)}); free "
                     f"some space, then {resume or 'resume'} continues from the last checkpoint"
                 ) from exc
             raise

