@@ -327,7 +327,6 @@ class PlaygroundScreen(TunelabScreen):
             self.generating = False
             self.query_one("#pg-output-pane").remove_class("-busy")
             self.query_one("#pg-timing", Static).update(f"failed: {worker.error}")
-            self.notify(f"Generation failed: {worker.error}", severity="error")
 
     def action_stop_generation(self) -> None:
         cancelled = self.workers.cancel_group(self, "generation")
