@@ -110,6 +110,7 @@ async def test_playground_stop_and_engine_error(seeded: Store) -> None:
         await settle(app, pilot)
         assert app.is_running
         assert any("out of memory" in n.message for n in app._notifications)
+        assert "failed: the model ran out of memory" in screen_text(app)
 
 
 async def test_playground_logit_bias_preview(seeded: Store) -> None:
