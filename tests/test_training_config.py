@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -142,3 +143,24 @@ def test_json_round_trip(tmp_path: Path, data: st.DataObject) -> None:
     path = config.to_json(tmp_path / "c.json")
     assert TrainingConfig.from_json(path) == config
     assert TrainingConfig.from_dict(config.to_dict(), strict=True) == config
+
+
+def test_every_form_setting_has_a_tune_flag_or_a_config_key() -> None:
+    """The Fine-tune form shows the `tunelab tune` command equal to its values: each setting
+    must be a real flag (or go to the --config file), or that command would not run."""
+    import typer.main
+
+    from tunelab.cli import app
+    from tunelab.engine.facade import CLI_FLAG_NAMES, CLI_FLAGLESS, training_command_line
+    from tunelab.engine.training_config import TrainingConfig
+
+    command = typer.main.get_command(app).commands["tune"]  # type: ignore[attr-defined]
+    flags = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
+    for field in dataclasses.fields(TrainingConfig):
+        if field.name in CLI_FLAGLESS:
+            continue
+        flag = "--" + CLI_FLAG_NAMES.get(field.name, field.name.replace("_", "-"))
+        assert flag in flags, f"{field.name}: no {flag} option on `tunelab tune`"
+    line = training_command_line({"gradient_checkpointing": True, "packing": False},
+                                 {"gradient_checkpointing": False, "packing": True})  # fmt: skip
+    assert line == "tunelab tune --gradient-checkpointing --no-packing"
