@@ -198,6 +198,9 @@ def test_vanished_reason_spots_pid_reuse_and_stale_remote_heartbeats(store: Stor
     assert vanished_reason(dataclasses.replace(remote, heartbeat_at=beat)) is None
 
 
+WIDE = {"COLUMNS": "200"}
+
+
 def test_cli_tune_returns_at_once_and_jobs_commands_work(
     workspace: Workspace, tiny_dir: Path
 ) -> None:
@@ -216,6 +219,9 @@ def test_cli_tune_returns_at_once_and_jobs_commands_work(
     assert {"id": job_id, "status": "succeeded"}.items() <= listed[0].items()
     shown = json.loads(run_cli("jobs", "show", str(job_id), "--json", workspace=workspace).stdout)
     assert shown["models"] and shown["status"] == "succeeded"
+    text = run_cli("jobs", "show", str(job_id), workspace=workspace, env=WIDE).stdout
+    assert "base tiny, dataset irony, prompt irony@1" in text
+    assert "settings: batch_size=4, eval_every_steps=2, max_seq_len=48, max_steps=2\n" in text
     exported = run_cli("model", "export", shown["models"][-1]["name"], "--merge",
                        str(workspace.root / "merged"), workspace=workspace)  # fmt: skip
     assert exported.returncode == 0, exported.stderr

@@ -179,11 +179,38 @@ def jobs_show(
     console.print(Text(f"job {job.id}: {job.status} ({job.method}), {_progress_line(job)}"))
     if job.error:
         console.print(Text(f"error: {job.error}"))
+    console.print(Text(_inputs_line(store, job)))
+    console.print(Text(_settings_line(job.config)))
     console.print(Text(f"pid {job.pid} on {job.host}; log {job.log_path}"))
     for m in models:
         console.print(Text(f"  {'★' if m.is_best else ' '} {m.name} step {m.step} {m.metrics}"))
     for e in store.job_events(job_id)[-10:]:
         console.print(Text(f"  {e.at[:19]} {e.kind}: {e.message}"))
+
+
+def _inputs_line(store: Any, job: Job) -> str:
+    parts = []
+    if job.base_model_id is not None:
+        parts.append(f"base {store.get_model_by_id(job.base_model_id).name}")
+    if job.dataset_id is not None:
+        parts.append(f"dataset {store.get_dataset_by_id(job.dataset_id).name}")
+    if job.prompt_version_id is not None:
+        version = store.get_prompt_version_by_id(job.prompt_version_id)
+        parts.append(f"prompt {version.prompt_name}@{version.version}")
+    return ", ".join(parts)
+
+
+def _settings_line(config: dict[str, Any]) -> str:
+    """The job's settings that differ from the defaults (all of them are in --json)."""
+    from tunelab.engine.training_config import TrainingConfig
+
+    defaults = TrainingConfig(method=str(config.get("method", "lora"))).to_dict()
+    changed = [
+        f"{name}={value}"
+        for name, value in config.items()
+        if name in defaults and name != "method" and defaults[name] != value
+    ]
+    return "settings: " + (", ".join(changed) if changed else "defaults")
 
 
 def _asdict(job: Job) -> dict[str, Any]:
