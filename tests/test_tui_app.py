@@ -10,7 +10,7 @@ import pytest
 
 from tests.fake_engine import FakeEngine
 from tests.tui_fixtures import seed_store
-from tests.tui_helpers import screen_text
+from tests.tui_helpers import screen_text, settle
 from tunelab.store import Store
 from tunelab.tui.app import TunelabApp, make_app
 from tunelab.tui.config import UserSettings, load_settings
@@ -155,3 +155,24 @@ async def test_every_screen_is_usable_at_80x24(
         assert needle in text
         footer = text.rstrip().splitlines()[-1]
         assert footer.startswith("? Help"), footer
+
+
+@pytest.mark.parametrize("keymap", [{}, {"command-palette": "ctrl+k"}])
+async def test_palette_key_stays_visible_in_a_narrow_terminal(
+    seeded: Store, keymap: dict[str, str]
+) -> None:
+    """The footer docks the palette key at its right edge, so 80 columns never clip it, and
+    it follows a remapping."""
+    from textual.command import CommandPalette
+
+    app = app_for(seeded, settings=UserSettings(keymap=keymap))
+    key = keymap.get("command-palette", "ctrl+p")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        footer = screen_text(app).splitlines()[-1]
+        assert footer.startswith("? Help")
+        assert footer.endswith(f"^{key[-1]} Commands"), footer
+        await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)

@@ -79,7 +79,7 @@ class TunelabApp(App[None]):
         _go("8", "datasets", "Datasets"),
         Binding("ctrl+t", "cycle_theme", "Theme", id="cycle-theme",
                 tooltip="Switch to the next built-in theme (saved to your settings)"),
-        Binding("ctrl+p", "command_palette", "Commands", id="command-palette",
+        Binding("ctrl+p", "command_palette", "Commands", id="command-palette", show=False,
                 tooltip="Search every action and screen"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False,
                 tooltip="Quit tunelab (listed under ? rather than in the footer, as in Textual)"),
@@ -112,6 +112,11 @@ class TunelabApp(App[None]):
         for mode in SCREENS_BY_MODE:
             self.add_mode(mode, self._screen_factory(mode))
         self.set_keymap(self.settings.keymap)
+        # The footer docks the palette key at its right edge, so narrow terminals never clip
+        # it; it finds that key by name, so follow a remapping.
+        remapped = self.settings.keymap.get("command-palette", "")
+        if remapped.strip():
+            self.COMMAND_PALETTE_BINDING = remapped.split(",")[0].strip()
 
     def _screen_factory(self, mode: str) -> Callable[[], Screen]:
         return lambda: screen_class(mode)(self.store, self.engine, self.settings)

@@ -42,7 +42,7 @@ class TunelabScreen(Screen[None]):
         yield Header(icon="≡")
 
     def compose_footer(self) -> ComposeResult:
-        yield Footer(show_command_palette=False, compact=True)
+        yield Footer(show_command_palette=True, compact=True)
 
     def action_show_help(self) -> None:
         self.app.action_show_help()  # type: ignore[attr-defined]
