@@ -17,7 +17,7 @@ from tunelab.store import Model, PromptVersion, Run, Store, StoreError
 from .errors import BadInputError
 
 if TYPE_CHECKING:
-    from .compare import Comparison
+    from .compare_types import Comparison
 
 _TOKEN = re.compile(r"\s+|[^\s]+")
 

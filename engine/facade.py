@@ -234,7 +234,7 @@ class Engine:
                 yield TokenChunk(chunk.text, float(chunk.elapsed_s))
 
     def tokenize_bias(self, model: str, logit_bias: dict[str, float]) -> list[BiasToken]:
-        from .generation import tokenize_bias
+        from .generation_controls import tokenize_bias
 
         entries = tokenize_bias(self._load(model).tokenizer, logit_bias)
         return [

@@ -2,7 +2,8 @@
 
 Batches are left-padded and bucketed by prompt length so little compute goes to padding;
 greedy output does not depend on how rows are batched. Stop strings and logit bias are
-applied per row inside generation, not after it.
+applied per row inside generation, not after it (the controls that do so are built in
+`generation_controls.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import generation_controls as controls
 from .errors import BadInputError, EngineError
 from .settings import GenerationSettings
 from .templates import prompt_token_ids
@@ -60,146 +62,6 @@ class TokenChunk:
     tokens_out: int = 0
     done: bool = False
     finish_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class BiasEntry:
-    """How one logit-bias string tokenizes, for previews."""
-
-    string: str
-    token_ids: list[int]
-    token_strings: list[str]
-    weight: float
-
-
-def tokenize_bias(tokenizer: Any, logit_bias: dict[str, float]) -> list[BiasEntry]:
-    """Token ids of each logit-bias string (no special tokens); refuse strings with no tokens."""
-    entries = []
-    for string, weight in logit_bias.items():
-        ids = list(tokenizer(string, add_special_tokens=False)["input_ids"])
-        if not ids:
-            raise BadInputError(
-                f"logit_bias string {string!r} has no tokens for this model; use visible text"
-            )
-        entries.append(
-            BiasEntry(string, ids, list(tokenizer.convert_ids_to_tokens(ids)), float(weight))
-        )
-    return entries
-
-
-def _processors(loaded: LoadedModel, settings: GenerationSettings) -> list[Any]:
-    if not settings.logit_bias:
-        return []
-    import torch  # heavy import
-    from transformers import LogitsProcessor
-
-    bias = torch.zeros(_vocab_size(loaded), dtype=torch.float32)
-    for entry in tokenize_bias(loaded.tokenizer, settings.logit_bias):
-        for token_id in set(entry.token_ids):
-            bias[token_id] += entry.weight
-
-    class LogitBias(LogitsProcessor):
-        """Adds a fixed weight to chosen token ids before sampling or argmax."""
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            width = scores.shape[-1]
-            row = bias[:width].to(device=scores.device, dtype=scores.dtype)
-            return scores + row
-
-    return [LogitBias()]
-
-
-def _vocab_size(loaded: LoadedModel) -> int:
-    embeddings = loaded.model.get_output_embeddings()
-    if embeddings is not None and hasattr(embeddings, "weight"):
-        return int(embeddings.weight.shape[0])
-    return int(loaded.model.config.vocab_size)
-
-
-def _stopping(
-    loaded: LoadedModel, prompt_len: int, stops: list[str], cancel: Callable[[], bool] | None
-) -> tuple[list[Any], Any]:
-    """Stopping criteria: per-row stop strings and a cancel flag. Returns (criteria, hit)."""
-    import torch  # heavy import
-    from transformers import StoppingCriteria
-
-    tokenizer = loaded.tokenizer
-    window = max(
-        (len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops), default=0
-    )
-    window += 4
-    hits: dict[str, Any] = {"rows": None}
-
-    class StopOnStrings(StoppingCriteria):
-        """Marks a row finished once its generated text contains a stop string."""
-
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            generated = input_ids[:, prompt_len:]
-            tails = generated[:, -window:].tolist()
-            for i, tail in enumerate(tails):
-                text = tokenizer.decode(tail, skip_special_tokens=True)
-                if any(stop in text for stop in stops):
-                    done[i] = True
-            if hits["rows"] is None:
-                hits["rows"] = done.clone()
-            else:
-                hits["rows"] |= done
-            return done
-
-    class Cancel(StoppingCriteria):
-        """Ends every row when the caller asks to stop."""
-
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            flag = bool(cancel and cancel())
-            return torch.full(
-                (input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device
-            )
-
-    criteria: list[Any] = []
-    if stops:
-        criteria.append(StopOnStrings())
-    if cancel is not None:
-        criteria.append(Cancel())
-    return criteria, hits
-
-
-def _generate_kwargs(loaded: LoadedModel, settings: GenerationSettings) -> dict[str, Any]:
-    tokenizer = loaded.tokenizer
-    eos = loaded.model.generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": settings.max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": eos,
-        "repetition_penalty": settings.repetition_penalty,
-        "do_sample": not settings.greedy,
-    }
-    if settings.greedy:
-        # Unset sampling knobs a model's generation_config may carry, so greedy stays greedy.
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    else:
-        kwargs.update(
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            top_k=settings.top_k if settings.top_k > 0 else None,
-        )
-    return kwargs
-
-
-def _eos_ids(kwargs: dict[str, Any]) -> set[int]:
-    eos = kwargs["eos_token_id"]
-    if eos is None:
-        return set()
-    return {int(e) for e in eos} if isinstance(eos, list | tuple) else {int(eos)}
-
-
-def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    positions = [text.find(stop) for stop in stops if stop in text]
-    if not positions:
-        return text, False
-    return text[: min(positions)], True
 
 
 def _auto_batch_size(loaded: LoadedModel, longest: int, settings: GenerationSettings) -> int:
@@ -296,8 +158,8 @@ def _run_batch(
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-    kwargs = _generate_kwargs(loaded, settings)
-    criteria, _ = _stopping(loaded, width, settings.stop, should_stop)
+    kwargs = controls.generate_kwargs(loaded, settings)
+    criteria, _ = controls.stopping(loaded, width, settings.stop, should_stop)
     from transformers import StoppingCriteriaList
 
     began = time.perf_counter()
@@ -305,13 +167,13 @@ def _run_batch(
         output = loaded.model.generate(
             input_ids=input_ids.to(loaded.device),
             attention_mask=mask.to(loaded.device),
-            logits_processor=_processors(loaded, settings) or None,
+            logits_processor=controls.processors(loaded, settings) or None,
             stopping_criteria=StoppingCriteriaList(criteria) if criteria else None,
             **kwargs,
         )
     elapsed_ms = (time.perf_counter() - began) * 1000 / len(rows)
     cancelled = bool(should_stop and should_stop())
-    eos_ids = _eos_ids(kwargs)
+    eos_ids = controls.eos_ids(kwargs)
     results = []
     for i, row in enumerate(rows):
         generated = output[i, width:].tolist()
@@ -326,24 +188,13 @@ def _run_batch(
             while kept and kept[-1] == pad:
                 kept.pop()
         text = tokenizer.decode(kept, skip_special_tokens=True)
-        text, stopped = _cut_at_stop(text, settings.stop)
+        text, stopped = controls.cut_at_stop(text, settings.stop)
         if stopped:
             finish = "stop"
         elif cancelled and finish == "length" and len(kept) < settings.max_new_tokens:
             finish = "cancelled"
         results.append(GenerationResult(text, len(row), len(kept), elapsed_ms, finish))
     return results
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """How many trailing characters could still become a stop string, so are not shown yet."""
-    hold = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:n]):
-                hold = max(hold, n)
-                break
-    return hold
 
 
 def stream_generate(
@@ -372,8 +223,8 @@ def stream_generate(
         return closed.is_set() or bool(should_stop and should_stop())
 
     streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    kwargs = _generate_kwargs(loaded, settings)
-    criteria, _ = _stopping(loaded, len(ids), settings.stop, cancel)
+    kwargs = controls.generate_kwargs(loaded, settings)
+    criteria, _ = controls.stopping(loaded, len(ids), settings.stop, cancel)
     failure: list[BaseException] = []
     produced: list[Any] = []
 
@@ -388,7 +239,7 @@ def stream_generate(
                         attention_mask=torch.ones(
                             (1, len(ids)), dtype=torch.long, device=loaded.device
                         ),
-                        logits_processor=_processors(loaded, settings) or None,
+                        logits_processor=controls.processors(loaded, settings) or None,
                         stopping_criteria=StoppingCriteriaList(criteria),
                         streamer=streamer,
                         **kwargs,
@@ -410,10 +261,10 @@ def stream_generate(
             if stopped:
                 continue
             full += piece
-            cut, stopped = _cut_at_stop(full, settings.stop)
+            cut, stopped = controls.cut_at_stop(full, settings.stop)
             if stopped:
                 closed.set()
-            end = len(cut) if stopped else len(full) - _held_back(full, settings.stop)
+            end = len(cut) if stopped else len(full) - controls.held_back(full, settings.stop)
             if end > shown:
                 now = time.perf_counter() - began
                 first = now if first is None else first
@@ -449,7 +300,7 @@ def _stream_finish(
     if not produced:
         return 0, "cancelled"
     generated = produced[0][0, prompt_len:].tolist()
-    eos_ids = _eos_ids(kwargs)
+    eos_ids = controls.eos_ids(kwargs)
     for n, token in enumerate(generated):
         if token in eos_ids:
             return n, "eos"

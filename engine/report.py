@@ -10,7 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .compare import Comparison, MetricComparison, MetricDelta, PairComparison, RowDiff
+from .compare_types import Comparison, MetricComparison, MetricDelta, PairComparison, RowDiff
 from .errors import BadInputError
 
 

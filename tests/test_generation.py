@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.generation import generate_batch, stream_generate, tokenize_bias
+from tunelab.engine.generation import generate_batch, stream_generate
+from tunelab.engine.generation_controls import tokenize_bias
 from tunelab.engine.likelihood import continuation, score_labels
 from tunelab.engine.settings import GenerationSettings
 from tunelab.engine.templates import prompt_token_ids, render_prompt

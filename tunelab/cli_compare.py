@@ -16,8 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, state, to_jsonable
-from tunelab.engine.compare import Comparison, RowDiff, compare_row, compare_runs
+from tunelab.engine.compare import compare_row, compare_runs
 from tunelab.engine.compare_cost import DEFAULT_PRICE_PER_GPU_HOUR
+from tunelab.engine.compare_types import Comparison, RowDiff
 from tunelab.engine.diffing import (
     ModelDiff,
     PromptDiff,
