@@ -116,7 +116,8 @@ class TunelabApp(App[None]):
         # it; it finds that key by name, so follow a remapping.
         remapped = self.settings.keymap.get("command-palette", "")
         if remapped.strip():
-            self.COMMAND_PALETTE_BINDING = remapped.split(",")[0].strip()
+            # Per instance on purpose: changing the class would leak into other apps.
+            self.COMMAND_PALETTE_BINDING = remapped.split(",")[0].strip()  # type: ignore[misc]
 
     def _screen_factory(self, mode: str) -> Callable[[], Screen]:
         return lambda: screen_class(mode)(self.store, self.engine, self.settings)
