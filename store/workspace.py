@@ -99,7 +99,23 @@ def find_workspace(explicit: Path | str | None = None, start: Path | None = None
     for candidate in (here, *here.parents):
         if (candidate / WORKSPACE_DIR / DB_NAME).exists():
             return Workspace(candidate)
+    below = _workspaces_below(here)
+    if below:  # e.g. `tunelab demo` made ./tunelab-demo and the user stayed here
+        names = " or ".join(f"--workspace {name}" for name in below[:3])
+        raise NoWorkspaceError(
+            f"no tunelab workspace in {here} or its parents, but one below it; pass {names} "
+            f"(or cd into it)"
+        )
     raise NoWorkspaceError(
         f"no tunelab workspace in {here} or its parents; run `tunelab init` here, "
         "or pass --workspace PATH"
     )
+
+
+def _workspaces_below(folder: Path) -> list[str]:
+    """Names of the direct subfolders of `folder` that are workspaces, sorted."""
+    try:
+        children = sorted(p for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    return [p.name for p in children if (p / WORKSPACE_DIR / DB_NAME).exists()]

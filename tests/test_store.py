@@ -238,3 +238,18 @@ def test_workspace_is_private_to_its_owner(tmp_path: Path) -> None:
     assert (ws.db_path.stat().st_mode & 0o777) == 0o600
     _, created_again = init_workspace(tmp_path / "ws")
     assert not created_again
+
+
+def test_no_workspace_here_but_one_below_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunelab.store import find_workspace, init_workspace
+    from tunelab.store.workspace import NoWorkspaceError
+
+    monkeypatch.delenv("TUNELAB_WORKSPACE", raising=False)
+    with pytest.raises(NoWorkspaceError, match="run `tunelab init` here"):
+        find_workspace(start=tmp_path)
+    init_workspace(tmp_path / "tunelab-demo")
+    with pytest.raises(NoWorkspaceError, match="pass --workspace tunelab-demo"):
+        find_workspace(start=tmp_path)
+    assert find_workspace(start=tmp_path / "tunelab-demo").root == tmp_path / "tunelab-demo"

@@ -171,6 +171,10 @@ async def test_finetune_jobs_curves_launch_and_cancel(seeded: Store) -> None:
         assert "queued: job created" in text
         await pilot.press("n")
         await settle(app, pilot)
+        assert "base: model to fine-tune" in screen_text(app)  # the focused field's help
+        await pilot.press("tab")
+        await pilot.pause()
+        assert "dataset: dataset to train on" in screen_text(app)
         app.screen.query_one("#field-dataset").value = "sentiment"
         app.screen.query_one("#field-lora_r").value = "16"
         await pilot.pause()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Log, Select, Static, TabbedContent, TabPane
@@ -92,6 +92,7 @@ class FinetuneScreen(TunelabScreen):
             with TabPane("New job", id="tab-new"):
                 with VerticalScroll(id="job-form"):
                     yield Static("Loading training settings…", id="form-loading", classes="hint")
+                yield Static("", id="field-help", markup=False)
                 yield Static("", id="job-command", markup=False)
         yield from self.compose_footer()
 
@@ -220,6 +221,15 @@ class FinetuneScreen(TunelabScreen):
             elif isinstance(widget, Input):
                 values[field.name] = parse_field(field, widget.value)
         return values
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """The focused setting's help text, shown on screen (a tooltip needs a mouse)."""
+        widget_id = event.widget.id or ""
+        if not widget_id.startswith("field-"):
+            return
+        name = widget_id.removeprefix("field-")
+        help_text = next((f.help for f in self.fields if f.name == name), "")
+        self.query_one("#field-help", Static).update(f"{name}: {help_text}" if help_text else "")
 
     @on(Input.Changed, "#job-form Input")
     @on(Select.Changed, "#job-form Select")
