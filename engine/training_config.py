@@ -101,7 +101,7 @@ class TrainingConfig:
         default=False,
         metadata={
             "help": "Recompute each layer's activations during the backward pass instead of "
-            "keeping them: less memory, about a third slower."
+            "keeping them: less memory, about a quarter slower."
         },
     )
     eval_every_steps: int = field(
