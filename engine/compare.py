@@ -154,12 +154,24 @@ def _verdict_text(series: MetricSeries, d: MetricDelta, rows: int, confidence: f
         return f"{winner} is better by {abs(d.delta):.4g}{ci}, p={d.p_value:.3g}"
     if d.rows_needed is None:
         return "not significant: no difference observed"
+    note = _narrow_interval_note(d, rows, confidence)
     if d.rows_needed > rows:
         return (
             f"not significant: would need about {d.rows_needed:,} rows to detect a "
-            f"difference this size (have {rows:,})"
+            f"difference this size (have {rows:,}){note}"
         )
-    return f"not significant (p={d.p_value:.3g})"
+    return f"not significant (p={d.p_value:.3g}){note}"
+
+
+def _narrow_interval_note(d: MetricDelta, rows: int, confidence: float) -> str:
+    """Percentile bootstrap intervals run too narrow on few rows, so one can exclude 0 while
+    the exact test does not reject; say which to believe rather than show both silently."""
+    if d.ci is None or not (d.ci[0] > 0 or d.ci[1] < 0):
+        return ""
+    return (
+        f"; the {confidence:.0%} CI excludes 0, but bootstrap intervals are too narrow "
+        f"on {rows:,} rows: trust the test"
+    )
 
 
 def _test(

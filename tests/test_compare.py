@@ -296,3 +296,18 @@ def test_counts_partition_the_rows_and_match_the_delta(
         assert direct == k
     finally:
         store.close()
+
+
+def test_a_bootstrap_interval_that_disagrees_with_the_test_on_few_rows_is_flagged(
+    store: Store,
+) -> None:
+    # 4 rows fixed, none broken, on 10 rows: the exact McNemar test gives p = 0.125, while
+    # the percentile bootstrap interval excludes 0.
+    run_a, run_b = _pair(store, [0] * 4 + [1] * 6, [1] * 10)
+    accuracy = compare_runs(store, [run_a.id, run_b.id], n_boot=1000).metric("accuracy")
+    assert not accuracy.significant
+    assert accuracy.ci_low is not None and accuracy.ci_low > 0
+    assert "the 95% CI excludes 0, but bootstrap intervals are too narrow on 10 rows" in (
+        accuracy.verdict
+    )
+    assert accuracy.verdict.endswith("trust the test")
