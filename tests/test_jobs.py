@@ -30,6 +30,7 @@ from tunelab.engine.jobs import (
     resume_job,
     vanished_reason,
 )
+from tunelab.engine.training_checkpoint import latest_checkpoint
 from tunelab.engine.training_config import TrainingConfig
 from tunelab.store import Store, Workspace
 
@@ -118,7 +119,10 @@ time.sleep(600)
 def test_kill_9_is_detected_then_resume_finishes(workspace: Workspace, tiny_dir: Path) -> None:
     store, job = _launch(workspace, tiny_dir, max_steps=30, eval_every_steps=0,
                          save_every_steps=2)  # fmt: skip
-    wait_for(lambda: store.models_of_job(job.id), 240, "a first checkpoint")
+    # A checkpoint's model is registered before its optimizer state is written; only one with
+    # that state resumes, so wait for it rather than for the model record.
+    output_dir = Path(store.get_job(job.id).output_dir)
+    wait_for(lambda: latest_checkpoint(output_dir), 240, "a first resumable checkpoint")
     running = store.get_job(job.id)
     assert running.status == "running" and running.pid
     os.kill(running.pid, signal.SIGKILL)
