@@ -122,6 +122,23 @@ def _change(pair: PairComparison, row_idx: int) -> str:
     return "differs"
 
 
+def _metric_head(ids: list[int]) -> list[str]:
+    return ["metric", *[f"run {i}" for i in ids], "run", "delta", "CI", "p", "test", "verdict"]
+
+
+def _metric_rows(c: Comparison) -> list[tuple[MetricDelta, list[str]]]:
+    """One row per metric and run after the baseline: every cell but the verdict, which the
+    Markdown and HTML reports mark up differently."""
+    rows = []
+    for m in c.metrics:
+        values = [fmt_value(v) for v in m.values]
+        for d in m.deltas:
+            cells = [m.name, *values, str(d.run_id), fmt_delta(d.delta), fmt_ci(d),
+                     fmt_p(d.p_value), d.test]  # fmt: skip
+            rows.append((d, cells))
+    return rows
+
+
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -155,21 +172,10 @@ def render_markdown(c: Comparison) -> str:
     ]
     lines += [f"> {note}" for note in c.notes] + ([""] if c.notes else [])
     lines += ["## Metrics", ""]
-    head = ["metric", *[f"run {i}" for i in ids], "run", "delta", "CI", "p", "test", "verdict"]
+    head = _metric_head(ids)
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m in c.metrics:
-        for d in m.deltas:
-            cells = [
-                m.name,
-                *[fmt_value(v) for v in m.values],
-                str(d.run_id),
-                fmt_delta(d.delta),
-                fmt_ci(d),
-                fmt_p(d.p_value),
-                d.test,
-                d.verdict,
-            ]
-            lines.append("| " + " | ".join(_md_cell(x) for x in cells) + " |")
+    for d, cells in _metric_rows(c):
+        lines.append("| " + " | ".join(_md_cell(x) for x in [*cells, d.verdict]) + " |")
     lines += ["", "## Per example", ""]
     for p in c.pairs:
         lines.append(f"### run {p.run_id} vs run {p.baseline_run_id}")
@@ -253,22 +259,10 @@ def render_html(c: Comparison) -> str:
     )
     body += [f'<p class="note">{_h(n)}</p>' for n in c.notes]
     rows = []
-    for m in c.metrics:
-        for d in m.deltas:
-            css = "sig" if d.significant else "ns"
-            rows.append(
-                [
-                    m.name,
-                    *[fmt_value(v) for v in m.values],
-                    str(d.run_id),
-                    fmt_delta(d.delta),
-                    fmt_ci(d),
-                    fmt_p(d.p_value),
-                    d.test,
-                    f'<span class="{css}">{_h(d.verdict)}</span>',
-                ]
-            )
-    head = ["metric", *[f"run {i}" for i in ids], "run", "delta", "CI", "p", "test", "verdict"]
+    for d, cells in _metric_rows(c):
+        css = "sig" if d.significant else "ns"
+        rows.append([*cells, f'<span class="{css}">{_h(d.verdict)}</span>'])
+    head = _metric_head(ids)
     body += ["<h2>Metrics</h2>", _html_table(head, rows, raw_last=True), "<h2>Per example</h2>"]
     for p in c.pairs:
         body.append(f"<h3>run {p.run_id} vs run {p.baseline_run_id}</h3>")

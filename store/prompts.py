@@ -264,9 +264,7 @@ class PromptStore(StoreBase):
                     "moved_at": now,
                 }
             )
-        return self.get_prompt_version(f"{version.prompt_name}@{version.version}"), (
-            previous["version"] if previous else None
-        )
+        return self.get_prompt_version(version.ref), (previous["version"] if previous else None)
 
     def remove_label(self, name: str, label: str) -> None:
         prompt = self._prompt_row(name)

@@ -90,14 +90,14 @@ def find_workspace(explicit: Path | str | None = None, start: Path | None = None
     named = explicit or os.environ.get(ENV_VAR)
     if named:
         root = Path(named).expanduser().resolve()
-        if not (root / WORKSPACE_DIR / DB_NAME).exists():
+        if not _is_workspace(root):
             raise NoWorkspaceError(
                 f"{root} is not a tunelab workspace; create it with `tunelab init {named}`"
             )
         return Workspace(root)
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
-        if (candidate / WORKSPACE_DIR / DB_NAME).exists():
+        if _is_workspace(candidate):
             return Workspace(candidate)
     below = _workspaces_below(here)
     if below:  # e.g. `tunelab demo` made ./tunelab-demo and the user stayed here
@@ -118,4 +118,8 @@ def _workspaces_below(folder: Path) -> list[str]:
         children = sorted(p for p in folder.iterdir() if p.is_dir())
     except OSError:
         return []
-    return [p.name for p in children if (p / WORKSPACE_DIR / DB_NAME).exists()]
+    return [p.name for p in children if _is_workspace(p)]
+
+
+def _is_workspace(folder: Path) -> bool:
+    return (folder / WORKSPACE_DIR / DB_NAME).exists()

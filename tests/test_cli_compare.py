@@ -35,17 +35,9 @@ def runs(workspace: Workspace) -> dict[str, int]:
 def test_compare_json_has_values_delta_ci_p_test_and_counts(
     workspace: Workspace, runs: dict[str, int]
 ) -> None:
-    result = run_cli(
-        "compare",
-        str(runs["a"]),
-        str(runs["b"]),
-        "--json",
-        "--seed",
-        "5",
-        "--price-per-gpu-hour",
-        "3.6",
-        workspace=workspace,
-    )
+    args = ("compare", str(runs["a"]), str(runs["b"]), "--json", "--seed", "5",
+            "--price-per-gpu-hour", "3.6")  # fmt: skip
+    result = run_cli(*args, workspace=workspace)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     accuracy = data["metrics"]["accuracy"]
@@ -56,17 +48,7 @@ def test_compare_json_has_values_delta_ci_p_test_and_counts(
     assert accuracy["p_value"] == pytest.approx(2 * (1 + 5) / 32)  # 4 fixed, 1 broken
     assert (data["fixed"], data["broken"], data["both_right"], data["both_wrong"]) == (4, 1, 2, 1)
     assert data["break_even"][0]["requests"] == pytest.approx(72_000)
-    again = run_cli(
-        "compare",
-        str(runs["a"]),
-        str(runs["b"]),
-        "--json",
-        "--seed",
-        "5",
-        "--price-per-gpu-hour",
-        "3.6",
-        workspace=workspace,
-    )
+    again = run_cli(*args, workspace=workspace)
     assert json.loads(again.stdout)["metrics"] == data["metrics"]
 
 

@@ -195,8 +195,7 @@ def _inputs_line(store: Any, job: Job) -> str:
     if job.dataset_id is not None:
         parts.append(f"dataset {store.get_dataset_by_id(job.dataset_id).name}")
     if job.prompt_version_id is not None:
-        version = store.get_prompt_version_by_id(job.prompt_version_id)
-        parts.append(f"prompt {version.prompt_name}@{version.version}")
+        parts.append(f"prompt {store.get_prompt_version_by_id(job.prompt_version_id).ref}")
     return ", ".join(parts)
 
 
