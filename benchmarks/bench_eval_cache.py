@@ -18,9 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tunelab.engine.eval_plan import resolve_model_arg
-from tunelab.engine.evaluation import EvalRequest, evaluate
-from tunelab.engine.models import load_model
+from tunelab.engine.evaluation.plan import resolve_model_arg
+from tunelab.engine.evaluation.run import EvalRequest, evaluate
+from tunelab.engine.models.loading import load_model
 from tunelab.store import NewDataset, NewSplit, PromptContent, Store
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tweeteval-irony-test.jsonl"

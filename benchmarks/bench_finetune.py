@@ -79,8 +79,8 @@ def setup(rows: int) -> tuple[Any, Any, Any, Any]:
 
 
 def run_tunelab(args: argparse.Namespace, packing: bool, checkpointing: bool) -> dict[str, float]:
-    from tunelab.engine.training import TrainingRequest, run_training
-    from tunelab.engine.training_config import TrainingConfig
+    from tunelab.engine.training.config import TrainingConfig
+    from tunelab.engine.training.loop import TrainingRequest, run_training
 
     store, base, dataset, version = setup(args.rows)
     config = TrainingConfig(
@@ -101,9 +101,9 @@ def trl_rows(args: argparse.Namespace) -> list[dict[str, str]]:
     """The same rendered prompts and completions our trainer builds (minus its held-out row)."""
     from transformers import AutoTokenizer
 
-    from tunelab.engine.model_cache import builtin_model_dir
-    from tunelab.engine.training_config import TrainingConfig
-    from tunelab.engine.training_data import (
+    from tunelab.engine.models.cache import builtin_model_dir
+    from tunelab.engine.training.config import TrainingConfig
+    from tunelab.engine.training.data import (
         ExampleBuilder,
         answer_text,
         completion_text,
@@ -129,7 +129,7 @@ def run_trl(args: argparse.Namespace, checkpointing: bool, bf16: bool = False) -
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from tunelab.engine.model_cache import builtin_model_dir
+    from tunelab.engine.models.cache import builtin_model_dir
 
     folder = str(builtin_model_dir())
     rows = trl_rows(args)

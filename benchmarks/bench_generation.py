@@ -20,11 +20,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tunelab.engine.generation import generate_batch
-from tunelab.engine.likelihood import score_labels
-from tunelab.engine.models import load_builtin
-from tunelab.engine.settings import GenerationSettings
-from tunelab.engine.templates import build_prompt, prompt_token_ids
+from tunelab.engine.generation.batched import generate_batch
+from tunelab.engine.generation.likelihood import score_labels
+from tunelab.engine.models.loading import load_builtin
+from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.engine.prompts.templates import build_prompt, prompt_token_ids
 from tunelab.store import PromptVersion
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tweeteval-irony-val.jsonl"

@@ -1,0 +1,21 @@
+"""The headless core of tunelab: everything both front ends do, and nothing that draws.
+
+Package map, lowest first; a package may import only those above it (enforced by
+`tests/test_layers.py`):
+
+- `errors`: `BadInputError` (the user can fix it) and `EngineError` (it failed).
+- `processes`: is a recorded worker process still alive and still the same one.
+- `text_diff`: word, line and key-by-key diffs as data.
+- `data`: importing datasets into the store.
+- `models`: model sources, the built-in model cache, loading, export, model diffs.
+- `prompts`: generation settings, template rendering, the text form of a version, diffs.
+- `generation`: batched and streaming generation, generation controls, label likelihood.
+- `evaluation`: requests, plans, the run loop, metrics.
+- `training`: config, data, steps, checkpoints, the loop, detached jobs and their worker.
+- `compare`: comparison records, statistics, cost, trends, run diffs, reports.
+- `demo`: the built-in demo workspace.
+- `api`: the typed API (`Engine`, `EngineProtocol`) the TUI and tests depend on.
+
+The engine never imports textual; torch and transformers load only inside the functions
+that run models, so importing any engine module is cheap.
+"""

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tunelab.engine.errors import EngineError
 from tunelab.store import (
     Model,
     NotFoundError,
@@ -23,8 +24,6 @@ from tunelab.store import (
     Workspace,
     init_workspace,
 )
-
-from .errors import EngineError
 
 DATASET = "tickets"
 QUEUES = ["account", "billing", "sales", "shipping", "technical"]
@@ -152,8 +151,8 @@ def demo_data_dir() -> Path:
 
 def create_demo_workspace(directory: Path | str = DEFAULT_DIR) -> tuple[Workspace, bool]:
     """Create the demo workspace, or bring an existing one up to date; returns (it, created)."""
-    from .datasets import DatasetOptions, add_dataset
-    from .model_sources import register_model
+    from tunelab.engine.data.importing import DatasetOptions, add_dataset
+    from tunelab.engine.models.sources import register_model
 
     workspace, created = init_workspace(directory)
     store = workspace.open_store()
@@ -201,7 +200,7 @@ def write_training_config(workspace: Workspace, size: DemoSize | None = None) ->
     """The demo's LoRA settings as a file `tunelab tune --config` reads (shown in the tour)."""
     import json
 
-    from .training_config import TrainingConfig
+    from tunelab.engine.training.config import TrainingConfig
 
     config = TrainingConfig.from_dict((size or FULL).training)
     path = workspace.root / TRAINING_CONFIG_FILE
@@ -240,9 +239,8 @@ Everything at once, without the TUI:  tunelab demo --headless
 
 def _ensure_version(store: Store, name: str, content: PromptContent, message: str) -> None:
     """Save a demo prompt version unless one with the same content already exists."""
+    from tunelab.engine.prompts.text import validated_content
     from tunelab.store import content_hash
-
-    from .prompt_text import validated_content
 
     normalised = validated_content(content)
     digest = content_hash(normalised)
@@ -283,10 +281,10 @@ def run_headless_demo(
     workspace: Workspace, size: DemoSize = FULL, report: Report | None = None
 ) -> DemoResult:
     """Evaluate the prompt versions, fine-tune with LoRA, evaluate the fine-tune, compare."""
-    from .compare import compare_runs
-    from .evaluation import EvalRequest, evaluate
-    from .jobs import launch_job
-    from .training_config import TrainingConfig
+    from tunelab.engine.compare.runs import compare_runs
+    from tunelab.engine.evaluation.run import EvalRequest, evaluate
+    from tunelab.engine.training.config import TrainingConfig
+    from tunelab.engine.training.jobs import launch_job
 
     say = report or (lambda _text: None)
     steps: list[DemoStep] = []
@@ -362,7 +360,7 @@ def run_headless_demo(
 
 def wait_for_job(store: Store, job_id: int, say: Report, poll_s: float = 2.0) -> Any:
     """Follow a job's progress in the store until it ends."""
-    from .jobs import refresh_job_states
+    from tunelab.engine.training.jobs import refresh_job_states
 
     last_step = -1
     while True:

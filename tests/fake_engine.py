@@ -11,8 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunelab.engine.errors import BadInputError, EngineError
-from tunelab.engine.facade import (
+from tunelab.engine.api.facade import (
     BiasToken,
     ComparisonView,
     DiffSegment,
@@ -31,6 +30,7 @@ from tunelab.engine.facade import (
     training_command_line,
     word_diff,
 )
+from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.store import NewRunOutput, PromptContent, PromptVersion, Store
 
 FAKE_TRAINING_FIELDS = [
@@ -202,7 +202,7 @@ class FakeEngine:
         )
 
     def diff_versions(self, ref_a: str, ref_b: str) -> list[str]:
-        from tunelab.engine.prompt_text import unified_prompt_diff
+        from tunelab.engine.prompts.text import unified_prompt_diff
 
         return unified_prompt_diff(
             self.store.get_prompt_version(ref_a), self.store.get_prompt_version(ref_b)

@@ -13,7 +13,7 @@ from tests.conftest import SHARED_DATASETS
 
 @pytest.fixture(scope="session")
 def builtin_model() -> Any:
-    from tunelab.engine.models import load_builtin
+    from tunelab.engine.models.loading import load_builtin
 
     return load_builtin()
 

@@ -8,11 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import compare_helpers as h
-from tunelab.engine import stats
-from tunelab.engine.compare import classify_rows, compare_row, compare_runs, metric_trend
-from tunelab.engine.compare_cost import RunCost, break_even
+from tunelab.engine.compare import stats
+from tunelab.engine.compare.cost import RunCost, break_even
+from tunelab.engine.compare.report import cost_lines
+from tunelab.engine.compare.runs import classify_rows, compare_row, compare_runs, metric_trend
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.metrics import Example, get_metric
+from tunelab.engine.evaluation.metrics import Example, get_metric
 from tunelab.store import Store
 
 
@@ -55,8 +56,8 @@ def test_flattened_views_for_screens_that_show_one_pair(store: Store) -> None:
         (3, "broken", "neg"),
     ]
     assert c.examples[0].outputs == ["The answer is pos", "The answer is neg"]
-    assert any(line.startswith("latency p50 (ms): 100 | 100") for line in c.cost_lines)
-    assert c.cost_lines[-1].startswith(f"break-even (run {run_b.id}): never")
+    assert any(line.startswith("latency p50 (ms): 100 | 100") for line in cost_lines(c))
+    assert cost_lines(c)[-1].startswith(f"break-even (run {run_b.id}): never")
 
 
 def test_a_clear_improvement_is_significant_and_says_who_wins(store: Store) -> None:

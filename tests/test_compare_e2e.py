@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli, shared_dataset
-from tunelab.engine.compare import compare_runs
-from tunelab.engine.report import write_report
+from tunelab.engine.compare.report import write_report
+from tunelab.engine.compare.runs import compare_runs
 from tunelab.store import NewDataset, NewSplit, PromptContent, Store, Workspace
 
 LABELS = ["irony", "non_irony"]
@@ -43,7 +43,7 @@ def _setup(store: Store) -> None:
 
 
 def _evaluate(store: Store, model: str) -> int:
-    from tunelab.engine.evaluation import EvalRequest, evaluate
+    from tunelab.engine.evaluation.run import EvalRequest, evaluate
 
     result = evaluate(
         store, EvalRequest(prompt="irony", model=model, dataset="irony", split="test", batch_size=3)
@@ -54,9 +54,9 @@ def _evaluate(store: Store, model: str) -> int:
 
 def _train(store: Store, output_dir: Path) -> str:
     """Two LoRA steps as a recorded job; returns the name of the last checkpoint."""
-    from tunelab.engine.model_sources import resolve_model
-    from tunelab.engine.training import TrainingRequest, run_training
-    from tunelab.engine.training_config import TrainingConfig
+    from tunelab.engine.models.sources import resolve_model
+    from tunelab.engine.training.config import TrainingConfig
+    from tunelab.engine.training.loop import TrainingRequest, run_training
 
     base = resolve_model(store, "builtin")
     dataset = store.get_dataset("irony")
@@ -83,7 +83,7 @@ def _train(store: Store, output_dir: Path) -> str:
 
 @pytest.mark.model
 def test_base_run_against_a_short_lora_run(workspace: Workspace, tmp_path: Path) -> None:
-    pytest.importorskip("tunelab.engine.training", reason="the fine-tuning engine is not here")
+    pytest.importorskip("tunelab.engine.training.loop", reason="the fine-tuning engine is not here")
     store = workspace.open_store()
     try:
         _setup(store)

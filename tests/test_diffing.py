@@ -6,13 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import compare_helpers as h
-from tunelab.engine.diffing import (
-    dict_diff,
-    diff_models,
-    diff_prompts,
-    diff_runs,
-    word_diff,
-)
+from tunelab.engine.compare.run_diff import diff_runs
+from tunelab.engine.models.diff import diff_models
+from tunelab.engine.prompts.diff import diff_prompts
+from tunelab.engine.text_diff import dict_diff, word_diff
 from tunelab.store import Store
 
 words = st.lists(st.sampled_from(["a", "b", "cat", "dog", " ", "  ", "\n", "x."]), max_size=30)

@@ -8,9 +8,9 @@ import pytest
 
 from tests.conftest import shared_dataset
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.eval_plan import cache_key, select_indices
-from tunelab.engine.evaluation import EvalProgress, EvalRequest, evaluate, resume_run
-from tunelab.engine.metrics import INVALID
+from tunelab.engine.evaluation.metrics import INVALID
+from tunelab.engine.evaluation.plan import cache_key, select_indices
+from tunelab.engine.evaluation.run import EvalProgress, EvalRequest, evaluate, resume_run
 from tunelab.store import NewDataset, NewSplit, PromptContent, Store
 
 LABELS = ["irony", "non_irony"]
@@ -80,7 +80,7 @@ def test_bad_requests_are_one_line_errors(irony: Store) -> None:
 
 
 def test_resume_refuses_a_changed_request(irony: Store) -> None:
-    from tunelab.engine.model_sources import resolve_model
+    from tunelab.engine.models.sources import resolve_model
 
     version = irony.get_prompt_version("irony")
     run = irony.create_run(

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.generation import generate_batch, stream_generate
-from tunelab.engine.generation_controls import tokenize_bias
-from tunelab.engine.likelihood import continuation, score_labels
-from tunelab.engine.settings import GenerationSettings
-from tunelab.engine.templates import prompt_token_ids, render_prompt
+from tunelab.engine.generation.batched import generate_batch, stream_generate
+from tunelab.engine.generation.controls import tokenize_bias
+from tunelab.engine.generation.likelihood import continuation, score_labels
+from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.engine.prompts.templates import prompt_token_ids, render_prompt
 from tunelab.store import PromptVersion
 
 pytest_plugins = ["tests.model_fixtures"]

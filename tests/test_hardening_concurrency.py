@@ -237,7 +237,7 @@ def test_real_jobs_eval_and_tui_writers_at_once(workspace: Workspace, tmp_path: 
     """The same with real processes: two tiny training jobs (allowed to run side by side), a real
     `tunelab eval` on the built-in model, and the TUI's writers, until all are done."""
     from tests.tune_helpers import irony_rows, tiny_model_dir, wait_for
-    from tunelab.engine.jobs import MAX_RUNNING_ENV
+    from tunelab.engine.training.jobs import MAX_RUNNING_ENV
 
     tiny = tiny_model_dir(tmp_path)
     for split, rows in (("train", irony_rows(32)), ("validation", irony_rows(8, offset=32))):

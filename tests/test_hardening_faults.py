@@ -21,11 +21,11 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.tune_helpers import add_training_data, tiny_model_dir, wait_for, wait_status
-from tunelab.engine import jobs
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.evaluation import resume_run
-from tunelab.engine.training_checkpoint import latest_checkpoint
-from tunelab.engine.training_config import TrainingConfig
+from tunelab.engine.evaluation.run import resume_run
+from tunelab.engine.training import jobs
+from tunelab.engine.training.checkpoint import latest_checkpoint
+from tunelab.engine.training.config import TrainingConfig
 from tunelab.store import NewDataset, NewSplit, PromptContent, Workspace, init_workspace
 
 DONE = ("succeeded", "failed", "cancelled")
@@ -167,7 +167,7 @@ elif what == "state":
         return real_torch_save(obj, f, *args, **kwargs)
     torch.save = save
 
-from tunelab.engine.job_worker import main
+from tunelab.engine.training.worker import main
 sys.exit(main())
 """
 
@@ -303,7 +303,7 @@ def test_workspace_files_are_owner_only(
 def test_runs_whose_process_vanished_are_marked_interrupted(workspace: Workspace) -> None:
     import socket
 
-    from tunelab.engine.evaluation import refresh_run_states
+    from tunelab.engine.evaluation.run import refresh_run_states
     from tunelab.store import NewModel
 
     _irony_workspace(workspace)

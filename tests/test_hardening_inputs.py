@@ -193,7 +193,7 @@ def test_out_of_memory_on_load_is_a_one_line_bad_input(
 ) -> None:
     import torch
 
-    from tunelab.engine import models
+    from tunelab.engine.models import loading as models
 
     def no_memory(*args: object, **kwargs: object) -> None:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")

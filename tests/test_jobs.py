@@ -22,16 +22,16 @@ import pytest
 from tests.conftest import run_cli
 from tests.tune_helpers import add_training_data, tiny_model_dir, wait_for, wait_status
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.jobs import (
+from tunelab.engine.processes import process_start_ticks
+from tunelab.engine.training.checkpoint import latest_checkpoint
+from tunelab.engine.training.config import TrainingConfig
+from tunelab.engine.training.jobs import (
     cancel_job,
     launch_job,
-    process_start_ticks,
     refresh_job_states,
     resume_job,
     vanished_reason,
 )
-from tunelab.engine.training_checkpoint import latest_checkpoint
-from tunelab.engine.training_config import TrainingConfig
 from tunelab.store import Store, Workspace
 
 DONE = ("succeeded", "failed", "cancelled")
@@ -96,8 +96,8 @@ def test_job_survives_its_launcher_being_hung_up(workspace: Workspace, tiny_dir:
     launcher = f"""
 import sys, time
 from tunelab.store import find_workspace
-from tunelab.engine.jobs import launch_job
-from tunelab.engine.training_config import TrainingConfig
+from tunelab.engine.training.jobs import launch_job
+from tunelab.engine.training.config import TrainingConfig
 ws = find_workspace({str(workspace.root)!r}); s = ws.open_store()
 cfg = TrainingConfig(max_steps=6, batch_size=4, max_seq_len=48, eval_every_steps=3,
                      eval_samples=4)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.metrics import (
+from tunelab.engine.evaluation.metrics import (
     INVALID,
     Example,
     aggregate_metrics,

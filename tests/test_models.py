@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from tunelab.engine import model_cache
 from tunelab.engine.errors import BadInputError, EngineError
-from tunelab.engine.model_cache import convert_gguf
-from tunelab.engine.model_sources import register_model, resolve_model
-from tunelab.engine.models import load_model, model_ref
+from tunelab.engine.models import cache as model_cache
+from tunelab.engine.models.cache import convert_gguf
+from tunelab.engine.models.loading import load_model, model_ref
+from tunelab.engine.models.sources import register_model, resolve_model
 from tunelab.store import Model, NewModel, Store
 
 pytest_plugins = ["tests.model_fixtures"]

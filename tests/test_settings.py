@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.settings import GenerationSettings
+from tunelab.engine.prompts.settings import GenerationSettings
 
 
 def test_defaults_are_greedy_and_round_trip() -> None:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from tunelab.engine import stats
+from tunelab.engine.compare import stats
 
 
 def test_mcnemar_exact_matches_a_hand_computed_table() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.templates import (
+from tunelab.engine.prompts.templates import (
     COT_INSTRUCTION,
     FewShotConfig,
     FewShotSampler,

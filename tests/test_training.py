@@ -10,15 +10,15 @@ import pytest
 
 from tests.tune_helpers import add_training_data, tiny_model_dir
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.training import TrainingRequest, run_training
-from tunelab.engine.training_config import CONFIG_FILE, TrainingConfig
-from tunelab.engine.training_data import (
+from tunelab.engine.training.config import CONFIG_FILE, TrainingConfig
+from tunelab.engine.training.data import (
     IGNORE_INDEX,
     batch_order,
     completion_text,
     encode_example,
     packed_order,
 )
+from tunelab.engine.training.loop import TrainingRequest, run_training
 from tunelab.store import Store
 
 torch = pytest.importorskip("torch")
@@ -83,7 +83,7 @@ def test_batching_groups_by_length_and_packing_fits_rows() -> None:
 def test_packed_batch_loss_equals_the_padded_batch_loss(tiny_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunelab.engine.training_steps import collate, collate_packed, loss_sum
+    from tunelab.engine.training.steps import collate, collate_packed, loss_sum
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_dir))
     model = AutoModelForCausalLM.from_pretrained(str(tiny_dir), dtype=torch.float32).eval()
@@ -167,7 +167,7 @@ def test_export_merges_lora_into_a_plain_transformers_folder(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tunelab.engine.export import export_merged
+    from tunelab.engine.models.export import export_merged
 
     _train(store, tmp_path / "m", tiny_dir, max_steps=2)
     adapter = store.list_models()[-1]
@@ -189,7 +189,7 @@ def test_real_model_lora_adapter_loads_with_plain_peft_and_changes_outputs(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunelab.engine.model_cache import builtin_model_dir
+    from tunelab.engine.models.cache import builtin_model_dir
 
     result, _ = _train(store, tmp_path / "real", None, max_steps=2, batch_size=2,
                           max_seq_len=40, eval_samples=2, lr=1e-3)  # fmt: skip
@@ -227,7 +227,7 @@ def test_gradient_checkpointing_trains_to_the_same_weights(
 def _saved_activation_bytes(model, batch) -> int:  # type: ignore[no-untyped-def]
     """Bytes of tensors autograd keeps for the backward pass of one forward (weights excluded:
     they exist anyway)."""
-    from tunelab.engine.training_steps import loss_sum
+    from tunelab.engine.training.steps import loss_sum
 
     weights = {p.data_ptr() for p in model.parameters()}
     kept: dict[int, int] = {}
@@ -248,9 +248,9 @@ def _saved_activation_bytes(model, batch) -> int:  # type: ignore[no-untyped-def
 def test_gradient_checkpointing_keeps_fewer_activations_on_the_builtin_model(
     store: Store,
 ) -> None:
-    from tunelab.engine.training_checkpoint import build_model
-    from tunelab.engine.training_data import ExampleBuilder, plan_splits
-    from tunelab.engine.training_steps import collate
+    from tunelab.engine.training.checkpoint import build_model
+    from tunelab.engine.training.data import ExampleBuilder, plan_splits
+    from tunelab.engine.training.steps import collate
 
     base, dataset, version = add_training_data(store, None)
     kept = {}

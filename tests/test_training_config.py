@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tunelab import __version__
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.training_config import (
+from tunelab.engine.training.config import (
     CONFIG_FILE,
     DEFAULT_LR,
     METHODS,
@@ -110,7 +110,8 @@ def test_importing_the_config_does_not_import_torch() -> None:
     import subprocess
 
     code = (
-        "import tunelab.engine.training_config, tunelab.engine.jobs, tunelab.cli_tune, sys;"
+        "import tunelab.engine.training.config, tunelab.engine.training.jobs, sys;"
+        "import tunelab.cli_tune;"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -151,8 +152,8 @@ def test_every_form_setting_has_a_tune_flag_or_a_config_key() -> None:
     import typer.main
 
     from tunelab.cli import app
-    from tunelab.engine.facade import CLI_FLAG_NAMES, CLI_FLAGLESS, training_command_line
-    from tunelab.engine.training_config import TrainingConfig
+    from tunelab.engine.api.facade import CLI_FLAG_NAMES, CLI_FLAGLESS, training_command_line
+    from tunelab.engine.training.config import TrainingConfig
 
     command = typer.main.get_command(app).commands["tune"]  # type: ignore[attr-defined]
     flags = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}

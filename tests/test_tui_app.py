@@ -119,7 +119,7 @@ def test_unknown_theme_is_a_friendly_error(seeded: Store) -> None:
 
 def test_importing_the_app_does_not_import_torch() -> None:
     code = (
-        "import sys, tunelab.tui.app, tunelab.engine.facade; "
+        "import sys, tunelab.tui.app, tunelab.engine.api.facade; "
         "print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     result = subprocess.run(

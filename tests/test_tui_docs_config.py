@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tunelab.tui.app import TunelabApp
 from tunelab.tui.config import (
     SETTING_NAMES,
     ConfigError,
@@ -14,14 +15,15 @@ from tunelab.tui.config import (
     load_settings,
     save_settings,
 )
-from tunelab.tui.keys import all_bindings, markdown_rows
+from tunelab.tui.keys import all_bindings
+from tunelab.tui.keys_doc import markdown_rows
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_every_binding_has_an_id_and_tooltip_and_is_documented() -> None:
     keys_doc = (DOCS / "keys.md").read_text()
-    for owner, binding in all_bindings():
+    for owner, binding in all_bindings(TunelabApp):
         assert binding.id, f"{owner} binding {binding.key} has no id"
         assert binding.tooltip, f"{owner} binding {binding.id} has no tooltip"
         assert re.match(r"^[a-z0-9]+(-[a-z0-9]+)*$", binding.id), binding.id
@@ -31,7 +33,7 @@ def test_every_binding_has_an_id_and_tooltip_and_is_documented() -> None:
 def test_keys_doc_table_matches_the_bindings() -> None:
     documented = [line for line in (DOCS / "keys.md").read_text().splitlines()
                   if line.startswith("| `")]  # fmt: skip
-    assert documented == markdown_rows(), "regenerate with python -m tunelab.tui.keys"
+    assert documented == markdown_rows(), "regenerate with python -m tunelab.tui.keys_doc"
 
 
 def test_every_setting_is_documented() -> None:

@@ -200,7 +200,7 @@ async def test_models_and_datasets(seeded: Store) -> None:
 
 async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store) -> None:
     """Store-only engine calls go through the real facade: compare, diff, editor parsing."""
-    from tunelab.engine.facade import Engine
+    from tunelab.engine.api.facade import Engine
 
     app = make_app(seeded, engine=Engine(seeded))
     async with app.run_test(size=SIZE) as pilot:
@@ -261,8 +261,8 @@ async def test_finetune_resume_after_cancel(seeded: Store) -> None:
 async def test_real_training_form_lists_every_setting_and_its_command(seeded: Store) -> None:
     from dataclasses import fields
 
-    from tunelab.engine.facade import Engine
-    from tunelab.engine.training_config import TrainingConfig
+    from tunelab.engine.api.facade import Engine
+    from tunelab.engine.training.config import TrainingConfig
 
     app = make_app(seeded, engine=Engine(seeded))
     async with app.run_test(size=SIZE) as pilot:

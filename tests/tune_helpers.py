@@ -42,7 +42,7 @@ def tiny_model_dir(root: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from tunelab.engine.model_cache import builtin_model_dir
+    from tunelab.engine.models.cache import builtin_model_dir
 
     out = root / "tiny-llama"
     if (out / "config.json").exists():

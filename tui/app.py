@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from textual.screen import Screen
     from textual.theme import Theme
 
-    from tunelab.engine.facade import EngineProtocol
+    from tunelab.engine.api.facade import EngineProtocol
     from tunelab.store import Store, Workspace
     from tunelab.tui.screens.base import TunelabScreen
 
@@ -139,7 +139,7 @@ class TunelabApp(App[None]):
         screens)."""
         from tunelab.tui.keys import all_bindings
 
-        known = {binding.id for _owner, binding in all_bindings()}
+        known = {binding.id for _owner, binding in all_bindings(type(self))}
         unknown = sorted(set(self.settings.keymap) - known)
         if unknown:
             where = self.settings_path or "settings"
@@ -224,7 +224,7 @@ def make_app(
     else:
         raise TypeError(f"make_app needs a Workspace or a Store, not {type(workspace_or_store)}")
     if engine is None:
-        from tunelab.engine.facade import Engine
+        from tunelab.engine.api.facade import Engine
 
         engine = Engine(store, workspace)
     return TunelabApp(

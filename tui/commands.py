@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from tunelab.tui.app import TunelabApp
+
+class PaletteHost(Protocol):
+    """What the palette needs of the app (a protocol: the app imports this module)."""
+
+    def screen_titles(self) -> dict[str, str]: ...
+
+    def show_screen(self, mode: str) -> object: ...
+
+    async def run_action(self, action: str, default_namespace: object = None) -> bool: ...
 
 
 class TunelabCommands(Provider):
     """Lists `Go to <screen>` commands and the active bindings, so ctrl+p reaches everything."""
 
     def _commands(self) -> list[tuple[str, str, object]]:
-        app: TunelabApp = self.app  # type: ignore[assignment]
+        app: PaletteHost = self.app  # type: ignore[assignment]
         commands: list[tuple[str, str, object]] = []
         for mode, title in app.screen_titles().items():
             commands.append(

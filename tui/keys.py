@@ -6,8 +6,9 @@ from textual.binding import Binding
 from textual.dom import DOMNode
 
 
-def binding_classes() -> list[type[DOMNode]]:
-    from tunelab.tui.app import TunelabApp
+def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
+    """The app class (passed in: this module is imported by the app) and every screen,
+    modal and widget class that declares bindings."""
     from tunelab.tui.screens.base import TunelabScreen
     from tunelab.tui.screens.compare import CompareScreen
     from tunelab.tui.screens.eval_modal import EvalModal
@@ -23,29 +24,17 @@ def binding_classes() -> list[type[DOMNode]]:
     from tunelab.tui.widgets.outputs_table import OutputsTable
 
     return [
-        TunelabApp, TunelabScreen, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen,
+        app_class, TunelabScreen, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen,
         CompareScreen, FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable,
         HelpModal, AskTextModal, TextViewModal, EvalModal,
     ]  # fmt: skip
 
 
-def all_bindings() -> list[tuple[str, Binding]]:
+def all_bindings(app_class: type[DOMNode]) -> list[tuple[str, Binding]]:
     """(class name, binding) for every binding tunelab declares (not Textual's own)."""
     out: list[tuple[str, Binding]] = []
-    for cls in binding_classes():
+    for cls in binding_classes(app_class):
         for binding in cls.__dict__.get("BINDINGS", []):
             if isinstance(binding, Binding):
                 out.append((cls.__name__, binding))
     return out
-
-
-def markdown_rows() -> list[str]:
-    """The table rows of docs/keys.md: `python -m tunelab.tui.keys` prints them."""
-    return [
-        f"| `{binding.id}` | `{binding.key}` | {owner} | {binding.tooltip} |"
-        for owner, binding in all_bindings()
-    ]
-
-
-if __name__ == "__main__":
-    print("\n".join(markdown_rows()))

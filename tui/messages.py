@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from tunelab.engine.facade import (
+    from tunelab.engine.api.facade import (
         BiasToken,
         ComparisonView,
         DiffSegment,

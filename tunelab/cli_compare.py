@@ -16,19 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, state, to_jsonable
-from tunelab.engine.compare import compare_row, compare_runs
-from tunelab.engine.compare_cost import DEFAULT_PRICE_PER_GPU_HOUR
-from tunelab.engine.compare_types import Comparison, RowDiff
-from tunelab.engine.diffing import (
-    ModelDiff,
-    PromptDiff,
-    RunDiff,
-    ValueChange,
-    diff_models,
-    diff_prompts,
-    diff_runs,
-)
-from tunelab.engine.report import (
+from tunelab.engine.compare.cost import DEFAULT_PRICE_PER_GPU_HOUR
+from tunelab.engine.compare.records import Comparison, RowDiff
+from tunelab.engine.compare.report import (
     comparison_to_dict,
     cost_rows,
     fmt_ci,
@@ -38,6 +28,11 @@ from tunelab.engine.report import (
     run_label,
     write_report,
 )
+from tunelab.engine.compare.run_diff import RunDiff, diff_runs
+from tunelab.engine.compare.runs import compare_row, compare_runs
+from tunelab.engine.models.diff import ModelDiff, diff_models
+from tunelab.engine.prompts.diff import PromptDiff, diff_prompts
+from tunelab.engine.text_diff import ValueChange
 
 diff_app = typer.Typer(
     help="Show what changed between prompts, models or runs.", no_args_is_help=True

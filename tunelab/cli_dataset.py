@@ -47,7 +47,7 @@ def dataset_add(
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Add a dataset; splits come from file names (train/validation/test) or --split."""
-    from tunelab.engine.datasets import DatasetOptions, add_dataset
+    from tunelab.engine.data.importing import DatasetOptions, add_dataset
 
     options = DatasetOptions(
         name=name,

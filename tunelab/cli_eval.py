@@ -20,7 +20,7 @@ from tunelab.cli_common import console, emit_json, err_console, fail, state
 from tunelab.store import Run
 
 if TYPE_CHECKING:
-    from tunelab.engine.evaluation import EvalProgress, EvalRequest, EvalResult
+    from tunelab.engine.evaluation.run import EvalProgress, EvalRequest, EvalResult
 
 run_app = typer.Typer(help="List, inspect and rate evaluation runs.", no_args_is_help=True)
 
@@ -67,7 +67,7 @@ def _run_with_progress(
         TimeRemainingColumn,
     )
 
-    from tunelab.engine.evaluation import evaluate, resume_run
+    from tunelab.engine.evaluation.run import evaluate, resume_run
 
     store = state.store()
     flag, previous = _stop_on_sigint()
@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Evaluate a prompt version on a model over a dataset split; scores go to the store."""
-        from tunelab.engine.evaluation import EvalRequest
+        from tunelab.engine.evaluation.run import EvalRequest
 
         request = None
         if resume is None:
@@ -224,7 +224,7 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """List evaluation runs, newest first."""
-        from tunelab.engine.evaluation import refresh_run_states
+        from tunelab.engine.evaluation.run import refresh_run_states
 
         refresh_run_states(state.store())  # a killed run reads 'interrupted', not 'running'
         runs = state.store().list_runs(limit=limit)
@@ -257,7 +257,7 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Show a run's settings and metrics, and with --outputs its per-example results."""
-        from tunelab.engine.evaluation import refresh_run_states
+        from tunelab.engine.evaluation.run import refresh_run_states
 
         store = state.store()
         run = store.get_run(run_id)

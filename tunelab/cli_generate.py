@@ -21,7 +21,7 @@ def _row_values(
     store: Store, dataset_name: str, split: str | None, row: int
 ) -> tuple[dict[str, Any], Dataset, str]:
     """A dataset row's columns, with the dataset and split it came from (for few-shot)."""
-    from tunelab.engine.eval_plan import resolve_split
+    from tunelab.engine.evaluation.plan import resolve_split
 
     dataset = store.get_dataset(dataset_name)
     split_name = resolve_split(dataset, split)
@@ -47,11 +47,11 @@ def stream_one(
     started: float,
 ) -> None:
     """Render, then write the output to stdout as it streams; timings go to stderr."""
-    from tunelab.engine.eval_plan import merged_settings, resolve_model_arg
-    from tunelab.engine.generation import stream_generate
-    from tunelab.engine.models import load_model
-    from tunelab.engine.settings import GenerationSettings
-    from tunelab.engine.templates import (
+    from tunelab.engine.evaluation.plan import merged_settings, resolve_model_arg
+    from tunelab.engine.generation.batched import stream_generate
+    from tunelab.engine.models.loading import load_model
+    from tunelab.engine.prompts.settings import GenerationSettings
+    from tunelab.engine.prompts.templates import (
         FewShotConfig,
         FewShotSampler,
         render_prompt,

@@ -40,7 +40,7 @@ def model_add(
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register a model in the workspace (nothing is loaded or copied)."""
-    from tunelab.engine.model_sources import register_model
+    from tunelab.engine.models.sources import register_model
 
     model = register_model(state.store(), source, name=name, trust_remote_code=trust_remote_code)
     if json_output:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, fail, state
-from tunelab.engine.prompt_text import (
+from tunelab.engine.prompts.text import (
     content_to_text,
     text_to_content,
     version_to_content,
@@ -85,7 +85,7 @@ def edit_in_editor(text: str) -> str | None:
 
 
 def _save(name: str, content: PromptContent, message: str, as_json: bool) -> None:
-    from tunelab.engine.prompt_text import validated_content
+    from tunelab.engine.prompts.text import validated_content
 
     content = validated_content(content)
     result = state.store().save_prompt_version(name, content, message=message)

@@ -65,9 +65,9 @@ def tune(
     wait: bool = typer.Option(False, "--wait", help="Follow progress until the job ends."),
 ) -> None:
     """Start a fine-tuning job in the background and print its id."""
-    from tunelab.engine.jobs import launch_job
-    from tunelab.engine.model_sources import resolve_model
-    from tunelab.engine.training_config import TrainingConfig
+    from tunelab.engine.models.sources import resolve_model
+    from tunelab.engine.training.config import TrainingConfig
+    from tunelab.engine.training.jobs import launch_job
 
     config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
     config = config.with_overrides(
@@ -95,7 +95,7 @@ def tune(
 
 
 def _refresh() -> None:
-    from tunelab.engine.jobs import refresh_job_states
+    from tunelab.engine.training.jobs import refresh_job_states
 
     refresh_job_states(state.store(), state.workspace())
 
@@ -127,7 +127,7 @@ def _duration(seconds: float) -> str:
 
 def _follow(job_id: int, quiet: bool = False, poll_s: float = 1.0) -> None:
     """Print progress as it changes until the job ends; exit 1 when it failed."""
-    from tunelab.engine.jobs import FINISHED, refresh_job_states
+    from tunelab.engine.training.jobs import FINISHED, refresh_job_states
 
     store = state.store()
     last = ""
@@ -201,7 +201,7 @@ def _inputs_line(store: Any, job: Job) -> str:
 
 def _settings_line(config: dict[str, Any]) -> str:
     """The job's settings that differ from the defaults (all of them are in --json)."""
-    from tunelab.engine.training_config import TrainingConfig
+    from tunelab.engine.training.config import TrainingConfig
 
     defaults = TrainingConfig(method=str(config.get("method", "lora"))).to_dict()
     changed = [
@@ -224,7 +224,7 @@ def jobs_logs(
     lines: int = typer.Option(200, "--lines", "-n", help="How many of the last lines."),
 ) -> None:
     """Print the end of a job's log."""
-    from tunelab.engine.jobs import log_tail
+    from tunelab.engine.training.jobs import log_tail
 
     console.print(Text(log_tail(state.store().get_job(job_id), lines)))
 
@@ -239,7 +239,7 @@ def jobs_follow(job_id: int = typer.Argument(..., help="Job id.")) -> None:
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     """Cancel a job; a running one saves a checkpoint first."""
-    from tunelab.engine.jobs import cancel_job
+    from tunelab.engine.training.jobs import cancel_job
 
     _refresh()
     job = cancel_job(state.workspace(), state.store(), job_id)
@@ -249,7 +249,7 @@ def jobs_cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
 @jobs_app.command("resume")
 def jobs_resume(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     """Continue a failed or cancelled job from its last checkpoint."""
-    from tunelab.engine.jobs import resume_job
+    from tunelab.engine.training.jobs import resume_job
 
     job = resume_job(state.workspace(), state.store(), job_id)
     console.print(f"job {job.id} queued again; it continues from its last checkpoint")
@@ -264,7 +264,7 @@ def add_export_command(model_app: typer.Typer) -> None:
         merge: Path = typer.Option(..., "--merge", help="Write a merged HF folder here."),
     ) -> None:
         """Export a model as a plain Hugging Face folder (LoRA merged into its base)."""
-        from tunelab.engine.export import export_merged
+        from tunelab.engine.models.export import export_merged
 
         out = export_merged(state.store(), state.store().get_model(name), merge)
         console.print(f"Wrote {out}")

@@ -13,7 +13,7 @@ from textual.worker import Worker, WorkerState
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tunelab.engine.facade import EngineProtocol
+    from tunelab.engine.api.facade import EngineProtocol
     from tunelab.store import Store
     from tunelab.tui.config import UserSettings
 

@@ -18,7 +18,7 @@ from tunelab.tui.widgets.nav_table import NavTable
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tunelab.engine.facade import ComparisonView, DiffSegment, ExampleChange
+    from tunelab.engine.api.facade import ComparisonView, DiffSegment, ExampleChange
 
 EXAMPLE_FILTERS = ("changed", "fixed", "broken", "all")
 

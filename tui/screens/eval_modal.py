@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
-from tunelab.engine.facade import EvalSpec
+from tunelab.engine.api.facade import EvalSpec
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult

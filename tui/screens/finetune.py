@@ -22,7 +22,7 @@ from tunelab.tui.widgets.nav_table import NavTable
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tunelab.engine.facade import TrainingField
+    from tunelab.engine.api.facade import TrainingField
 
 POLL_SECONDS = 2.0
 

@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import Worker, get_current_worker
 
-from tunelab.engine.facade import parse_logit_bias
-from tunelab.engine.prompt_text import version_to_content
+from tunelab.engine.api.facade import parse_logit_bias
+from tunelab.engine.prompts.text import version_to_content
 from tunelab.tui.messages import (
     BiasTokenized,
     GenerationFinished,

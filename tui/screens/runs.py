@@ -28,8 +28,8 @@ from tunelab.tui.widgets.outputs_table import OutputsTable
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tunelab.engine.facade import EvalSpec
-    from tunelab.engine.facade_types import EvalProgress
+    from tunelab.engine.api.facade import EvalSpec
+    from tunelab.engine.api.types import EvalProgress
     from tunelab.store import Run
     from tunelab.store.records import RunOutput
 

@@ -1,0 +1,9 @@
+"""Evaluation runs: a prompt version on a model over a dataset split, scored row by row.
+
+`request` holds what is asked (`EvalRequest`) and reported (`EvalProgress`, `EvalResult`);
+`plan` resolves a request and turns rows into scored outputs; `run` is the loop that writes
+them to the store, resumes and refreshes runs; `metrics` is the metric registry.
+
+May import: `tunelab.store`, `engine.errors`, `engine.processes`, `engine.models`,
+`engine.prompts`, `engine.generation`, `engine.data`.
+"""

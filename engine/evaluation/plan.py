@@ -1,0 +1,390 @@
+"""The parts of an evaluation run between the request and the store.
+
+`prepare` resolves and validates everything that needs no model; `render_jobs` renders each
+row and checks it against the context window; `score_chunk` turns a chunk of rows into
+scored outputs, from the response cache where it can. Kept apart from `run.py` so the
+run loop stays readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tunelab.engine.errors import BadInputError
+from tunelab.engine.evaluation.metrics import (
+    INVALID,
+    Example,
+    Metric,
+    normalize_label,
+    resolve_metrics,
+    score_example,
+)
+from tunelab.engine.evaluation.request import EvalRequest
+from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.store import (
+    CachedResponse,
+    Dataset,
+    DatasetRow,
+    Model,
+    NewRunOutput,
+    PromptVersion,
+    Store,
+)
+
+CACHE_KEY_VERSION = 1
+"""Bump when what a cache entry means changes, so old entries stop matching."""
+
+
+@dataclass
+class EvalPlan:
+    """Everything an evaluation needs, resolved and validated, before a model is loaded."""
+
+    version: PromptVersion
+    model: Model
+    dataset: Dataset
+    split: str
+    rows: list[DatasetRow]
+    settings: GenerationSettings
+    settings_dict: dict[str, Any]
+    scoring: str
+    metrics: list[Metric]
+    cacheable: bool
+    use_cache: bool
+    row_limit: int | None
+    sample_seed: int | None
+
+
+@dataclass(frozen=True)
+class RowJob:
+    """One dataset row with its rendered prompt and cache key."""
+
+    row: DatasetRow
+    prompt: str
+    token_count: int
+    reference: str | None
+    cache_key: str
+
+
+def _resolve_version(store: Store, prompt: str | PromptVersion) -> PromptVersion:
+    if isinstance(prompt, PromptVersion):
+        return prompt
+    if not prompt:
+        raise BadInputError("name a prompt: NAME, NAME@VERSION or NAME:LABEL")
+    return store.get_prompt_version(prompt)
+
+
+def resolve_split(dataset: Dataset, split: str | None) -> str:
+    """The named split, or the only one; several and none named is bad input."""
+    if split is not None:
+        dataset.split(split)
+        return split
+    if len(dataset.splits) == 1:
+        return dataset.splits[0].name
+    raise BadInputError(
+        f"dataset {dataset.name!r} has splits {', '.join(dataset.split_names)}; choose one "
+        "with --split"
+    )
+
+
+def select_indices(row_count: int, limit: int | None, sample: int | None, seed: int) -> list[int]:
+    """The row indices a run covers: the first N, N drawn with a seed, or all of them."""
+    if sample is not None:
+        if sample > row_count:
+            raise BadInputError(f"cannot sample {sample} rows from a split of {row_count}")
+        return sorted(random.Random(seed).sample(range(row_count), sample))
+    return list(range(min(limit, row_count) if limit is not None else row_count))
+
+
+def merged_settings(version: PromptVersion, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The prompt version's generation settings with the request's overrides on top."""
+    base = dict(version.settings)
+    base.pop("fewshot", None)
+    return {**base, **overrides}
+
+
+def prepare(store: Store, request: EvalRequest) -> EvalPlan:
+    """Resolve and validate a request; raises bad input before anything is written."""
+    version = _resolve_version(store, request.prompt)
+    dataset = store.get_dataset(request.dataset)
+    split = resolve_split(dataset, request.split)
+    raw_settings = merged_settings(version, request.settings)
+    settings = GenerationSettings.from_dict(raw_settings)
+    settings_dict = settings.to_dict()
+    if request.scoring == "likelihood" and (dataset.task != "classification" or not dataset.labels):
+        raise BadInputError(
+            f"likelihood scoring needs a classification dataset with labels; "
+            f"{dataset.name!r} is a {dataset.task} dataset"
+        )
+    metric_names = list(request.metrics) or list(dataset.metrics)
+    metrics = resolve_metrics(
+        metric_names, dataset.task, dataset.labels, dataset.reference_column is not None
+    )
+    row_count = dataset.split(split).row_count
+    indices = select_indices(row_count, request.limit, request.sample, request.seed)
+    if not indices:
+        raise BadInputError(f"split {split!r} of dataset {dataset.name!r} has no rows")
+    rows = store.dataset_rows(dataset.name, split, indices=indices)
+    check_variables(version, dataset, rows)
+    model = resolve_model_arg(store, request.model)
+    # Greedy decoding is deterministic; sampling is only when the user fixed the seed.
+    cacheable = request.scoring == "likelihood" or settings.greedy or "seed" in raw_settings
+    return EvalPlan(
+        version=version,
+        model=model,
+        dataset=dataset,
+        split=split,
+        rows=rows,
+        settings=settings,
+        settings_dict=settings_dict,
+        scoring=request.scoring,
+        metrics=metrics,
+        cacheable=cacheable,
+        use_cache=request.use_cache,
+        row_limit=request.sample if request.sample is not None else request.limit,
+        sample_seed=request.seed if request.sample is not None else None,
+    )
+
+
+def resolve_model_arg(store: Store, arg: str) -> Model:
+    """A model by its workspace name, else registered from its argument (`builtin`, a path)."""
+    from tunelab.engine.models.sources import resolve_model
+
+    return resolve_model(store, arg)
+
+
+def check_variables(version: PromptVersion, dataset: Dataset, rows: Sequence[DatasetRow]) -> None:
+    """Refuse a template that uses a variable the dataset's rows do not have."""
+    from tunelab.engine.prompts.templates import variables_of
+
+    known = set(dataset.input_columns)
+    if dataset.reference_column:
+        known.add(dataset.reference_column)
+    if rows:
+        known.update(rows[0].data)
+    wanted = set(variables_of(version.template))
+    if version.system:
+        wanted.update(variables_of(version.system))
+    missing = sorted(wanted - known)
+    if missing:
+        raise BadInputError(
+            f"prompt {version.ref} uses {', '.join(missing)}, which dataset "
+            f"{dataset.name!r} lacks; its columns are {', '.join(sorted(known)) or 'none'}"
+        )
+
+
+def load(store: Store, plan: EvalPlan) -> Any:
+    """Load the plan's model (cached across calls by `models.load_model`).
+
+    The scoring module is imported here too, so a broken install fails before a run exists.
+    """
+    from tunelab.engine.generation import batched as generation  # noqa: F401 - imported early on purpose
+    from tunelab.engine.generation import likelihood  # noqa: F401 - imported early on purpose
+    from tunelab.engine.models.loading import load_model
+
+    return load_model(store, plan.model)
+
+
+def cache_key(
+    fingerprint: str, prompt: str, settings: dict[str, Any], scoring: str, labels: Sequence[str]
+) -> str:
+    """Key of one response: model (with adapter), rendered prompt, settings and seed.
+
+    A greedy generation ignores the seed, so the seed is left out of its key; likelihood
+    scoring depends only on the labels, not on generation settings.
+    """
+    if scoring == "likelihood":
+        relevant: dict[str, Any] = {"labels": list(labels)}
+    else:
+        relevant = dict(settings)
+        if float(relevant.get("temperature", 0)) == 0:
+            relevant.pop("seed", None)
+    payload = {
+        "v": CACHE_KEY_VERSION,
+        "model": fingerprint,
+        "prompt": prompt,
+        "scoring": scoring,
+        "settings": relevant,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def render_jobs(store: Store, plan: EvalPlan, loaded: Any) -> list[RowJob]:
+    """Render every row (with its few-shot examples) and check it fits the context window."""
+    from tunelab.engine.prompts.templates import FewShotConfig, FewShotSampler, render_preview
+
+    fewshot = FewShotConfig.from_settings(plan.version.settings)
+    sampler = FewShotSampler(store, plan.dataset, fewshot, plan.split) if fewshot.k else None
+    room = (
+        _longest_label_tokens(plan, loaded)
+        if plan.scoring == "likelihood"
+        else plan.settings.max_new_tokens
+    )
+    reference = plan.dataset.reference_column
+    jobs: list[RowJob] = []
+    for row in plan.rows:
+        examples = sampler.examples_for(row.idx) if sampler is not None else None
+        rendered = render_preview(plan.version, row.data, loaded, examples, room)
+        if not rendered.fits:
+            raise BadInputError(
+                f"row {row.idx}: the prompt is {rendered.token_count} tokens and {room} more "
+                f"are needed, past the model's context window of {rendered.context_window}; "
+                "shorten the prompt, use fewer examples or lower max_new_tokens"
+            )
+        ref_value = row.data.get(reference) if reference else None
+        key = cache_key(
+            loaded.fingerprint,
+            rendered.text,
+            plan.settings_dict,
+            plan.scoring,
+            plan.dataset.labels,
+        )
+        jobs.append(
+            RowJob(
+                row,
+                rendered.text,
+                rendered.token_count or 0,
+                None if ref_value is None else str(ref_value),
+                key,
+            )
+        )
+    return jobs
+
+
+def _longest_label_tokens(plan: EvalPlan, loaded: Any) -> int:
+    if plan.scoring != "likelihood":
+        return 0
+    return max(len(loaded.tokenizer.encode(" " + label)) for label in plan.dataset.labels)
+
+
+def _prediction(plan: EvalPlan, output: str) -> str:
+    from tunelab.engine.prompts.templates import extract_answer
+
+    answer = extract_answer(plan.version, output)
+    if plan.dataset.task == "classification" and plan.dataset.labels:
+        return normalize_label(answer, plan.dataset.labels)
+    return answer
+
+
+def _scored(
+    plan: EvalPlan,
+    job: RowJob,
+    output: str,
+    prediction: str,
+    latency_ms: float,
+    tokens_in: int,
+    tokens_out: int,
+    cached: bool,
+) -> NewRunOutput:
+    scores = score_example(plan.metrics, Example(output, prediction, job.reference))
+    return NewRunOutput(
+        row_idx=job.row.idx,
+        row_id=job.row.id,
+        rendered_prompt=job.prompt,
+        output=output,
+        prediction=prediction,
+        reference=job.reference,
+        scores=scores,
+        latency_ms=latency_ms,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cached=cached,
+    )
+
+
+def score_chunk(
+    store: Store,
+    plan: EvalPlan,
+    loaded: Any,
+    chunk: Sequence[RowJob],
+    should_stop: Callable[[], bool],
+) -> tuple[list[NewRunOutput], int, bool]:
+    """Score a chunk of rows, from the cache where possible.
+
+    Returns:
+        (scored outputs, how many came from the cache, whether the whole chunk was scored).
+    """
+    use_cache = plan.cacheable and plan.use_cache
+    hits = store.cached_responses(j.cache_key for j in chunk) if use_cache else {}
+    missing = [j for j in chunk if j.cache_key not in hits]
+    fresh: dict[str, tuple[CachedResponse, float]] = {}
+    complete = True
+    if missing:
+        if plan.scoring == "likelihood":
+            fresh = _likelihood(plan, loaded, missing)
+        else:
+            fresh, complete = _generate(plan, loaded, missing, should_stop)
+        if use_cache and fresh:
+            store.cache_responses({k: v for k, (v, _) in fresh.items()})
+    outputs: list[NewRunOutput] = []
+    from_cache = 0
+    for job in chunk:
+        if job.cache_key in hits:
+            response, latency, cached = hits[job.cache_key], 0.0, True
+            from_cache += 1
+        elif job.cache_key in fresh:
+            (response, latency), cached = fresh[job.cache_key], False
+        else:
+            continue
+        outputs.append(_from_response(plan, job, response, latency, cached))
+    return outputs, from_cache, complete
+
+
+def _from_response(
+    plan: EvalPlan, job: RowJob, response: CachedResponse, latency: float, cached: bool
+) -> NewRunOutput:
+    if plan.scoring == "likelihood":
+        label_scores: dict[str, float] = json.loads(response.output)
+        prediction = max(label_scores, key=lambda k: label_scores[k]) if label_scores else INVALID
+        return _scored(plan, job, prediction, prediction, latency, response.tokens_in, 0, cached)
+    prediction = _prediction(plan, response.output)
+    return _scored(
+        plan,
+        job,
+        response.output,
+        prediction,
+        latency,
+        response.tokens_in,
+        response.tokens_out,
+        cached,
+    )
+
+
+def _generate(
+    plan: EvalPlan, loaded: Any, jobs: Sequence[RowJob], should_stop: Callable[[], bool]
+) -> tuple[dict[str, tuple[CachedResponse, float]], bool]:
+    from tunelab.engine.generation.batched import generate_batch
+
+    results = generate_batch(
+        loaded, [j.prompt for j in jobs], plan.settings, on_progress=None, should_stop=should_stop
+    )
+    fresh: dict[str, tuple[CachedResponse, float]] = {}
+    for job, result in zip(jobs, results, strict=True):
+        if result.finish_reason == "cancelled":
+            continue  # cut short by should_stop: not a real answer, so neither stored nor cached
+        fresh[job.cache_key] = (
+            CachedResponse(result.text, result.tokens_in, result.tokens_out),
+            float(result.latency_ms),
+        )
+    return fresh, len(fresh) == len(jobs)
+
+
+def _likelihood(
+    plan: EvalPlan, loaded: Any, jobs: Sequence[RowJob]
+) -> dict[str, tuple[CachedResponse, float]]:
+    from tunelab.engine.generation.likelihood import score_labels
+
+    started = time.perf_counter()
+    results = score_labels(loaded, [j.prompt for j in jobs], list(plan.dataset.labels))
+    latency = (time.perf_counter() - started) * 1000 / max(len(jobs), 1)
+    fresh: dict[str, tuple[CachedResponse, float]] = {}
+    for job, label_scores in zip(jobs, results, strict=True):
+        blob = json.dumps({k: float(v) for k, v in dict(label_scores).items()})
+        fresh[job.cache_key] = (CachedResponse(blob, job.token_count, 0), latency)
+    return fresh

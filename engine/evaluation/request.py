@@ -1,0 +1,98 @@
+"""What an evaluation is asked to do and what it reports: request, progress, result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab.engine.errors import BadInputError
+from tunelab.store import PromptVersion, Run
+
+SCORING_MODES = ("generate", "likelihood")
+
+
+@dataclass
+class EvalRequest:
+    """What to evaluate.
+
+    Args:
+        prompt: a prompt reference (`NAME`, `NAME@3`, `NAME:label`) or a version record.
+        model: a model argument (`builtin`, a model name, a folder, a hub id).
+        dataset: the dataset's name in the workspace.
+        split: the split; may be left out when the dataset has only one.
+        limit: evaluate the first N rows.
+        sample: evaluate N rows drawn at random with `seed` (reproducible).
+        seed: the seed for `sample`.
+        settings: generation settings that override the prompt version's.
+        scoring: 'generate' (generate then score) or 'likelihood' (most likely label).
+        metrics: metric names; empty means the dataset's own list.
+        batch_size: rows generated together; also how often results are written.
+        resume_run_id: finish this interrupted run instead of starting a new one.
+        use_cache: read and write the response cache for deterministic generations.
+    """
+
+    prompt: str | PromptVersion = ""
+    model: str = "builtin"
+    dataset: str = ""
+    split: str | None = None
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    scoring: str = "generate"
+    metrics: list[str] = field(default_factory=list)
+    batch_size: int = 8
+    resume_run_id: int | None = None
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORING_MODES:
+            raise BadInputError(
+                f"scoring must be one of {', '.join(SCORING_MODES)}, not {self.scoring!r}"
+            )
+        if self.limit is not None and self.sample is not None:
+            raise BadInputError("use either a limit (first N rows) or a sample (N random rows)")
+        for name in ("limit", "sample"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise BadInputError(f"{name} must be at least 1, got {value}")
+        if self.batch_size < 1:
+            raise BadInputError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    """Where a run stands; `eta` is None until a row has been generated."""
+
+    done: int
+    total: int
+    cached: int
+    elapsed: float
+    eta: float | None
+    run_id: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Running means of the per-example scores so far (e.g. accuracy), for live display."""
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """A finished (or interrupted) run and its aggregate metrics."""
+
+    run: Run
+    metrics: dict[str, Any]
+    rows: int
+    """Rows scored in the run, over all its sessions."""
+    cached_rows: int
+    """Rows this call took from the response cache."""
+    new_rows: int = 0
+    """Rows this call scored (cached or generated)."""
+    interrupted: bool = False
+
+    @property
+    def run_id(self) -> int:
+        return self.run.id
+
+
+ProgressCallback = Callable[[EvalProgress], None]
+StopCheck = Callable[[], bool]

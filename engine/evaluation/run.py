@@ -1,0 +1,263 @@
+"""Evaluation runs: a prompt version, model, dataset split and settings, scored row by row.
+
+Each chunk of rows is generated (or found in the response cache), scored and written to the
+store before the next one starts, so an interrupted run keeps what it did and `resume_run`
+finishes only the missing rows. The engine knows nothing of a UI: progress goes through
+`on_progress`, cancellation comes through `should_stop`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.evaluation import plan as eval_plan
+from tunelab.engine.evaluation.metrics import Example, aggregate_metrics, run_stats
+from tunelab.engine.evaluation.plan import EvalPlan, RowJob
+from tunelab.engine.evaluation.request import (
+    EvalProgress,
+    EvalRequest,
+    EvalResult,
+    ProgressCallback,
+    StopCheck,
+)
+from tunelab.store import Run, Store
+
+
+def evaluate(
+    store: Store,
+    request: EvalRequest,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> EvalResult:
+    """Run (or resume) an evaluation, writing outputs and scores as they are produced.
+
+    Everything that can be checked is checked before the run is created: the prompt's
+    variables against the dataset's columns, metric names, and every rendered prompt against
+    the model's context window.
+
+    Returns:
+        the run with its aggregate metrics; `interrupted` is set when `should_stop` fired.
+    """
+    plan = eval_plan.prepare(store, request)
+    if request.resume_run_id is not None:
+        _check_resumable(store.get_run(request.resume_run_id), plan)
+    loaded = eval_plan.load(store, plan)
+    jobs = eval_plan.render_jobs(store, plan, loaded)
+    if request.resume_run_id is not None:
+        run = store.reopen_run(request.resume_run_id)
+    else:
+        run = store.create_run(
+            prompt_version_id=plan.version.id,
+            model_id=plan.model.id,
+            dataset_id=plan.dataset.id,
+            split=plan.split,
+            rows_total=len(plan.rows),
+            settings=plan.settings_dict,
+            scoring=plan.scoring,
+            metric_names=[m.name for m in plan.metrics],
+            row_limit=plan.row_limit,
+            sample_seed=plan.sample_seed,
+        )
+    return _execute(store, plan, loaded, run, jobs, request.batch_size, on_progress, should_stop)
+
+
+def _check_resumable(run: Run, plan: eval_plan.EvalPlan) -> None:
+    """A resumed run must cover the same prompt, model, data, rows and settings as before."""
+    same = (
+        run.prompt_version_id == plan.version.id
+        and run.model_id == plan.model.id
+        and run.dataset_id == plan.dataset.id
+        and run.split == plan.split
+        and run.rows_total == len(plan.rows)
+        and run.scoring == plan.scoring
+        and run.settings == plan.settings_dict
+    )
+    if not same:
+        raise BadInputError(
+            f"run {run.id} was made with other settings; resume it with resume_run({run.id}) "
+            "(or `tunelab eval --resume`) and nothing else changed"
+        )
+
+
+def run_process_alive(run: Run) -> bool | None:
+    """Whether the process evaluating a running run is alive; None when it cannot be told
+    (another host, or a run recorded before runs had an owner)."""
+    import socket
+
+    from tunelab.engine.processes import process_alive, process_start_ticks
+
+    if run.pid is None or run.host != socket.gethostname():
+        return None
+    if not process_alive(run.pid):
+        return False
+    return run.pid_start is None or process_start_ticks(run.pid) in (None, run.pid_start)
+
+
+def refresh_run_states(store: Store) -> list[Run]:
+    """Mark running runs whose process vanished (killed, crashed) as interrupted, so listings
+    tell the truth and `tunelab eval --resume` can finish them; returns the runs changed."""
+    changed = []
+    for run in store.running_runs():
+        if run_process_alive(run) is False:
+            error = (
+                f"process {run.pid} vanished (killed or crashed) after {run.rows_done} of "
+                f"{run.rows_total} rows; resume with `tunelab eval --resume {run.id}`"
+            )
+            if store.mark_run_interrupted(run.id, run.pid, error):
+                changed.append(store.get_run(run.id))
+    return changed
+
+
+def resume_run(
+    store: Store,
+    run_id: int,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    batch_size: int = 8,
+) -> EvalResult:
+    """Finish the rows an interrupted or failed run is missing, with its original settings.
+
+    A run left `running` by a killed process is accepted; one whose process is seen still
+    running is refused, so two processes never write the same run."""
+    refresh_run_states(store)
+    run = store.get_run(run_id)
+    if run.status == "succeeded" and run.rows_done >= run.rows_total:
+        raise BadInputError(f"run {run_id} already finished all {run.rows_total} rows")
+    if run.status == "running" and run_process_alive(run):
+        raise BadInputError(
+            f"run {run_id} is still running in process {run.pid} on {run.host}; let it finish "
+            f"or stop it (Ctrl-C), then `tunelab eval --resume {run_id}`"
+        )
+    is_sample = run.sample_seed is not None
+    request = EvalRequest(
+        prompt=store.get_prompt_version(run.prompt_ref),
+        model=run.model_name,
+        dataset=run.dataset_name,
+        split=run.split,
+        limit=None if is_sample else run.row_limit,
+        sample=run.row_limit if is_sample else None,
+        seed=run.sample_seed or 0,
+        settings=dict(run.settings),
+        scoring=run.scoring,
+        metrics=list(run.metric_names),
+        batch_size=batch_size,
+        resume_run_id=run_id,
+    )
+    return evaluate(store, request, on_progress, should_stop)
+
+
+def _execute(
+    store: Store,
+    plan: EvalPlan,
+    loaded: Any,
+    run: Run,
+    jobs: Sequence[RowJob],
+    batch_size: int,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> EvalResult:
+    stop = should_stop or (lambda: False)
+    done_before = store.done_row_indices(run.id)
+    pending = [job for job in jobs if job.row.idx not in done_before]
+    total = len(jobs)
+    done = total - len(pending)
+    cached_now = 0
+    written_now = 0
+    generated_now = 0
+    started = time.perf_counter()
+    interrupted = False
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def tally(scores: Sequence[dict[str, float]]) -> None:
+        for row_scores in scores:
+            for name, value in row_scores.items():
+                sums[name] = sums.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1
+
+    if done_before and on_progress is not None:
+        tally([o.scores for o in store.run_outputs(run.id)])
+
+    def report() -> None:
+        if on_progress is None:
+            return
+        elapsed = time.perf_counter() - started
+        remaining = total - done
+        generated = written_now - cached_now
+        eta = elapsed / generated * remaining if generated else None
+        running = {name: sums[name] / counts[name] for name in sums}
+        on_progress(EvalProgress(done, total, cached_now, elapsed, eta, run.id, running))
+
+    report()
+    try:
+        for start in range(0, len(pending), batch_size):
+            if stop():
+                interrupted = True
+                break
+            chunk = pending[start : start + batch_size]
+            outputs, from_cache, complete = eval_plan.score_chunk(store, plan, loaded, chunk, stop)
+            written = store.add_run_outputs(run.id, outputs)
+            tally([o.scores for o in outputs])
+            done += written
+            written_now += written
+            cached_now += from_cache
+            generated_now += len(outputs) - from_cache
+            report()
+            if not complete:
+                interrupted = True
+                break
+    except KeyboardInterrupt:
+        _finish(store, plan, run.id, "interrupted")
+        raise
+    except Exception as exc:
+        _finish(store, plan, run.id, "failed", error=_one_line(exc))
+        if isinstance(exc, EngineError):
+            raise
+        raise EngineError(f"run {run.id} failed: {_one_line(exc)}") from exc
+    status = "interrupted" if interrupted else "succeeded"
+    finished = _finish(store, plan, run.id, status)
+    return EvalResult(
+        run=finished,
+        metrics=finished.metrics,
+        rows=finished.rows_done,
+        cached_rows=cached_now,
+        new_rows=written_now,
+        interrupted=interrupted,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def run_metrics(store: Store, plan: EvalPlan, run_id: int) -> dict[str, Any]:
+    """Aggregate metrics and run stats over every stored row of a run."""
+    outputs = store.run_outputs(run_id)
+    examples = [Example(o.output, o.prediction or "", o.reference) for o in outputs]
+    result = aggregate_metrics(plan.metrics, examples, [o.scores for o in outputs])
+    generated = [o for o in outputs if not o.cached]
+    result.update(
+        run_stats(
+            [o.latency_ms for o in generated],
+            [o.tokens_in for o in generated],
+            [o.tokens_out for o in generated],
+        )
+    )
+    result["cached_rows"] = sum(1 for o in outputs if o.cached)
+    return result
+
+
+def _finish(
+    store: Store, plan: EvalPlan, run_id: int, status: str, error: str | None = None
+) -> Run:
+    try:
+        metrics = run_metrics(store, plan, run_id)
+    except Exception as exc:
+        metrics = {}
+        error = error or f"aggregating metrics failed: {_one_line(exc)}"
+        status = "failed"
+    return store.finish_run(run_id, status, metrics, error)

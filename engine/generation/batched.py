@@ -1,0 +1,307 @@
+"""Generate text: batched for evaluations, streamed for the playground.
+
+Batches are left-padded and bucketed by prompt length so little compute goes to padding;
+greedy output does not depend on how rows are batched. Stop strings and logit bias are
+applied per row inside generation, not after it (the controls that do so are built in
+`generation_controls.py`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.generation import controls as controls
+from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.engine.prompts.templates import prompt_token_ids
+
+if TYPE_CHECKING:
+    from tunelab.engine.models.loading import LoadedModel
+
+FINISH_REASONS = ("eos", "stop", "length", "cancelled")
+CPU_BATCH_TOKENS = 6144
+"""Auto batch size on CPU: rows × (prompt + new tokens) kept under this many tokens."""
+GPU_BATCH_TOKENS = 65536
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """One row's output and what it cost."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+    """Wall time of the row's batch divided by the batch's rows (amortized cost per row)."""
+    finish_reason: str
+    """eos | stop | length | cancelled."""
+
+
+@dataclass(frozen=True)
+class GenerationProgress:
+    """Reported after each batch: the rows just finished, so callers can save them as produced."""
+
+    done: int
+    total: int
+    indices: list[int]
+    results: list[GenerationResult]
+
+
+@dataclass(frozen=True)
+class TokenChunk:
+    """A piece of streamed output; the last chunk has done=True and the finish reason."""
+
+    text: str
+    elapsed_s: float
+    time_to_first_token_s: float | None
+    tokens_out: int = 0
+    done: bool = False
+    finish_reason: str | None = None
+
+
+def _auto_batch_size(loaded: LoadedModel, longest: int, settings: GenerationSettings) -> int:
+    budget = CPU_BATCH_TOKENS if loaded.device == "cpu" else GPU_BATCH_TOKENS
+    return max(1, min(MAX_BATCH, budget // max(1, longest + settings.max_new_tokens)))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def generate_batch(
+    loaded: LoadedModel,
+    prompts: list[str],
+    settings: GenerationSettings,
+    on_progress: Callable[[GenerationProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    batch_size: int | None = None,
+) -> list[GenerationResult]:
+    """Generate for many prompts, in length-bucketed left-padded batches.
+
+    Args:
+        loaded: the model to run.
+        prompts: rendered prompts (see `templates.render_prompt`).
+        settings: generation settings; with temperature 0 the output equals one-at-a-time.
+        on_progress: called after each batch with the rows it finished.
+        should_stop: polled between and during batches; unfinished rows come back "cancelled".
+        batch_size: rows per batch; None picks the largest that fits, halving on out-of-memory.
+
+    Returns:
+        One result per prompt, in the order given.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
+    encoded = [prompt_token_ids(loaded.tokenizer, p) for p in prompts]
+    for i, ids in enumerate(encoded):
+        if len(ids) + settings.max_new_tokens > loaded.context_window:
+            raise BadInputError(
+                f"prompt {i} is {len(ids)} tokens + {settings.max_new_tokens} new tokens, over "
+                f"the model's context window of {loaded.context_window}; shorten it"
+            )
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
+    results: list[GenerationResult | None] = [None] * len(prompts)
+    size = batch_size or _auto_batch_size(loaded, len(encoded[order[0]]) if order else 1, settings)
+    done = 0
+    start = 0
+    if not settings.greedy:
+        import torch  # heavy import
+
+        torch.manual_seed(settings.seed)
+    while start < len(order):
+        if should_stop is not None and should_stop():
+            break
+        chunk = order[start : start + size]
+        try:
+            batch = _run_batch(loaded, [encoded[i] for i in chunk], settings, should_stop)
+        except (RuntimeError, MemoryError) as exc:
+            if not _is_oom(exc) or size == 1:
+                raise EngineError(f"generation failed: {str(exc).splitlines()[0]}") from exc
+            _empty_cache(loaded)
+            size = max(1, size // 2)
+            continue
+        for i, result in zip(chunk, batch, strict=True):
+            results[i] = result
+        start += len(chunk)
+        done += len(chunk)
+        if batch_size is None and start < len(order):
+            size = max(size, _auto_batch_size(loaded, len(encoded[order[start]]), settings))
+        if on_progress is not None:
+            on_progress(GenerationProgress(done, len(prompts), chunk, batch))
+    return [
+        r if r is not None else GenerationResult("", len(encoded[i]), 0, 0.0, "cancelled")
+        for i, r in enumerate(results)
+    ]
+
+
+def _empty_cache(loaded: LoadedModel) -> None:
+    import torch  # heavy import
+
+    if loaded.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def _run_batch(
+    loaded: LoadedModel,
+    rows: list[list[int]],
+    settings: GenerationSettings,
+    should_stop: Callable[[], bool] | None,
+) -> list[GenerationResult]:
+    import torch  # heavy import
+
+    tokenizer = loaded.tokenizer
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    kwargs = controls.generate_kwargs(loaded, settings)
+    criteria, _ = controls.stopping(loaded, width, settings.stop, should_stop)
+    from transformers import StoppingCriteriaList
+
+    began = time.perf_counter()
+    with loaded.lock, torch.inference_mode():
+        output = loaded.model.generate(
+            input_ids=input_ids.to(loaded.device),
+            attention_mask=mask.to(loaded.device),
+            logits_processor=controls.processors(loaded, settings) or None,
+            stopping_criteria=StoppingCriteriaList(criteria) if criteria else None,
+            **kwargs,
+        )
+    elapsed_ms = (time.perf_counter() - began) * 1000 / len(rows)
+    cancelled = bool(should_stop and should_stop())
+    eos_ids = controls.eos_ids(kwargs)
+    results = []
+    for i, row in enumerate(rows):
+        generated = output[i, width:].tolist()
+        finish = "length"
+        kept: list[int] = []
+        for token in generated:
+            if token in eos_ids:
+                finish = "eos"
+                break
+            kept.append(token)
+        if finish == "length" and len(kept) < settings.max_new_tokens and pad not in eos_ids:
+            while kept and kept[-1] == pad:
+                kept.pop()
+        text = tokenizer.decode(kept, skip_special_tokens=True)
+        text, stopped = controls.cut_at_stop(text, settings.stop)
+        if stopped:
+            finish = "stop"
+        elif cancelled and finish == "length" and len(kept) < settings.max_new_tokens:
+            finish = "cancelled"
+        results.append(GenerationResult(text, len(row), len(kept), elapsed_ms, finish))
+    return results
+
+
+def stream_generate(
+    loaded: LoadedModel,
+    prompt: str,
+    settings: GenerationSettings,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[TokenChunk]:
+    """Generate one output, yielding text as it is produced (the last chunk says why it ended).
+
+    Generation runs in a thread that feeds a TextIteratorStreamer; closing the iterator early
+    stops it. Stop strings are never shown: text that might start one is held back.
+    """
+    import torch  # heavy import
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+    ids = prompt_token_ids(loaded.tokenizer, prompt)
+    if len(ids) + settings.max_new_tokens > loaded.context_window:
+        raise BadInputError(
+            f"prompt is {len(ids)} tokens + {settings.max_new_tokens} new tokens, over the "
+            f"model's context window of {loaded.context_window}; shorten it"
+        )
+    closed = threading.Event()
+
+    def cancel() -> bool:
+        return closed.is_set() or bool(should_stop and should_stop())
+
+    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    kwargs = controls.generate_kwargs(loaded, settings)
+    criteria, _ = controls.stopping(loaded, len(ids), settings.stop, cancel)
+    failure: list[BaseException] = []
+    produced: list[Any] = []
+
+    def run() -> None:
+        try:
+            if not settings.greedy:
+                torch.manual_seed(settings.seed)
+            with loaded.lock, torch.inference_mode():
+                produced.append(
+                    loaded.model.generate(
+                        input_ids=torch.tensor([ids], device=loaded.device),
+                        attention_mask=torch.ones(
+                            (1, len(ids)), dtype=torch.long, device=loaded.device
+                        ),
+                        logits_processor=controls.processors(loaded, settings) or None,
+                        stopping_criteria=StoppingCriteriaList(criteria),
+                        streamer=streamer,
+                        **kwargs,
+                    )
+                )
+        except BaseException as exc:  # re-raised in the consumer's thread
+            failure.append(exc)
+            streamer.end()
+
+    began = time.perf_counter()
+    thread = threading.Thread(target=run, name="tunelab-stream", daemon=True)
+    thread.start()
+    first: float | None = None
+    full = ""
+    shown = 0
+    stopped = False
+    try:
+        for piece in streamer:
+            if stopped:
+                continue
+            full += piece
+            cut, stopped = controls.cut_at_stop(full, settings.stop)
+            if stopped:
+                closed.set()
+            end = len(cut) if stopped else len(full) - controls.held_back(full, settings.stop)
+            if end > shown:
+                now = time.perf_counter() - began
+                first = now if first is None else first
+                yield TokenChunk(full[shown:end], now, first)
+                shown = end
+    finally:
+        closed.set()
+        thread.join()
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, BadInputError | EngineError):
+            raise exc
+        raise EngineError(f"generation failed: {str(exc).splitlines()[0]}") from exc
+    tokens_out, finish = _stream_finish(loaded, produced, len(ids), kwargs, settings)
+    if stopped:
+        finish = "stop"
+    elif cancel() and finish == "length" and tokens_out < settings.max_new_tokens:
+        finish = "cancelled"
+    if not stopped and len(full) > shown:
+        now = time.perf_counter() - began
+        first = now if first is None else first
+        yield TokenChunk(full[shown:], now, first)
+    yield TokenChunk("", time.perf_counter() - began, first, tokens_out, True, finish)
+
+
+def _stream_finish(
+    loaded: LoadedModel,
+    produced: list[Any],
+    prompt_len: int,
+    kwargs: dict[str, Any],
+    settings: GenerationSettings,
+) -> tuple[int, str]:
+    if not produced:
+        return 0, "cancelled"
+    generated = produced[0][0, prompt_len:].tolist()
+    eos_ids = controls.eos_ids(kwargs)
+    for n, token in enumerate(generated):
+        if token in eos_ids:
+            return n, "eos"
+    return len(generated), "length"

@@ -1,0 +1,257 @@
+"""Score classification labels by their log-likelihood as the continuation of each prompt.
+
+No generation: the prompt tokens shared by every row are run once, each batch of prompts is run
+once on top of that cache, and all labels are scored in one more forward pass over the label
+tokens only. A label is continued with a space when the prompt does not end in whitespace,
+the same rule the templates use to join a few-shot prompt and its answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.prompts.templates import prompt_token_ids
+
+if TYPE_CHECKING:
+    from tunelab.engine.models.loading import LoadedModel
+
+CPU_BATCH_TOKENS = 8192
+GPU_BATCH_TOKENS = 131072
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class LabelScores(Mapping[str, float]):
+    """Label → summed token log-probability for one prompt; iterates like a dict of scores."""
+
+    scores: dict[str, float]
+    prediction: str
+    """The label with the highest log-likelihood."""
+    label_tokens: dict[str, int] = field(default_factory=dict)
+    """Tokens per label continuation, e.g. to normalise by length."""
+    tokens_in: int = 0
+
+    def __getitem__(self, label: str) -> float:
+        return self.scores[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scores)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def continuation(prompt: str, label: str) -> str:
+    """The text scored after a prompt: the label, after a space unless the prompt ends in one."""
+    if not prompt or prompt[-1].isspace():
+        return label
+    return f" {label}"
+
+
+def _label_ids(tokenizer: Any, labels: list[str], spaced: bool) -> list[list[int]]:
+    out = []
+    for label in labels:
+        ids = list(
+            tokenizer(f" {label}" if spaced else label, add_special_tokens=False)["input_ids"]
+        )
+        if not ids:
+            raise BadInputError(f"label {label!r} has no tokens for this model; check the labels")
+        out.append(ids)
+    return out
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    """Tokens shared by the start of every row, leaving each row at least one of its own."""
+    if not rows:
+        return 0
+    limit = min(len(r) for r in rows) - 1
+    first = rows[0]
+    n = 0
+    while n < limit and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n
+
+
+def score_labels(
+    loaded: LoadedModel,
+    prompts: list[str],
+    labels: list[str],
+    batch_size: int | None = None,
+) -> list[LabelScores]:
+    """Log-likelihood of each label as the continuation of each prompt; prediction = argmax.
+
+    Args:
+        loaded: the model to score with.
+        prompts: rendered prompts.
+        labels: the candidate labels (at least two, distinct).
+        batch_size: prompts per forward pass; None picks one from a token budget and halves it
+            on out-of-memory.
+    """
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise BadInputError(f"likelihood scoring needs two or more distinct labels, got {labels}")
+    if not prompts:
+        return []
+    tokenizer = loaded.tokenizer
+    encoded = [prompt_token_ids(tokenizer, p) for p in prompts]
+    if any(not ids for ids in encoded):
+        raise BadInputError("a prompt rendered to no tokens; check the template")
+    label_sets = {
+        spaced: _label_ids(tokenizer, labels, spaced)
+        for spaced in {continuation(p, "x") != "x" for p in prompts}
+    }
+    longest_label = max(len(ids) for sets in label_sets.values() for ids in sets)
+    for i, ids in enumerate(encoded):
+        if len(ids) + longest_label > loaded.context_window:
+            raise BadInputError(
+                f"prompt {i} is {len(ids)} tokens + {longest_label} label tokens, over the "
+                f"model's context window of {loaded.context_window}; shorten it"
+            )
+    import torch  # heavy import
+
+    with loaded.lock, torch.inference_mode():
+        prefix_len = _common_prefix(encoded)
+        prefix_cache = _prefix_cache(loaded, encoded[0][:prefix_len]) if prefix_len else None
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
+        budget = CPU_BATCH_TOKENS if loaded.device == "cpu" else GPU_BATCH_TOKENS
+        width = len(encoded[order[0]]) + longest_label
+        size = batch_size or max(1, min(MAX_BATCH, budget // (width * len(labels))))
+        results: list[LabelScores | None] = [None] * len(prompts)
+        start = 0
+        while start < len(order):
+            chunk = order[start : start + size]
+            try:
+                scored = _score_chunk(
+                    loaded,
+                    [encoded[i] for i in chunk],
+                    [label_sets[continuation(prompts[i], "x") != "x"] for i in chunk],
+                    prefix_len,
+                    prefix_cache,
+                )
+            except (RuntimeError, MemoryError) as exc:
+                oom = isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+                if not oom or size == 1:
+                    raise EngineError(f"label scoring failed: {str(exc).splitlines()[0]}") from exc
+                if loaded.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                size = max(1, size // 2)
+                continue
+            for i, row_scores in zip(chunk, scored, strict=True):
+                sets = label_sets[continuation(prompts[i], "x") != "x"]
+                best = max(range(len(labels)), key=lambda k: row_scores[k])
+                results[i] = LabelScores(
+                    {label: row_scores[k] for k, label in enumerate(labels)},
+                    labels[best],
+                    {label: len(sets[k]) for k, label in enumerate(labels)},
+                    len(encoded[i]),
+                )
+            start += len(chunk)
+    return [r for r in results if r is not None]
+
+
+def _forward_params(model: Any) -> set[str]:
+    """Keyword names the model's forward accepts (unwrapping a peft model)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(type(base).forward).parameters)
+
+
+def _forward(
+    loaded: LoadedModel, cache: Any, last_only: bool = False, **kwargs: Any
+) -> tuple[Any, Any]:
+    """One forward pass that returns (logits, cache), across transformers' cache-kwarg renames."""
+    params = _forward_params(loaded.model)
+    if cache is not None:
+        kwargs["cache" if "cache" in params else "past_key_values"] = cache
+    if last_only:
+        for name in ("logits_to_keep", "num_logits_to_keep"):
+            if name in params:
+                kwargs[name] = 1
+                break
+    out = loaded.model(**kwargs)
+    new_cache = getattr(out, "past_key_values", None)
+    if new_cache is None:
+        new_cache = getattr(out, "cache", None)
+    return out.logits, new_cache
+
+
+def _prefix_cache(loaded: LoadedModel, prefix: list[int]) -> Any:
+    import torch  # heavy import
+
+    ids = torch.tensor([prefix], device=loaded.device)
+    return _forward(loaded, None, last_only=True, input_ids=ids, use_cache=True)[1]
+
+
+def _score_chunk(
+    loaded: LoadedModel,
+    rows: list[list[int]],
+    label_ids: list[list[list[int]]],
+    prefix_len: int,
+    prefix_cache: Any,
+) -> list[list[float]]:
+    """Scores [row][label] for one batch: one pass over the prompts, one over the labels."""
+    import torch  # heavy import
+
+    device = loaded.device
+    pad = loaded.tokenizer.pad_token_id or 0
+    batch = len(rows)
+    suffixes = [r[prefix_len:] for r in rows]
+    width = max(len(s) for s in suffixes)
+    input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=device)
+    mask_rows = [[1] * prefix_len + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+    attention = torch.tensor(mask_rows, dtype=torch.long, device=device)
+    positions = torch.tensor(
+        [
+            [prefix_len] * (width - len(s)) + list(range(prefix_len, len(r)))
+            for s, r in zip(suffixes, rows, strict=True)
+        ],
+        device=device,
+    )
+    cache = None
+    if prefix_cache is not None:
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(batch)
+    logits, cache = _forward(
+        loaded,
+        cache,
+        last_only=True,
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=positions,
+        use_cache=True,
+    )
+    first = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+    n_labels = len(label_ids[0])
+    scores = [[float(first[b, label_ids[b][k][0]]) for k in range(n_labels)] for b in range(batch)]
+    rest = max(len(ids) for per_row in label_ids for ids in per_row) - 1
+    if rest == 0:
+        return scores
+    cache.batch_repeat_interleave(n_labels)
+    feed = []
+    label_mask = []
+    label_pos = []
+    for b in range(batch):
+        for k in range(n_labels):
+            tokens = label_ids[b][k][:-1]
+            feed.append(tokens + [pad] * (rest - len(tokens)))
+            label_mask.append(mask_rows[b] + [1] * len(tokens) + [0] * (rest - len(tokens)))
+            label_pos.append([len(rows[b]) + j for j in range(rest)])
+    label_logits, _ = _forward(
+        loaded,
+        cache,
+        input_ids=torch.tensor(feed, device=device),
+        attention_mask=torch.tensor(label_mask, dtype=torch.long, device=device),
+        position_ids=torch.tensor(label_pos, device=device),
+        use_cache=False,
+    )
+    logprobs = torch.log_softmax(label_logits.float(), dim=-1)
+    for b in range(batch):
+        for k in range(n_labels):
+            tokens = label_ids[b][k]
+            row = b * n_labels + k
+            for j in range(1, len(tokens)):
+                scores[b][k] += float(logprobs[row, j - 1, tokens[j]])
+    return scores

@@ -1,0 +1,166 @@
+"""A plain-text form of a prompt version, for `$EDITOR` editing and unified diffs.
+
+Sections are introduced by `=== name ===` lines, so templates can hold any text.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from typing import Any
+
+from tunelab.engine.errors import BadInputError
+from tunelab.store import PromptContent, PromptVersion
+
+SECTIONS = ("message", "settings", "system", "template", "examples")
+HEADER = (
+    "# Edit the sections below and save; close without saving to cancel.\n"
+    "# settings: TOML (mode = plain|chat, reasoning = none|cot, temperature, top_p, top_k,\n"
+    '#   max_new_tokens, stop = [..], repetition_penalty, seed, logit_bias = {"yes" = 2.0},\n'
+    '#   fewshot = {k = 3, split = "train", seed = 0}).\n'
+    '# examples: a JSON list of objects (the row\'s columns plus "output").\n'
+    "# Lines starting with '#' before the first section are ignored.\n"
+)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + inner + "}"
+    if value is None:
+        return '""'
+    raise BadInputError(f"cannot write setting value {value!r}")
+
+
+def settings_to_toml(mode: str, reasoning: str, settings: dict[str, Any]) -> str:
+    lines = [f"mode = {_toml_value(mode)}", f"reasoning = {_toml_value(reasoning)}"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(settings.items()) if v is not None]
+    return "\n".join(lines)
+
+
+def content_to_text(content: PromptContent, message: str = "") -> str:
+    """Render content as the editable text form."""
+    parts = [
+        HEADER,
+        "=== message ===",
+        message,
+        "=== settings ===",
+        settings_to_toml(content.mode, content.reasoning, content.settings),
+        "=== system ===",
+        content.system,
+        "=== template ===",
+        content.template,
+        "=== examples ===",
+        json.dumps(content.examples, indent=2, ensure_ascii=False),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def version_to_content(version: PromptVersion) -> PromptContent:
+    return PromptContent(
+        template=version.template,
+        system=version.system,
+        examples=list(version.examples),
+        mode=version.mode,
+        reasoning=version.reasoning,
+        settings=dict(version.settings),
+    )
+
+
+def text_to_content(text: str) -> tuple[PromptContent, str]:
+    """Parse the text form; returns the content and the commit message."""
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("===") and stripped.endswith("===") and len(stripped) > 6:
+            name = stripped.strip("=").strip().lower()
+            if name not in SECTIONS:
+                raise BadInputError(
+                    f"line {number}: unknown section {name!r}; sections are {', '.join(SECTIONS)}"
+                )
+            current = name
+            sections[current] = []
+            continue
+        if current is None:
+            if stripped and not stripped.startswith("#"):
+                raise BadInputError(f"line {number}: text before the first '=== section ===' line")
+            continue
+        sections[current].append(line)
+    if "template" not in sections:
+        raise BadInputError("the '=== template ===' section is missing")
+
+    def body(name: str) -> str:
+        return "\n".join(sections.get(name, [])).strip("\n")
+
+    try:
+        settings = tomllib.loads(body("settings"))
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputError(f"settings section is not valid TOML: {exc}") from None
+    mode = str(settings.pop("mode", "chat"))
+    reasoning = str(settings.pop("reasoning", "none"))
+    examples_text = body("examples").strip() or "[]"
+    try:
+        examples = json.loads(examples_text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(
+            f"examples section: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
+        raise BadInputError("examples must be a JSON list of objects")
+    content = PromptContent(
+        template=body("template"),
+        system=body("system"),
+        examples=examples,
+        mode=mode,
+        reasoning=reasoning,
+        settings=settings,
+    )
+    return content, body("message").strip()
+
+
+def unified_prompt_diff(a: PromptVersion, b: PromptVersion) -> list[str]:
+    """Unified diff lines of two versions (template, system, examples, then settings)."""
+    from tunelab.engine.prompts.diff import diff_prompt_versions
+
+    diff = diff_prompt_versions(a, b)
+    lines = [line for text in diff.texts for line in text.unified]
+    for change in diff.changes:
+        if change.change != "added":
+            lines.append(f"-{change.key} = {json.dumps(change.a, ensure_ascii=False)}")
+        if change.change != "removed":
+            lines.append(f"+{change.key} = {json.dumps(change.b, ensure_ascii=False)}")
+    return lines
+
+
+def validated_content(content: PromptContent) -> PromptContent:
+    """Check a version before it is saved and normalise its settings, so the CLI, the TUI and
+    the demo store the same content (and the same hash) for the same prompt.
+
+    Raises:
+        BadInputError: a template syntax error, or a bad generation or few-shot setting.
+    """
+    from tunelab.engine.prompts.settings import GenerationSettings
+    from tunelab.engine.prompts.templates import FewShotConfig, variables_of
+
+    variables_of(content.template)  # a syntax error names its line and column
+    generation = {k: v for k, v in content.settings.items() if k != "fewshot"}
+    settings = GenerationSettings.from_dict(generation).to_dict()
+    if "fewshot" in content.settings:
+        settings["fewshot"] = FewShotConfig.from_settings(content.settings).to_dict()
+    return PromptContent(
+        template=content.template,
+        system=content.system,
+        examples=content.examples,
+        mode=content.mode,
+        reasoning=content.reasoning,
+        settings=settings,
+    )

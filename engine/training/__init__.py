@@ -1,0 +1,9 @@
+"""Fine-tuning: configuration, data, the training loop and the detached jobs that run it.
+
+`config` is `TrainingConfig`; `data` turns dataset rows into training examples; `steps`
+batches and the loss; `checkpoint` saves and resumes; `loop` trains; `jobs` launches,
+queues, cancels and resumes detached workers; `worker` is the process behind a job.
+
+May import: `tunelab.store`, `engine.errors`, `engine.processes`, `engine.models`,
+`engine.prompts`, `engine.generation`, `engine.evaluation`, `engine.data`.
+"""

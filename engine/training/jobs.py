@@ -1,0 +1,337 @@
+"""Fine-tuning jobs that outlive the terminal: launch, queue, cancel, resume, liveness.
+
+A job is a row in the store plus a detached worker process (`python -m
+tunelab.engine.training.worker`) in its own session, so closing the terminal or the SSH
+connection (SIGHUP) does not stop it. The worker claims its job atomically (one running job
+per workspace by default), writes progress and a heartbeat into the store, and starts the
+next queued job when it ends. This module never imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunelab.engine.errors import BadInputError
+from tunelab.engine.processes import boot_id, process_alive, process_start_ticks
+from tunelab.engine.training.config import TrainingConfig, check_target_modules
+from tunelab.store import Job, PromptVersion
+
+if TYPE_CHECKING:
+    from tunelab.store import Dataset, Model, Store, Workspace
+
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+STALE_HEARTBEAT_S = 120.0
+"""A job on another host with no heartbeat for this long is presumed dead."""
+QUEUE_KICK_AFTER_S = 30.0
+"""A queued job with nothing running for this long gets a fresh worker (its own one died)."""
+MAX_RUNNING_ENV = "TUNELAB_MAX_RUNNING_JOBS"
+
+
+def max_running_jobs() -> int:
+    """Jobs allowed to run at once in one workspace (1 unless the environment says more)."""
+    try:
+        return max(1, int(os.environ.get(MAX_RUNNING_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def job_dir(workspace: Workspace, job_id: int) -> Path:
+    return workspace.jobs_dir / f"job-{job_id}"
+
+
+def stop_file(workspace: Workspace, job_id: int) -> Path:
+    """Its existence asks every process of the job (all DDP ranks) to checkpoint and stop."""
+    return job_dir(workspace, job_id) / "stop"
+
+
+def resolve_prompt(store: Store, prompt_ref: str | PromptVersion) -> PromptVersion:
+    if isinstance(prompt_ref, PromptVersion):
+        return prompt_ref
+    return store.get_prompt_version(prompt_ref)
+
+
+def launch_job(
+    workspace: Workspace,
+    store: Store,
+    config: TrainingConfig,
+    base: Model,
+    dataset: Dataset,
+    prompt_ref: str | PromptVersion,
+    gpus: int = 0,
+) -> Job:
+    """Queue a fine-tuning job and start its detached worker; returns at once.
+
+    Args:
+        workspace: where models, logs and job folders go.
+        store: the workspace store.
+        config: the training config (validated again against the data here).
+        base: the base model (kind 'base' or 'merged').
+        dataset: the dataset; the prompt renders its rows into training text.
+        prompt_ref: `NAME@V` (or a version record) that renders each training row.
+        gpus: 0 or 1 trains in the worker; N > 1 runs N data-parallel processes.
+
+    Returns:
+        The job, queued; the worker moves it to running as soon as the queue allows.
+    """
+    check_job_inputs(store, config, base, dataset, gpus)
+    prompt = resolve_prompt(store, prompt_ref)
+    workspace.ensure_dirs()
+    job = store.create_job(
+        config.method, config.to_dict(), base.id, dataset.id, prompt.id, gpus=gpus
+    )
+    log_path = workspace.logs_dir / f"job-{job.id}.log"
+    output_dir = workspace.models_dir / f"job-{job.id}"
+    store.update_job(job.id, output_dir=str(output_dir), log_path=str(log_path))
+    job_dir(workspace, job.id).mkdir(parents=True, exist_ok=True)
+    start_worker(workspace, job.id, log_path)
+    return store.get_job(job.id)
+
+
+def check_job_inputs(
+    store: Store, config: TrainingConfig, base: Model, dataset: Dataset, gpus: int
+) -> None:
+    """Fail fast, before anything is queued, on input the worker would reject later."""
+    if base.kind == "adapter":
+        raise BadInputError(
+            f"{base.name!r} is an adapter; fine-tune its base model or export it merged first "
+            "(`tunelab model export NAME --merge OUT`)"
+        )
+    if gpus < 0:
+        raise BadInputError(f"gpus must be 0 or more, not {gpus}")
+    if config.train_split not in dataset.split_names:
+        raise BadInputError(
+            f"dataset {dataset.name!r} has no split {config.train_split!r}; "
+            f"splits: {', '.join(dataset.split_names)}"
+        )
+    if config.val_split and config.val_split not in dataset.split_names:
+        raise BadInputError(
+            f"dataset {dataset.name!r} has no split {config.val_split!r}; "
+            f"splits: {', '.join(dataset.split_names)}"
+        )
+    if not dataset.reference_column:
+        raise BadInputError(
+            f"dataset {dataset.name!r} has no reference column; fine-tuning needs the expected "
+            "output of each row (re-add it with --reference COLUMN)"
+        )
+    config.check_against_data(dataset.split(config.train_split).row_count)
+    if config.device not in ("auto", "cpu"):
+        from tunelab.engine.models.loading import (
+            pick_device,
+        )  # imports torch: only for an explicit accelerator
+
+        pick_device(config.device)  # no CUDA here: say so now, not in the job's log
+    if config.method == "lora" and config.target_modules:
+        available = weight_module_names(store, base)
+        if available:  # unknown layout: the worker checks against the loaded model
+            check_target_modules(config.target_modules, available)
+
+
+_NOT_LORA_TARGETS = frozenset(
+    {"lm_head", "embed_tokens", "wte", "wpe", "embed_in", "embed_out", "word_embeddings"}
+)
+
+
+def weight_module_names(store: Store, base: Model) -> set[str]:
+    """Short names of the 2-D weights in a model folder's safetensors headers (no torch):
+    the layers LoRA can target. Empty when the folder or its weights cannot be read cheaply."""
+    import json
+    import struct
+
+    if base.source == "builtin":
+        from tunelab.engine.models.cache import builtin_model_dir
+
+        folder = builtin_model_dir()
+    elif base.source in ("hf_folder", "artifact") and base.kind != "adapter":
+        folder = Path(base.path).expanduser()
+    else:
+        return set()
+    names: set[str] = set()
+    for path in folder.glob("*.safetensors") if folder.is_dir() else []:
+        try:
+            with path.open("rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(size))
+        except (OSError, ValueError, struct.error):
+            return set()
+        for key, info in header.items():
+            parts = key.split(".")
+            is_matrix = isinstance(info, dict) and len(info.get("shape", ())) == 2
+            if is_matrix and len(parts) > 1 and parts[-1] == "weight":
+                names.add(parts[-2])
+    names -= _NOT_LORA_TARGETS
+    return names
+
+
+def worker_command(workspace: Workspace, job_id: int) -> list[str]:
+    return [
+        sys.executable, "-m", "tunelab.engine.training.worker",
+        "--workspace", str(workspace.root), str(job_id),
+    ]  # fmt: skip
+
+
+def start_worker(workspace: Workspace, job_id: int, log_path: Path | str | None = None) -> int:
+    """Start a detached worker for `job_id` in its own session; returns its pid.
+
+    The worker survives its launcher: it has its own session (no SIGHUP from the terminal),
+    no stdin, and writes to the job's log file rather than to the terminal.
+    """
+    log = Path(log_path) if log_path else workspace.logs_dir / f"job-{job_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNELAB_WORKSPACE": str(workspace.root)}
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            worker_command(workspace, job_id),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=str(workspace.root),
+        )
+    return process.pid
+
+
+def cancel_job(workspace: Workspace, store: Store, job_id: int) -> Job:
+    """Cancel a job: a queued one at once; a running one checkpoints and stops (SIGTERM)."""
+    job = store.get_job(job_id)
+    if job.status == "queued":
+        if store.transition_job(
+            job_id, ["queued"], ("cancelled", "cancelled while queued"),
+            status="cancelled", finished_at=_now(),
+        ):  # fmt: skip
+            return store.get_job(job_id)
+        job = store.get_job(job_id)
+    if job.status != "running":
+        raise BadInputError(f"job {job_id} is {job.status}; only queued or running jobs cancel")
+    store.add_job_event(job_id, "cancel_requested", "cancel requested; saving a checkpoint")
+    marker = stop_file(workspace, job_id)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    if job.pid and job.host == socket.gethostname() and _is_same_process(job):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(job.pid, signal.SIGTERM)
+    return store.get_job(job_id)
+
+
+def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
+    """Queue a failed or cancelled job again; its worker continues from the last checkpoint."""
+    refresh_job_states(store)
+    job = store.get_job(job_id)
+    if job.status not in ("failed", "cancelled"):
+        hint = " (it is still going)" if job.status in ACTIVE else ""
+        raise BadInputError(
+            f"job {job_id} is {job.status}{hint}; only failed or cancelled jobs resume"
+        )
+    if not store.transition_job(
+        job_id, ["failed", "cancelled"], ("queued", "resume requested"),
+        status="queued", error=None, finished_at=None,
+    ):  # fmt: skip
+        raise BadInputError(f"job {job_id} changed state meanwhile; look at `tunelab jobs show`")
+    stop_file(workspace, job_id).unlink(missing_ok=True)
+    start_worker(workspace, job_id, job.log_path or None)
+    return store.get_job(job_id)
+
+
+def _is_same_process(job: Job) -> bool:
+    """True when the job's recorded pid is still the process that claimed it."""
+    if job.pid is None or not process_alive(job.pid):
+        return False
+    worker = job.progress.get("worker") or {}
+    recorded = worker.get("start_ticks")
+    if recorded is None:
+        return True
+    return process_start_ticks(job.pid) in (None, recorded)
+
+
+def vanished_reason(job: Job, now: datetime | None = None) -> str | None:
+    """Why a running job's process is gone, or None while it looks alive."""
+    worker = job.progress.get("worker") or {}
+    host = job.host or worker.get("host")
+    here = socket.gethostname()
+    hint = f"resume with `tunelab jobs resume {job.id}`"
+    if host == here:
+        recorded_boot = worker.get("boot_id")
+        current_boot = boot_id()
+        if recorded_boot and current_boot and recorded_boot != current_boot:
+            return f"process {job.pid} vanished (the machine rebooted); {hint}"
+        if job.pid is None or not _is_same_process(job):
+            return f"process {job.pid} vanished (killed or rebooted); {hint}"
+        return None
+    if job.heartbeat_at is None:
+        return None
+    age = ((now or datetime.now(UTC)) - datetime.fromisoformat(job.heartbeat_at)).total_seconds()
+    if age > STALE_HEARTBEAT_S:
+        return (
+            f"process {job.pid} on host {host} sent no heartbeat for {int(age)}s "
+            f"(killed or rebooted); {hint}"
+        )
+    return None
+
+
+def refresh_job_states(store: Store, workspace: Workspace | None = None) -> list[Job]:
+    """Mark running jobs whose process has vanished as failed; returns the jobs it changed.
+
+    With a workspace, it also restarts the queue when nothing runs and a queued job has waited
+    longer than its worker should take to start (that worker died before claiming it).
+    """
+    changed = []
+    for job in store.list_jobs(["running"]):
+        reason = vanished_reason(job)
+        if reason and store.transition_job(
+            job.id, ["running"], ("failed", reason),
+            status="failed", error=reason, finished_at=_now(),
+        ):  # fmt: skip
+            changed.append(store.get_job(job.id))
+    if workspace is not None:
+        kick_queue(workspace, store)
+    return changed
+
+
+def kick_queue(workspace: Workspace, store: Store, min_wait_s: float = QUEUE_KICK_AFTER_S) -> None:
+    """Start a worker for the oldest queued job when the queue has stalled."""
+    if store.list_jobs(["running"]):
+        return
+    queued = sorted(store.list_jobs(["queued"]), key=lambda j: j.id)
+    if not queued:
+        return
+    oldest = queued[0]
+    waited = (datetime.now(UTC) - datetime.fromisoformat(oldest.created_at)).total_seconds()
+    last_event = store.job_events(oldest.id)[-1]
+    since_event = (datetime.now(UTC) - datetime.fromisoformat(last_event.at)).total_seconds()
+    if min(waited, since_event) >= min_wait_s:
+        store.add_job_event(oldest.id, "requeued", "queue restarted (no worker was running)")
+        start_worker(workspace, oldest.id, oldest.log_path or None)
+
+
+def next_queued_job(store: Store) -> Job | None:
+    queued = sorted(store.list_jobs(["queued"]), key=lambda j: j.id)
+    return queued[0] if queued else None
+
+
+def log_tail(job: Job, lines: int = 40) -> str:
+    """The last lines of the job's log (empty when it has none yet)."""
+    if not job.log_path:
+        return ""
+    try:
+        with open(job.log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,252 @@
+"""The detached process behind a fine-tuning job: `python -m tunelab.engine.training.worker`.
+
+It claims its job (or leaves it queued when another job runs), trains, records progress and a
+heartbeat, turns SIGTERM or a cancel request into a checkpoint and a clean stop, sets the
+final status, then starts the next queued job. With `gpus > 1` it runs the same training
+under torchrun (one process per GPU, or gloo processes on CPU) and stays the job's owner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab.engine.errors import EngineError
+from tunelab.engine.processes import WorkerInfo
+from tunelab.engine.training.config import TrainingConfig
+from tunelab.engine.training.jobs import (
+    job_dir,
+    max_running_jobs,
+    next_queued_job,
+    start_worker,
+    stop_file,
+)
+from tunelab.store import Store, Workspace, find_workspace
+
+if TYPE_CHECKING:
+    from tunelab.engine.training.loop import TrainingProgress, TrainingResult
+    from tunelab.store import Job
+
+HEARTBEAT_S = 5.0
+PROGRESS_EVERY_S = 2.0
+RESULT_FILE = "result.json"
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class ProgressRecorder:
+    """Writes metric series at every call and the progress snapshot every few seconds."""
+
+    def __init__(self, store: Store, job_id: int, worker: dict[str, Any]) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.worker = worker
+        self._last = 0.0
+        self._last_phase = ""
+        self._last_message = ""
+
+    def __call__(self, progress: TrainingProgress) -> None:
+        if progress.metrics:
+            self.store.add_job_metrics(self.job_id, progress.step, progress.metrics)
+        now = time.monotonic()
+        changed = progress.phase != self._last_phase
+        if changed or now - self._last >= PROGRESS_EVERY_S:
+            self._last, self._last_phase = now, progress.phase
+            snapshot = {**progress.to_dict(), "worker": self.worker}
+            self.store.update_job(self.job_id, progress=snapshot, heartbeat_at=_now())
+        if progress.message and progress.message != self._last_message:
+            self._last_message = progress.message
+            self.store.add_job_event(self.job_id, progress.phase, progress.message)
+
+
+class StopSignal:
+    """Set by SIGTERM, a stop file, or a cancel request in the store."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+        self.event = threading.Event()
+
+    def __call__(self) -> bool:
+        return self.event.is_set() or self.marker.exists()
+
+    def install(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            self.event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        # Belt and braces: the worker has its own session, but never die with a terminal.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _heartbeat(store_path: Path, job_id: int, stop: StopSignal, done: threading.Event) -> None:
+    """Beat every few seconds and pick up cancel requests, even while a step is running."""
+    store = Store(store_path)
+    try:
+        while not done.wait(HEARTBEAT_S):
+            store.update_job(job_id, heartbeat_at=_now())
+            if any(e.kind == "cancel_requested" for e in store.job_events(job_id)[-5:]):
+                stop.event.set()
+                stop.marker.parent.mkdir(parents=True, exist_ok=True)
+                stop.marker.touch()
+    except Exception as exc:  # the heartbeat must never kill the job
+        print(f"heartbeat stopped: {exc}", flush=True)
+    finally:
+        store.close()
+
+
+def _redirect_output(log_path: str) -> None:
+    """Send this process's stdout/stderr to the job's own log (the queue may run a job that
+    another launch started)."""
+    if not log_path:
+        return
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def training_request(workspace: Workspace, job: Job) -> Any:
+    from tunelab.engine.training.loop import TrainingRequest
+
+    config = TrainingConfig.from_dict(job.config)
+    assert job.base_model_id and job.dataset_id and job.prompt_version_id
+    output = Path(job.output_dir) if job.output_dir else workspace.models_dir / f"job-{job.id}"
+    return TrainingRequest(
+        config, job.base_model_id, job.dataset_id, job.prompt_version_id, output, job.id
+    )
+
+
+def train_in_process(
+    workspace: Workspace, store: Store, job: Job, stop: StopSignal, worker: dict[str, Any]
+) -> TrainingResult:
+    from tunelab.engine.training.loop import run_training
+
+    recorder = ProgressRecorder(store, job.id, worker)
+    return run_training(store, training_request(workspace, job), recorder, stop)
+
+
+def train_distributed(workspace: Workspace, job: Job, stop: StopSignal) -> dict[str, Any]:
+    """Run the job's training under torchrun with `job.gpus` processes; wait for it."""
+    import json
+
+    result_path = job_dir(workspace, job.id) / RESULT_FILE
+    result_path.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={job.gpus}", "-m", "tunelab.engine.training.worker",
+        "--workspace", str(workspace.root), "--rank-worker", str(job.id),
+    ]  # fmt: skip
+    print("running: " + " ".join(command), flush=True)  # goes to the job log
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    while process.poll() is None:
+        if stop():
+            stop.marker.parent.mkdir(parents=True, exist_ok=True)
+            stop.marker.touch()  # every rank polls it and stops at the same step
+        time.sleep(0.5)
+    if process.returncode != 0:
+        raise EngineError(f"torchrun exited with status {process.returncode}; see the job log")
+    if not result_path.exists():
+        raise EngineError("the training processes ended without a result; see the job log")
+    return dict(json.loads(result_path.read_text()))
+
+
+def rank_worker(workspace: Workspace, job_id: int) -> int:
+    """One torchrun process: train; rank 0 records progress and writes the result file."""
+    import json
+    from dataclasses import asdict
+
+    from tunelab.engine.training.loop import run_training
+
+    store = workspace.open_store()
+    job = store.get_job(job_id)
+    stop = StopSignal(stop_file(workspace, job_id))
+    stop.install()
+    rank = int(os.environ.get("RANK", "0"))
+    recorder = ProgressRecorder(store, job.id, job.progress.get("worker") or {})
+    result = run_training(store, training_request(workspace, job), recorder, stop)
+    if rank == 0:
+        (job_dir(workspace, job_id) / RESULT_FILE).write_text(json.dumps(asdict(result)))
+    return 0
+
+
+def run_job(workspace: Workspace, job_id: int) -> int:
+    """Claim and run one job; returns the process exit status (0 even when it waits)."""
+    store = workspace.open_store()
+    info = WorkerInfo.current()
+    worker = info.to_dict()
+    job = store.claim_job(job_id, info.pid, info.host, {"worker": worker}, max_running_jobs())
+    if job is None:
+        current = store.get_job(job_id)
+        print(f"job {job_id} not started here ({current.status}; the queue runs it later)")
+        return 0
+    _redirect_output(job.log_path)
+    print(f"job {job.id}: {job.method} fine-tuning, pid {info.pid} on {info.host}", flush=True)
+    stop = StopSignal(stop_file(workspace, job.id))
+    stop.install()
+    done = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat, args=(workspace.db_path, job.id, stop, done), daemon=True
+    )
+    beat.start()
+    status, error, message = "failed", None, ""
+    try:
+        if job.gpus > 1:
+            outcome = train_distributed(workspace, job, stop)["status"]
+        else:
+            outcome = train_in_process(workspace, store, job, stop, worker).status
+        status = "cancelled" if outcome == "stopped" else "succeeded"
+        message = {"stopped": "cancelled; checkpoint saved", "early_stopped":
+                   "stopped early (no improvement)"}.get(outcome, "finished")  # fmt: skip
+    except (EngineError, ValueError) as exc:
+        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        traceback.print_exc()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        traceback.print_exc()
+    finally:
+        done.set()
+    fields: dict[str, Any] = {"status": status, "finished_at": _now()}
+    if error:
+        fields["error"] = error
+    ok = store.transition_job(job.id, ["running"], (status, error or message), **fields)
+    print(f"job {job.id}: {status}" + (f" ({error})" if error else ""), flush=True)
+    if not ok:
+        print(f"job {job.id} was changed by someone else meanwhile; status left as is")
+    stop.marker.unlink(missing_ok=True)
+    following = next_queued_job(store)
+    if following is not None:
+        start_worker(workspace, following.id, following.log_path or None)
+    store.close()
+    return 0 if status != "failed" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tunelab.engine.training.worker")
+    parser.add_argument("--workspace", required=True, help="The workspace directory.")
+    parser.add_argument("--rank-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("job_id", type=int)
+    args = parser.parse_args(argv)
+    os.umask(0o077)  # checkpoints, logs and job files: readable by their owner only
+    workspace = find_workspace(args.workspace)
+    if args.rank_worker:
+        return rank_worker(workspace, args.job_id)
+    return run_job(workspace, args.job_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""The table rows of docs/keys.md: `python -m tunelab.tui.keys_doc` prints them."""
+
+from __future__ import annotations
+
+from tunelab.tui.app import TunelabApp
+from tunelab.tui.keys import all_bindings
+
+
+def markdown_rows() -> list[str]:
+    return [
+        f"| `{binding.id}` | `{binding.key}` | {owner} | {binding.tooltip} |"
+        for owner, binding in all_bindings(TunelabApp)
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(markdown_rows()))
