@@ -68,6 +68,7 @@ class DatasetStore(StoreBase):
                     raise ConflictError(
                         f"a dataset named {new.name!r} already exists; choose another --name"
                     )
+                self._refuse_if_used(new.name, existing["id"], "replace")
                 db.execute("DELETE FROM datasets WHERE id = ?", [existing["id"]])
             dataset_id = (
                 db.table("datasets")
@@ -157,7 +158,33 @@ class DatasetStore(StoreBase):
             params.append(limit)
         return [DatasetRow(r["id"], r["idx"], loads(r["data"])) for r in self._iter(sql, params)]
 
+    def dataset_users(self, dataset_id: int) -> list[str]:
+        """What refers to a dataset's rows: runs, fine-tuning jobs and the models they made."""
+        users: list[str] = []
+        for label, sql in (
+            ("run", "SELECT id AS ref FROM runs WHERE dataset_id = ? ORDER BY id"),
+            ("job", "SELECT id AS ref FROM jobs WHERE dataset_id = ? ORDER BY id"),
+            ("model", "SELECT name AS ref FROM models WHERE training_dataset_id = ? ORDER BY id"),
+        ):
+            refs = [str(r["ref"]) for r in self._query(sql, [dataset_id])]
+            if refs:
+                shown = ", ".join(refs[:5]) + (
+                    f" and {len(refs) - 5} more" if len(refs) > 5 else ""
+                )
+                users.append(f"{label}{'s' if len(refs) > 1 else ''} {shown}")
+        return users
+
+    def _refuse_if_used(self, name: str, dataset_id: int, action: str) -> None:
+        # Runs join their outputs to the stored rows; replacing them would orphan every score.
+        users = self.dataset_users(dataset_id)
+        if users:
+            fix = "add the new data under another --name" if action == "replace" else "keep it"
+            raise ConflictError(
+                f"cannot {action} dataset {name!r}: {'; '.join(users)} use its rows; {fix}"
+            )
+
     def delete_dataset(self, name: str) -> None:
         dataset = self.get_dataset(name)
         with self._write() as db:
+            self._refuse_if_used(name, dataset.id, "delete")
             db.execute("DELETE FROM datasets WHERE id = ?", [dataset.id])

@@ -7,13 +7,20 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, state
-from tunelab.store import Dataset
+from tunelab.store import Dataset, NewDataset
 
 dataset_app = typer.Typer(help="Add and inspect datasets.", no_args_is_help=True)
 
 
 def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _check_metrics(new: NewDataset) -> None:
+    """Refuse metrics an evaluation of this dataset would refuse, before anything is stored."""
+    from tunelab.engine.evaluation.metrics import resolve_metrics
+
+    resolve_metrics(new.metrics, new.task, new.labels, new.reference_column is not None)
 
 
 def _summary(dataset: Dataset) -> dict[str, object]:
@@ -64,6 +71,7 @@ def dataset_add(
         options,
         cache_dir=state.workspace().cache_dir / "datasets",
         replace=replace,
+        check=_check_metrics,
     )
     if json_output:
         emit_json(_summary(dataset))

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import keyword
 import os
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,10 +68,10 @@ def split_name_for(path: Path) -> str | None:
     return None
 
 
-def _check_jsonl(path: Path) -> None:
+def _check_jsonl(path: Path, data: bytes) -> list[dict[str, Any]]:
     columns: list[str] | None = None
-    with path.open("rb") as handle:
-        count = 0
+    rows: list[dict[str, Any]] = []
+    with io.BytesIO(data) as handle:
         for number, raw in enumerate(handle, start=1):
             if len(raw) > MAX_ROW_BYTES:
                 raise BadInputError(
@@ -109,14 +112,15 @@ def _check_jsonl(path: Path) -> None:
                 raise BadInputError(
                     f"{path}: line {number} has different columns from line 1 ({detail})"
                 )
-            count += 1
-    if count == 0:
+            rows.append(row)
+    if not rows:
         raise BadInputError(f"{path} is empty; it needs at least one JSON object per line")
+    return rows
 
 
-def _check_csv(path: Path) -> None:
+def _check_csv(path: Path, data: bytes) -> None:
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with io.StringIO(data.decode("utf-8-sig"), newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             if not header:
@@ -146,7 +150,16 @@ def _check_csv(path: Path) -> None:
 
 
 def check_file(path: Path) -> str:
-    """Validate a data file and return its `datasets` builder name."""
+    """Validate a data file and return its format: json, csv or parquet."""
+    return _read_checked(path)[0]
+
+
+def _read_checked(path: Path) -> tuple[str, bytes, list[dict[str, Any]] | None]:
+    """Read a data file's bytes once and validate them; JSONL rows come back parsed.
+
+    Everything after this works on these bytes, never on the path again, so a file changed
+    while (or since) it was checked cannot be stored in place of what was checked.
+    """
     if not path.exists():
         raise BadInputError(f"{path} does not exist; check the path")
     if path.is_dir():
@@ -156,51 +169,91 @@ def check_file(path: Path) -> str:
         raise BadInputError(
             f"{path}: unsupported file type {path.suffix or '(none)'}; use .jsonl, .csv or .parquet"
         )
-    if path.stat().st_size == 0:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if not data:
         raise BadInputError(f"{path} is empty")
     if builder == "json":
-        _check_jsonl(path)
-    elif builder == "csv":
-        _check_csv(path)
-    return builder
+        return builder, data, _check_jsonl(path, data)
+    if builder == "csv":
+        _check_csv(path, data)
+    return builder, data, None
 
 
 def read_rows(path: Path, cache_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Read one checked file through `datasets` into plain rows."""
-    builder = check_file(path)
-    # Deferred: `datasets` takes a second or two to import.
-    import datasets as hf_datasets
+    """Read one checked file into plain rows, parsed from the very bytes that were checked.
 
-    hf_datasets.disable_progress_bars()
-    verbosity = hf_datasets.logging.get_verbosity()
-    # Its own error log ("Failed to read schema ...") would print a second line beside ours.
-    hf_datasets.logging.set_verbosity(hf_datasets.logging.CRITICAL)
-    try:
-        loaded = hf_datasets.load_dataset(
-            builder,
-            data_files=str(path),
-            split="train",
-            cache_dir=str(cache_dir) if cache_dir else None,
-        )
-    except Exception as exc:  # datasets raises many types; all mean "could not parse"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"{path}: could not be read ({first_line})") from None
-    finally:
-        hf_datasets.logging.set_verbosity(verbosity)
-    rows = [dict(r) for r in loaded]
+    Local files never go through `datasets.load_dataset`: its cache is keyed on path and
+    modification time (a file rewritten with its mtime kept came back as the old rows), and
+    it looks up the hub even for a local file. `cache_dir` is unused here (kept for callers).
+    """
+    del cache_dir
+    builder, data, rows = _read_checked(path)
+    if rows is None:
+        try:
+            rows = _parse_table(builder, data)
+        except BadInputError:
+            raise
+        except Exception as exc:  # pandas and pyarrow raise many types; all mean "unreadable"
+            first_line = (
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            )
+            raise BadInputError(f"{path}: could not be read ({first_line})") from None
     if not rows:
         raise BadInputError(f"{path} has no rows")
     return rows
 
 
+def _parse_table(builder: str, data: bytes) -> list[dict[str, Any]]:
+    """CSV or Parquet bytes as rows, typed as the `datasets` library would type them."""
+    # Deferred: pyarrow and pandas take a moment to import.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if builder == "parquet":
+        table = pq.read_table(pa.BufferReader(data))
+    else:
+        import pandas as pd
+
+        frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    return [dict(r) for r in table.to_pylist()]
+
+
+HUB_TIMEOUT_S = 10
+"""One attempt at the hub, this long, before saying it cannot be reached."""
+
+
 def read_hub(hub_id: str, cache_dir: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every split of a hub dataset; the only path that touches the network.
+
+    One metadata request with a short timeout comes first, so an unreachable hub is one line
+    after seconds rather than a minute of the download layer's retries.
+    """
     if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
         raise BadInputError(
             f"{hub_id!r} is not a file here and the hub is offline (HF_HUB_OFFLINE is set); "
             "give a local JSONL, CSV or Parquet file"
         )
+    # Deferred: only a hub id needs the hub client.
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(hub_id, timeout=HUB_TIMEOUT_S)
+    except Exception as exc:  # connection, timeout, 404, auth: all end the attempt
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(
+            f"could not reach {hub_id!r} on the hub (offline or not found: {first_line}); "
+            "give a local JSONL, CSV or Parquet file"
+        ) from None
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_TIMEOUT_S))
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_TIMEOUT_S))
+    # Deferred: `datasets` takes a second or two to import.
     import datasets as hf_datasets
 
+    hf_datasets.disable_progress_bars()
     try:
         loaded = hf_datasets.load_dataset(hub_id, cache_dir=str(cache_dir) if cache_dir else None)
     except Exception as exc:
@@ -270,6 +323,14 @@ def infer_roles(
         task = "classification" if labels else "generation"
     if task == "classification" and not labels:
         raise BadInputError("a classification dataset needs a label set; pass --labels a,b,c")
+    if task == "classification" and reference is not None:
+        _check_labels(rows, reference, labels)
+    if reference is None and not options.metrics:
+        raise BadInputError(
+            "no reference column found, so no default metric can score a run (columns: "
+            f"{', '.join(columns)}); name the answer column with --reference COLUMN, or pass "
+            "--metrics with metrics that need no reference"
+        )
     inputs = list(options.input_columns) or [
         c for c in columns if c != reference and c not in ID_COLUMNS
     ]
@@ -277,7 +338,63 @@ def infer_roles(
         raise BadInputError(
             f"no input columns left besides the reference {reference!r}; name them with --input"
         )
+    for column in inputs:
+        _check_template_name(column)
     return task, inputs, reference, labels
+
+
+JINJA_RESERVED = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "for", "true", "false", "none", "loop"}
+)
+"""Words a template reads as syntax or as its own variable, never as a column."""
+
+
+def _check_template_name(column: str) -> None:
+    """Refuse an input column that no template could name (`{{ tweet text }}` cannot work)."""
+    hidden = [c for c in column if unicodedata.category(c) in {"Cf", "Cc", "Zl", "Zp"}]
+    if hidden:
+        raise BadInputError(
+            f"column {column!r} contains an invisible character (U+{ord(hidden[0]):04X}), so "
+            "no template can name it; rename the column in the file, or choose other columns "
+            "with --input"
+        )
+    if column.isidentifier() and not keyword.iskeyword(column) and column not in JINJA_RESERVED:
+        return
+    suggestion = re.sub(r"\W+", "_", column.strip()).strip("_") or "text"
+    if suggestion[0].isdigit() or keyword.iskeyword(suggestion) or suggestion in JINJA_RESERVED:
+        suggestion = f"col_{suggestion}"
+    raise BadInputError(
+        f"column {column!r} cannot be named in a template (use letters, digits and _); rename "
+        f"it in the file (e.g. {suggestion!r}), or choose other columns with --input"
+    )
+
+
+def _check_labels(rows: Sequence[dict[str, Any]], reference: str, labels: list[str]) -> None:
+    """Refuse labels that would be scored wrongly: empty, of mixed types, or a single class.
+
+    Labels are compared as text, so `1`, `"1"` and `true` would silently merge or split.
+    """
+    kinds: dict[str, Any] = {}
+    for number, row in enumerate(rows, start=1):
+        value = row.get(reference)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise BadInputError(
+                f"row {number} has an empty label in column {reference!r}; fill it in or "
+                "remove the row"
+            )
+        kinds.setdefault(type(value).__name__, value)
+    if len(kinds) > 1:
+        shown = ", ".join(f"{value!r} ({kind})" for kind, value in sorted(kinds.items()))
+        raise BadInputError(
+            f"labels in column {reference!r} mix types: {shown}; write every label the same "
+            "way (e.g. all as strings)"
+        )
+    if len(labels) < 2:
+        raise BadInputError(
+            f"label column {reference!r} has only one class ({', '.join(map(repr, labels))}); a "
+            "classifier needs at least two: add rows of another class, declare the set with "
+            "--labels a,b, or use --task generation"
+        )
 
 
 def build_dataset(
@@ -322,12 +439,15 @@ def add_dataset(
     options: DatasetOptions,
     cache_dir: Path | None = None,
     replace: bool = False,
+    check: Callable[[NewDataset], None] | None = None,
 ) -> Dataset:
     """Read files (or a hub id), infer column roles, and store the dataset in one transaction.
 
     Args:
         sources: data files (split from each file's name, or `options.split` for one file),
             or a single hub id such as `owner/name` (online only).
+        check: a last check of the assembled record before anything is written (the CLI
+            validates the metrics with the evaluation layer, which this package sits below).
     """
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", options.name):
         raise BadInputError(
@@ -361,4 +481,6 @@ def add_dataset(
             splits[split] = read_rows(path, cache_dir)
         source = ", ".join(str(p.resolve()) for p in paths)
     new = build_dataset(splits, source, options)
+    if check is not None:
+        check(new)
     return store.add_dataset(new, replace=replace)
