@@ -99,8 +99,10 @@ def classification_run(
     latency_ms: float | Sequence[float] = 100.0,
     rows: Sequence[int] | None = None,
     metrics: Sequence[str] = ("accuracy",),
+    finished: bool = True,
 ) -> Run:
-    """A finished run whose row i is right when correct[i] is 1 (labels alternate pos/neg)."""
+    """A run whose row i is right when correct[i] is 1 (labels alternate pos/neg); finished
+    (succeeded) unless `finished` is False, when it is left running in this process."""
     labels = ds.labels or ["pos", "neg"]
     indices = list(rows) if rows is not None else list(range(len(correct)))
     run = store.create_run(
@@ -129,10 +131,14 @@ def classification_run(
                 float(latency),
                 20,
                 5,
+                batch_ms=float(latency),  # generated alone: its time is a request latency
+                batch_rows=1,
             )
         )
     store.add_run_outputs(run.id, outputs)
     accuracy = sum(correct) / len(correct) if correct else 0.0
+    if not finished:
+        return store.get_run(run.id)
     return store.finish_run(run.id, "succeeded", {"accuracy": accuracy})
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +82,11 @@ def test_compare_tables_and_reports(
         assert text in result.stdout
     report = md.read_text()
     assert report.startswith("# Run comparison") and "| accuracy |" in report
+    # The report's verdict names the runs by what they are and says how many rows it used.
+    assert (
+        f"not significant: run {runs['b']} (p@2 on LoRA job 1) differs from run {runs['a']} "
+        "(p@1 on base) on accuracy by +0.375 on 8 rows, but the 95% CI"
+    ) in report
     assert "fixed 4, broken 1, both right 2, both wrong 1" in report
     result = run_cli(
         "compare",
@@ -128,3 +136,38 @@ def test_diff_commands(workspace: Workspace, runs: dict[str, int]) -> None:
     assert run["comparison"]["fixed"] == 4 and run["prompt"]["b_ref"] == "p@2"
     result = run_cli("diff", "prompt", "p@1", "p@7", workspace=workspace)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_compare_refuses_a_running_run_and_reads_a_killed_one_as_interrupted(
+    workspace: Workspace, runs: dict[str, int]
+) -> None:
+    store = workspace.open_store()
+    try:
+        ds, base = store.get_dataset("ds"), store.get_model("base")
+        v1 = store.get_prompt_version("p@1")
+        # Both are left running by this (live) test process; then one's process "dies".
+        live = h.classification_run(store, v1, base, ds, [1] * 8, finished=False)
+        killed = h.classification_run(store, v1, base, ds, [0] * 8, finished=False)
+    finally:
+        store.close()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    conn = sqlite3.connect(workspace.db_path)
+    conn.execute("UPDATE runs SET pid = ? WHERE id = ?", [gone.pid, killed.id])
+    conn.commit()
+    conn.close()
+
+    refused = run_cli("compare", str(runs["a"]), str(live.id), workspace=workspace)
+    assert refused.returncode == 2, refused.stdout
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert f"run {live.id} is still running" in refused.stderr
+    assert "--allow-running" in refused.stderr
+    args = ("compare", str(runs["a"]), str(live.id), "--allow-running", "--json")
+    allowed = run_cli(*args, workspace=workspace)
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"run {live.id} is running" in json.loads(allowed.stdout)["notes"]
+    result = run_cli("compare", str(runs["a"]), str(killed.id), "--json", workspace=workspace)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["runs"][1]["status"] == "interrupted"
+    assert f"run {killed.id} is interrupted" in data["notes"]

@@ -16,14 +16,13 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, state, to_jsonable
-from tunelab.engine.compare.cost import DEFAULT_PRICE_PER_GPU_HOUR
 from tunelab.engine.compare.records import Comparison, RowDiff
 from tunelab.engine.compare.report import (
     comparison_to_dict,
     cost_rows,
     fmt_ci,
     fmt_delta,
-    fmt_p,
+    fmt_delta_p,
     fmt_value,
     run_label,
     write_report,
@@ -76,7 +75,7 @@ def _metric_table(c: Comparison) -> Table:
                 str(d.run_id),
                 Text(fmt_delta(d.delta), style=style),
                 fmt_ci(d),
-                fmt_p(d.p_value),
+                fmt_delta_p(d),
                 d.test,
             )
     return table
@@ -126,7 +125,9 @@ def _examples_table(c: Comparison) -> Table | None:
 
 def _cost_table(c: Comparison) -> Table:
     table = Table(
-        title=f"Cost and speed (${c.price_per_gpu_hour:g} per GPU-hour)", title_justify="left"
+        title=f"Cost and speed (${c.price_per_gpu_hour:g} per GPU-hour, "
+        f"${c.price_per_cpu_hour:g} per CPU-hour; latency from the probe, cost from throughput)",
+        title_justify="left",
     )
     table.add_column("")
     for run in c.runs:
@@ -150,19 +151,10 @@ def render_comparison(c: Comparison, *, examples: bool = True) -> RenderableType
         parts.append(examples_table)
     if examples:
         for p in c.pairs:
-            fixed = set(p.counts.fixed_rows) if p.counts else set()
-            broken = set(p.counts.broken_rows) if p.counts else set()
             for row in p.examples:
-                change = (
-                    "fixed"
-                    if row.row_idx in fixed
-                    else "broken"
-                    if row.row_idx in broken
-                    else "differs"
-                )
                 parts.append(
                     Text.assemble(
-                        (f"run {p.run_id} row {row.row_idx} {change} ", "bold"),
+                        (f"run {p.run_id} row {row.row_idx} {p.change(row.row_idx)} ", "bold"),
                         (f"(reference {row.reference!r}): ", "dim"),
                         render_word_diff(row),
                     )
@@ -335,10 +327,15 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int = typer.Option(0, "--seed", help="Resampling seed (same seed, same numbers)."),
         n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap samples per metric."),
-        price: float = typer.Option(
-            DEFAULT_PRICE_PER_GPU_HOUR, "--price-per-gpu-hour", help="Price of a GPU-hour."
+        price: float | None = typer.Option(
+            None,
+            "--price-per-gpu-hour",
+            help="Price of a GPU-hour for this comparison (default: `tunelab config`).",
         ),
         row: int | None = typer.Option(None, "--row", help="Show a word diff of this row."),
+        allow_running: bool = typer.Option(
+            False, "--allow-running", help="Compare a run still running on the rows it has."
+        ),
     ) -> None:
         """Which run is better, by how much, how sure, and at what cost."""
         store = state.store()
@@ -349,6 +346,7 @@ def register(app: typer.Typer) -> None:
             n_boot=n_boot,
             shared_rows_only=shared_rows,
             price_per_gpu_hour=price,
+            allow_running=allow_running,
         )
         if report is not None:
             write_report(comparison, report)

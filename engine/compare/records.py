@@ -1,6 +1,6 @@
 """The records a run comparison returns: per-run summaries, metric deltas, row diffs, costs.
 
-Kept apart from `compare.py` so that readers of a comparison (the CLI, reports, diffs, the TUI)
+Kept apart from `runs.py` so that readers of a comparison (the CLI, reports, diffs, the TUI)
 can name its types without the comparison logic, and so each file holds one idea.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunelab.engine.compare.changes import BROKEN, DIFFERS, FIXED
 from tunelab.engine.compare.cost import BreakEven, RunCost
 from tunelab.engine.text_diff import WordDiffSegment
 
@@ -25,6 +26,14 @@ class RunSummary:
     rows: int
     scoring: str
     settings: dict[str, Any]
+    description: str = ""
+    """What the run is: "route@4 on builtin", "route-ft@1 on LoRA job 1, step 80"."""
+
+    @property
+    def label(self) -> str:
+        """The run's id and what it is, as every comparison view names it."""
+        what = self.description or f"{self.prompt_ref} on {self.model_name}"
+        return f"run {self.id} ({what})"
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,17 @@ class MetricDelta:
     test: str
     significant: bool
     rows_needed: int | None
-    """Rows a test would need to detect a difference this size (α=0.05, power 0.8)."""
+    """Rows a test would need to detect a difference this size (at `1 - confidence`, power 0.8)."""
     verdict: str
+    confidence: float = 0.95
+    """The level of `ci`: the comparison's level, or the Holm-adjusted one for several runs;
+    `ci` excludes 0 exactly when the test is significant at it."""
+    p_adjusted: float | None = None
+    """`p_value` adjusted (Holm) for the comparisons with the baseline; equal for one."""
+    comparisons: int = 1
+    """How many runs were compared with the baseline on this metric."""
+    rows: int = 0
+    """How many paired rows the test used."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,15 @@ class RowDiff:
 
 
 @dataclass(frozen=True)
+class ChangedRow:
+    row_idx: int
+    change: str
+    """'fixed', 'broken' or 'differs'."""
+    reference: str | None
+    outputs: list[str]
+
+
+@dataclass(frozen=True)
 class PairComparison:
     baseline_run_id: int
     run_id: int
@@ -120,14 +147,22 @@ class PairComparison:
     examples: list[RowDiff]
     """A few fixed and broken rows (or differing rows) to read."""
 
+    def change(self, row_idx: int) -> str:
+        """'fixed' (wrong then right), 'broken' (right then wrong) or 'differs' (outputs differ,
+        no right/wrong change); the one classification every view shows."""
+        if self.counts is not None and row_idx in self.counts.fixed_rows:
+            return FIXED
+        if self.counts is not None and row_idx in self.counts.broken_rows:
+            return BROKEN
+        return DIFFERS
 
-@dataclass(frozen=True)
-class ChangedRow:
-    row_idx: int
-    change: str
-    """'fixed', 'broken' or 'differs'."""
-    reference: str | None
-    outputs: list[str]
+    @property
+    def changed_rows(self) -> list[ChangedRow]:
+        """The highlighted rows, labelled by `change`."""
+        return [
+            ChangedRow(r.row_idx, self.change(r.row_idx), r.reference, [r.output_a, r.output_b])
+            for r in self.examples
+        ]
 
 
 @dataclass(frozen=True)
@@ -145,10 +180,12 @@ class Comparison:
     n_boot: int
     confidence: float
     price_per_gpu_hour: float
+    price_per_cpu_hour: float = 0.0
+    """The CPU-hour price CPU training was charged at (from the workspace config)."""
 
     @property
     def labels(self) -> list[str]:
-        return [f"run {r.id} ({r.prompt_ref} on {r.model_name})" for r in self.runs]
+        return [r.label for r in self.runs]
 
     @property
     def verdict(self) -> str:
@@ -158,18 +195,7 @@ class Comparison:
     @property
     def examples(self) -> list[ChangedRow]:
         """The first pair's highlighted rows, labelled fixed, broken or differs."""
-        pair = self.pairs[0]
-        fixed = set(pair.counts.fixed_rows) if pair.counts else set()
-        broken = set(pair.counts.broken_rows) if pair.counts else set()
-        return [
-            ChangedRow(
-                r.row_idx,
-                "fixed" if r.row_idx in fixed else "broken" if r.row_idx in broken else "differs",
-                r.reference,
-                [r.output_a, r.output_b],
-            )
-            for r in pair.examples
-        ]
+        return self.pairs[0].changed_rows
 
     def metric(self, name: str) -> MetricComparison:
         for m in self.metrics:

@@ -14,7 +14,6 @@ from tunelab.engine.compare.records import (
     Comparison,
     MetricComparison,
     MetricDelta,
-    PairComparison,
     RowDiff,
 )
 from tunelab.engine.errors import BadInputError
@@ -28,7 +27,8 @@ def _delta_dict(d: MetricDelta) -> dict[str, Any]:
     return {
         "baseline_run_id": d.baseline_run_id, "run_id": d.run_id, "delta": d.delta,
         "ci": _ci(d), "p_value": d.p_value, "test": d.test, "significant": d.significant,
-        "rows_needed": d.rows_needed, "verdict": d.verdict,
+        "rows_needed": d.rows_needed, "verdict": d.verdict, "confidence": d.confidence,
+        "p_adjusted": d.p_adjusted, "comparisons": d.comparisons, "paired_rows": d.rows,
     }  # fmt: skip
 
 
@@ -64,6 +64,7 @@ def comparison_to_dict(c: Comparison) -> dict[str, Any]:
         "rows": c.rows, "shared_rows_only": c.shared_rows_only, "notes": c.notes,
         "seed": c.seed, "n_boot": c.n_boot, "confidence": c.confidence,
         "price_per_gpu_hour": c.price_per_gpu_hour,
+        "price_per_cpu_hour": c.price_per_cpu_hour,
         "metrics": {m.name: _metric_dict(m) for m in c.metrics},
         **{k: first[k] for k in ("fixed", "broken", "both_right", "both_wrong")},
         "pairs": pairs,
@@ -83,11 +84,21 @@ def fmt_delta(value: float) -> str:
 
 
 def fmt_ci(d: MetricDelta) -> str:
-    return "-" if d.ci is None else f"[{d.ci[0]:+.4g}, {d.ci[1]:+.4g}]"
+    """The interval, with its level when Holm's adjustment moved it off the comparison's."""
+    if d.ci is None:
+        return "-"
+    level = f" ({d.confidence * 100:.3g}%)" if d.comparisons > 1 else ""
+    return f"[{d.ci[0]:+.4g}, {d.ci[1]:+.4g}]{level}"
 
 
 def fmt_p(p: float | None) -> str:
     return "-" if p is None else (f"{p:.3g}" if p >= 0.001 else "<0.001")
+
+
+def fmt_delta_p(d: MetricDelta) -> str:
+    """The p-value, and its Holm-adjusted value when several runs were compared."""
+    holm = f" (Holm {fmt_p(d.p_adjusted)})" if d.comparisons > 1 else ""
+    return fmt_p(d.p_value) + holm
 
 
 def fmt_money(value: float | None) -> str:
@@ -95,8 +106,16 @@ def fmt_money(value: float | None) -> str:
 
 
 def run_label(c: Comparison, run_id: int) -> str:
-    run = next(r for r in c.runs if r.id == run_id)
-    return f"run {run.id} ({run.prompt_ref} on {run.model_name})"
+    return next(r for r in c.runs if r.id == run_id).label
+
+
+def price_sentence(c: Comparison) -> str:
+    """The prices used and which measurement each figure rests on."""
+    return (
+        f"Price per GPU-hour: ${c.price_per_gpu_hour:g}; per CPU-hour: ${c.price_per_cpu_hour:g} "
+        "(CPU training). Latency is per request, from the latency probe (batch size 1); cost "
+        "per request is from throughput (batch wall time per row)."
+    )
 
 
 def cost_rows(c: Comparison) -> list[tuple[str, list[str]]]:
@@ -109,12 +128,15 @@ def cost_rows(c: Comparison) -> list[tuple[str, list[str]]]:
     return [
         row("latency p50 (ms)", [fmt_value(x.latency_p50_ms) for x in costs]),
         row("latency p95 (ms)", [fmt_value(x.latency_p95_ms) for x in costs]),
+        row("first token p50 (ms)", [fmt_value(x.ttft_p50_ms) for x in costs]),
+        row("latency from", [x.latency_source or "—" for x in costs]),
         row("tokens in / request", [fmt_value(x.tokens_in_per_request) for x in costs]),
         row("tokens out / request", [fmt_value(x.tokens_out_per_request) for x in costs]),
+        row("throughput (rows / s)", [fmt_value(x.rows_per_second) for x in costs]),
         row("tokens / second", [fmt_value(x.tokens_per_second) for x in costs]),
-        row("cost / 1k requests", [fmt_money(x.cost_per_1k_requests) for x in costs]),
+        row("cost / 1k requests (throughput)", [fmt_money(x.cost_per_1k_requests) for x in costs]),
         row("training time (s)", [fmt_value(x.training_seconds) for x in costs]),
-        row("training GPU-hours", [fmt_value(x.training_gpu_hours) for x in costs]),
+        row("training device-hours", [fmt_value(x.training_gpu_hours) for x in costs]),
         row("training cost", [fmt_money(x.training_cost) for x in costs]),
         row("training", [x.training_note for x in costs]),
     ]
@@ -124,14 +146,6 @@ def cost_lines(c: Comparison) -> list[str]:
     """The cost table as plain lines, then each break-even sentence."""
     lines = [f"{label}: " + " | ".join(cells) for label, cells in cost_rows(c)]
     return lines + [f"break-even (run {b.run_id}): {b.verdict}" for b in c.break_even]
-
-
-def _change(pair: PairComparison, row_idx: int) -> str:
-    if pair.counts is not None and row_idx in pair.counts.fixed_rows:
-        return "fixed"
-    if pair.counts is not None and row_idx in pair.counts.broken_rows:
-        return "broken"
-    return "differs"
 
 
 def _metric_head(ids: list[int]) -> list[str]:
@@ -146,7 +160,7 @@ def _metric_rows(c: Comparison) -> list[tuple[MetricDelta, list[str]]]:
         values = [fmt_value(v) for v in m.values]
         for d in m.deltas:
             cells = [m.name, *values, str(d.run_id), fmt_delta(d.delta), fmt_ci(d),
-                     fmt_p(d.p_value), d.test]  # fmt: skip
+                     fmt_delta_p(d), d.test]  # fmt: skip
             rows.append((d, cells))
     return rows
 
@@ -201,11 +215,11 @@ def render_markdown(c: Comparison) -> str:
         lines += ["", f"Outputs differ on {len(p.differing_rows)} of {c.rows} rows.", ""]
         for row in p.examples:
             lines.append(
-                f"- row {row.row_idx} {_change(p, row.row_idx)} (reference: "
+                f"- row {row.row_idx} {p.change(row.row_idx)} (reference: "
                 f"{_md_cell(str(row.reference))}): {_md_diff(row)}"
             )
         lines.append("")
-    lines += ["## Cost and speed", "", f"Price per GPU-hour: ${c.price_per_gpu_hour:g}.", ""]
+    lines += ["## Cost and speed", "", f"{price_sentence(c)}", ""]
     lines += ["| | " + " | ".join(f"run {i}" for i in ids) + " |", "|" + "---|" * (len(ids) + 1)]
     lines += [
         "| " + " | ".join(_md_cell(x) for x in [label, *cells]) + " |"
@@ -289,11 +303,11 @@ def render_html(c: Comparison) -> str:
         body.append(f"<p>Outputs differ on {len(p.differing_rows)} of {c.rows} rows.</p>")
         for row in p.examples:
             body.append(
-                f"<p>row {row.row_idx} {_change(p, row.row_idx)} "
+                f"<p>row {row.row_idx} {p.change(row.row_idx)} "
                 f"(reference: {_h(row.reference)})</p>"
                 f'<div class="row">{_html_diff(row)}</div>'
             )
-    body.append(f"<h2>Cost and speed</h2><p>Price per GPU-hour: ${c.price_per_gpu_hour:g}.</p>")
+    body.append(f"<h2>Cost and speed</h2><p>{html.escape(price_sentence(c))}</p>")
     body.append(
         _html_table(
             ["", *[f"run {i}" for i in ids]], [[label, *cells] for label, cells in cost_rows(c)]

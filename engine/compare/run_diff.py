@@ -57,7 +57,12 @@ def diff_runs(
     comparison, error = None, None
     try:
         comparison = compare_runs(
-            store, [a.id, b.id], seed=seed, n_boot=n_boot, shared_rows_only=True
+            store,
+            [a.id, b.id],
+            seed=seed,
+            n_boot=n_boot,
+            shared_rows_only=True,
+            allow_running=True,
         )
     except BadInputError as exc:
         error = str(exc)

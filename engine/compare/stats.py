@@ -1,41 +1,32 @@
 """Paired significance statistics for comparing two runs on the same rows.
 
 Everything here is paired: row i of run A is compared with row i of run B, which removes the
-row-to-row difficulty variance and makes small evaluation sets usable. Resampling is seeded,
-so the same inputs always print the same numbers. numpy and scipy are imported lazily.
+row-to-row difficulty variance and makes small evaluation sets usable. Each procedure gives a
+p-value and intervals at any level that agree with it: the interval at level 1 - alpha
+excludes 0 exactly when the p-value is below alpha, so a verdict never has to choose between
+them. Right/wrong scores use McNemar's exact test and the interval that inverts it; other
+metrics use a BCa bootstrap and the p-value that inverts it. Resampling is seeded, so the same
+inputs always print the same numbers. numpy and scipy are imported lazily.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
     BatchStatistic = Callable[[np.ndarray], np.ndarray]
-    """Maps a (batch, n) array of row indices to a (batch,) array of metric values."""
+    """Maps a (batch, m) array of row indices to a (batch,) array of metric values."""
 
 ALPHA = 0.05
 POWER = 0.8
 _CELLS_PER_BATCH = 1_000_000
-"""Resample indices are drawn in batches of at most this many cells to bound memory."""
-_EXACT_SIGN_FLIP_MAX_ROWS = 16
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A bootstrap confidence interval of a delta (B - A)."""
-
-    delta: float
-    low: float
-    high: float
-    confidence: float
-    n_boot: int
-    p_value: float
-    """Two-sided paired bootstrap test of delta = 0 (shift method), from the same resamples."""
+"""Resamples are evaluated in batches of at most this many index cells to bound memory."""
+_BISECTION_STEPS = 32
 
 
 @dataclass(frozen=True)
@@ -45,6 +36,27 @@ class TestResult:
     test: str
     p_value: float
     statistic: float
+
+
+class PairedProcedure(Protocol):
+    """A paired test of delta (B - A) = 0 with the confidence intervals that invert it."""
+
+    @property
+    def test(self) -> str: ...
+
+    @property
+    def delta(self) -> float: ...
+
+    @property
+    def p_value(self) -> float: ...
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        """The interval of delta at this level; it excludes 0 iff p_value < 1 - confidence."""
+        ...
+
+
+def excludes_zero(interval: tuple[float, float]) -> bool:
+    return interval[0] > 0 or interval[1] < 0
 
 
 def mean_statistic(values: Sequence[float] | np.ndarray) -> BatchStatistic:
@@ -57,49 +69,6 @@ def mean_statistic(values: Sequence[float] | np.ndarray) -> BatchStatistic:
         return np.asarray(array[indices].mean(axis=1))
 
     return stat
-
-
-def paired_bootstrap_ci(
-    stat_a: BatchStatistic,
-    stat_b: BatchStatistic,
-    n_rows: int,
-    *,
-    n_boot: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> Interval:
-    """Percentile bootstrap CI of stat_b - stat_a, resampling row indices jointly for both runs.
-
-    Args:
-        stat_a: metric of run A over a batch of resamples (see `mean_statistic`); corpus
-            metrics (BLEU, macro-F1) pass a callable that recomputes the metric per resample.
-        stat_b: the same for run B.
-        n_rows: how many paired rows there are.
-        n_boot: bootstrap replications.
-        seed: the resampling seed; the same seed gives the same interval.
-        confidence: the interval's coverage, e.g. 0.95.
-    """
-    import numpy as np
-
-    if n_rows < 1:
-        raise ValueError("a bootstrap needs at least one row")
-    everything = np.arange(n_rows)[None, :]
-    delta = float(stat_b(everything)[0] - stat_a(everything)[0])
-    rng = np.random.default_rng(seed)
-    batch = max(1, _CELLS_PER_BATCH // n_rows)
-    deltas: list[np.ndarray] = []
-    done = 0
-    while done < n_boot:
-        size = min(batch, n_boot - done)
-        indices = rng.integers(0, n_rows, size=(size, n_rows))
-        deltas.append(stat_b(indices) - stat_a(indices))
-        done += size
-    boot = np.concatenate(deltas)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(boot, [tail, 100 - tail])
-    extreme = np.abs(boot - delta) >= abs(delta) - 1e-12
-    p_value = 1.0 if delta == 0 else float((extreme.sum() + 1) / (n_boot + 1))
-    return Interval(delta, float(low), float(high), confidence, n_boot, min(1.0, p_value))
 
 
 def mcnemar_exact(fixed: int, broken: int) -> TestResult:
@@ -118,40 +87,210 @@ def mcnemar_exact(fixed: int, broken: int) -> TestResult:
     return TestResult("mcnemar-exact", float(result.pvalue), float(fixed))
 
 
-def sign_flip_test(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    *,
-    n_perm: int = 10000,
-    seed: int = 0,
-) -> TestResult:
-    """Paired permutation test of mean(b - a) = 0 by flipping the sign of each difference.
+@dataclass(frozen=True)
+class ExactPairedAccuracy:
+    """McNemar's exact test on right/wrong rows and the interval of the accuracy difference
+    that inverts it.
 
-    Exact (all 2^n sign patterns) up to 16 rows, Monte Carlo with a seeded generator above.
+    Conditional on the d = fixed + broken discordant rows, fixed ~ Binomial(d, p) and the
+    accuracy difference is (2p - 1) d / n. The Clopper-Pearson interval of p (the inversion
+    of the exact binomial test) mapped to that scale excludes 0 exactly when the test rejects.
+    """
+
+    fixed: int
+    broken: int
+    rows: int
+    test: str = "mcnemar-exact"
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.fixed < 0 or self.broken < 0:
+            raise ValueError("counts must be non-negative and rows positive")
+        if self.fixed + self.broken > self.rows:
+            raise ValueError("more discordant rows than rows")
+
+    @property
+    def delta(self) -> float:
+        return (self.fixed - self.broken) / self.rows
+
+    @property
+    def p_value(self) -> float:
+        return mcnemar_exact(self.fixed, self.broken).p_value
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        from scipy.stats import binomtest
+
+        discordant = self.fixed + self.broken
+        if discordant == 0:
+            return (0.0, 0.0)
+        ci = binomtest(self.fixed, discordant, 0.5).proportion_ci(confidence, method="exact")
+        scale = discordant / self.rows
+        return ((2 * float(ci.low) - 1) * scale, (2 * float(ci.high) - 1) * scale)
+
+
+def _cached_delta(stat_a: BatchStatistic, stat_b: BatchStatistic) -> Callable[..., Any]:
+    """stat_b - stat_a as a scipy vectorized statistic over index arrays of any shape.
+
+    The BCa jackknife is the same on every re-evaluation at a new level, so results are
+    memoized by the index array's bytes.
     """
     import numpy as np
 
-    diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    n = diffs.size
-    observed = float(diffs.mean()) if n else 0.0
-    if n == 0 or not np.any(diffs):
-        return TestResult("sign-flip permutation", 1.0, observed)
-    tolerance = 1e-12 * max(1.0, abs(observed))
-    if n <= _EXACT_SIGN_FLIP_MAX_ROWS:
-        patterns = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
-        stats = (patterns * diffs).mean(axis=1)
-        p = float(np.mean(np.abs(stats) >= abs(observed) - tolerance))
-        return TestResult("sign-flip permutation (exact)", p, observed)
-    rng = np.random.default_rng(seed)
-    batch = max(1, _CELLS_PER_BATCH // n)
-    extreme = 0
-    done = 0
-    while done < n_perm:
-        size = min(batch, n_perm - done)
-        signs = rng.integers(0, 2, size=(size, n)) * 2 - 1
-        extreme += int(np.sum(np.abs((signs * diffs).mean(axis=1)) >= abs(observed) - tolerance))
-        done += size
-    return TestResult("sign-flip permutation", (extreme + 1) / (n_perm + 1), observed)
+    cache: dict[tuple[tuple[int, ...], bytes], np.ndarray] = {}
+
+    def statistic(indices: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.moveaxis(np.asarray(indices, dtype=np.intp), axis, -1)
+        key = (idx.shape, idx.tobytes())
+        if key not in cache:
+            flat = idx.reshape(-1, idx.shape[-1])
+            cache[key] = (stat_b(flat) - stat_a(flat)).reshape(idx.shape[:-1])
+        return cache[key]
+
+    return statistic
+
+
+@dataclass
+class BootstrapDelta:
+    """A paired BCa bootstrap of stat_b - stat_a, resampling rows jointly for both runs, and
+    the p-value that inverts it (the smallest alpha whose interval excludes 0).
+
+    Falls back to the percentile interval (and its inversion) when BCa cannot be computed,
+    e.g. every resample on one side of the observed value; `test` says which.
+
+    Args:
+        stat_a: metric of run A over a batch of resamples (see `mean_statistic`); corpus
+            metrics (BLEU, macro-F1) pass a callable that recomputes the metric per resample.
+        stat_b: the same for run B.
+        n_rows: how many paired rows there are.
+        n_boot: bootstrap replications.
+        seed: the resampling seed; the same seed gives the same numbers.
+    """
+
+    stat_a: BatchStatistic
+    stat_b: BatchStatistic
+    n_rows: int
+    n_boot: int = 2000
+    seed: int = 0
+    method: str = field(init=False, default="BCa")
+    delta: float = field(init=False, default=0.0)
+    standard_error: float = field(init=False, default=0.0)
+    degenerate: bool = field(init=False, default=False)
+    """Every resample gives the observed delta: no variation to speak of, so the interval is
+    that point at every level."""
+    _result: Any = field(init=False, default=None, repr=False)
+    _statistic: Any = field(init=False, default=None, repr=False)
+    _p_value: float | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        import warnings
+
+        import numpy as np
+
+        if self.n_rows < 2:
+            raise ValueError("a bootstrap needs at least two rows")
+        self._statistic = _cached_delta(self.stat_a, self.stat_b)
+        everything = np.arange(self.n_rows)
+        self.delta = float(self._statistic(everything[None, :])[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._result = self._bootstrap(0.95, n_resamples=self.n_boot)
+        distribution = np.asarray(self._result.bootstrap_distribution)
+        self.standard_error = float(distribution.std(ddof=1))
+        spread = np.abs(distribution - self.delta)
+        self.degenerate = bool(np.all(spread <= 1e-12 * max(1.0, abs(self.delta))))
+        if self.degenerate:
+            return
+        if not all(map(math.isfinite, self._raw_interval(0.95))):
+            self.method = "percentile"
+
+    @property
+    def test(self) -> str:
+        return f"paired bootstrap ({self.method})"
+
+    def _bootstrap(self, confidence: float, n_resamples: int = 0) -> Any:
+        import numpy as np
+        from scipy.stats import bootstrap
+
+        return bootstrap(
+            (np.arange(self.n_rows),),
+            self._statistic,
+            n_resamples=n_resamples,
+            batch=max(1, _CELLS_PER_BATCH // self.n_rows),
+            vectorized=True,
+            confidence_level=confidence,
+            method=self.method,
+            bootstrap_result=self._result,
+            rng=np.random.default_rng(self.seed),
+        )
+
+    def _raw_interval(self, confidence: float) -> tuple[float, float]:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = self._bootstrap(confidence).confidence_interval
+        return (float(ci.low), float(ci.high))
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        if self.degenerate:
+            return (self.delta, self.delta)
+        return self._raw_interval(confidence)
+
+    @property
+    def p_value(self) -> float:
+        """The smallest alpha at which the interval excludes 0, by bisection; at least
+        1 / (n_boot + 1), the finest a bootstrap of n_boot resamples resolves."""
+        if self._p_value is None:
+            self._p_value = self._invert()
+        return self._p_value
+
+    def _invert(self) -> float:
+        if self.degenerate:
+            return 1.0 if self.delta == 0 else 0.0
+        floor, top = 1 / (self.n_boot + 1), 1 - 1e-9
+        if excludes_zero(self.interval(1 - floor)):
+            return floor
+        if not excludes_zero(self.interval(1 - top)):
+            return 1.0
+        low, high = floor, top  # the interval at 1 - low includes 0; at 1 - high it does not
+        for _ in range(_BISECTION_STEPS):
+            middle = (low + high) / 2
+            if excludes_zero(self.interval(1 - middle)):
+                high = middle
+            else:
+                low = middle
+        return high
+
+
+def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
+    """The level each of several tests is judged at under Holm's step-down procedure.
+
+    Sorted by p-value, the k-th smallest (from 0) is tested at alpha / (m - k) while every
+    smaller one was rejected; from the first that is not, the rest keep that level. A test
+    rejects iff its p-value is below its level, which is iff its Holm-adjusted p-value is
+    below alpha, and an interval at 1 - level agrees with it.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    levels = [alpha] * m
+    stopped: float | None = None
+    for rank, i in enumerate(order):
+        level = stopped if stopped is not None else alpha / (m - rank)
+        levels[i] = level
+        if stopped is None and not p_values[i] < level:
+            stopped = level
+    return levels
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm's adjusted p-values (family-wise error control), in input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def rows_needed_paired_proportions(
