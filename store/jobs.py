@@ -148,6 +148,15 @@ class JobStore(StoreBase):
                 for k, v in values.items()
             )
 
+    def delete_job_metrics(self, job_id: int, from_step: int) -> int:
+        """Drop a job's metric points at `from_step` and later (a resumed job replays those
+        steps); returns how many went."""
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM job_metrics WHERE job_id = ? AND step >= ?", [job_id, from_step]
+            )
+            return int(cursor.rowcount)
+
     def job_metrics(self, job_id: int, name: str | None = None) -> list[MetricPoint]:
         sql = "SELECT step, name, value, at FROM job_metrics WHERE job_id = ?"
         params: list[Any] = [job_id]

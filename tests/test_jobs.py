@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from tunelab.engine.training.jobs import (
     resume_job,
     vanished_reason,
 )
+from tunelab.engine.training.worker import HEARTBEAT_ENV, cancel_requested
 from tunelab.store import Store, Workspace
 
 DONE = ("succeeded", "failed", "cancelled")
@@ -140,6 +143,8 @@ def test_kill_9_is_detected_then_resume_finishes(workspace: Workspace, tiny_dir:
     assert any(m.startswith("resumed from step") for m in messages)
     steps = [m.step for m in store.models_of_job(job.id)]
     assert steps == sorted(set(steps)) and steps[-1] == 30
+    # The steps replayed after the checkpoint replaced their points: one per step.
+    assert [p.step for p in store.job_metrics(job.id, "train_loss")] == list(range(1, 31))
 
 
 def test_cancel_saves_a_checkpoint_and_marks_cancelled(
@@ -154,6 +159,67 @@ def test_cancel_saves_a_checkpoint_and_marks_cancelled(
     assert len(models) == 1 and 2 <= (models[0].step or 0) < 5000
     with pytest.raises(BadInputError, match="only queued or running jobs cancel"):
         cancel_job(workspace, store, job.id)
+
+
+def test_a_resumed_cancelled_job_is_not_cancelled_again(
+    workspace: Workspace, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fast heartbeat: it beats many times while the resumed worker loads its model, so a
+    # stale cancel request would stop the job right after its first step.
+    monkeypatch.setenv(HEARTBEAT_ENV, "0.1")
+    store, job = _launch(workspace, tiny_dir, max_steps=1_000_000, eval_every_steps=0)
+    try:
+        wait_for(lambda: store.get_job(job.id).progress.get("step", 0) >= 2, 240, "two steps")
+        cancel_job(workspace, store, job.id)
+        assert wait_status(store, job.id, DONE).status == "cancelled"
+        stopped_at = max(m.step or 0 for m in store.models_of_job(job.id))
+        resume_job(workspace, store, job.id)
+
+        def went_on() -> bool:
+            current = store.get_job(job.id)
+            moved = current.progress.get("step", 0) >= stopped_at + 20
+            return moved or current.status in DONE
+
+        wait_for(went_on, 240, "the resumed job to go on or end")
+        assert store.get_job(job.id).status == "running"
+        cancel_job(workspace, store, job.id)  # a fresh request still cancels it
+        assert wait_status(store, job.id, DONE).status == "cancelled"
+    finally:
+        if store.get_job(job.id).status in ("queued", "running"):
+            cancel_job(workspace, store, job.id)
+            wait_status(store, job.id, DONE)
+
+
+def test_cancel_requests_count_only_after_the_claim(store: Store) -> None:
+    job = store.create_job("lora", {}, None, None, None)
+    store.add_job_event(job.id, "cancel_requested", "cancel requested; saving a checkpoint")
+    claimed = store.claim_job(job.id, os.getpid(), socket.gethostname(), {})
+    assert claimed is not None
+    since = store.job_events(job.id)[-1].id
+    assert not cancel_requested(store, job.id, since)
+    store.add_job_event(job.id, "cancel_requested", "cancel requested; saving a checkpoint")
+    assert cancel_requested(store, job.id, since)
+
+
+def test_resume_with_no_checkpoint_left_says_so_and_keeps_one_point_per_step(
+    workspace: Workspace, tiny_dir: Path
+) -> None:
+    store, job = _launch(workspace, tiny_dir, max_steps=4, eval_every_steps=2)
+    assert wait_status(store, job.id, DONE).status == "succeeded"
+    shutil.rmtree(store.get_job(job.id).output_dir)  # every checkpoint gone
+    store.update_job(job.id, status="failed", error="lost its checkpoints")
+    out = run_cli("jobs", "resume", str(job.id), workspace=workspace)
+    assert out.returncode == 0, out.stderr
+    assert "no checkpoint left: restarts from step 0" in out.stdout
+    assert "continues from" not in out.stdout
+    done = wait_status(store, job.id, DONE)
+    assert done.status == "succeeded", done.error
+    messages = [e.message for e in store.job_events(job.id)]
+    assert "resume requested; no checkpoint left: restarts from step 0" in messages
+    points = Counter((p.name, p.step) for p in store.job_metrics(job.id))
+    assert points and set(points.values()) == {1}, points
+    assert [p.step for p in store.job_metrics(job.id, "train_loss")] == [1, 2, 3, 4]
+    assert [p.step for p in store.job_metrics(job.id, "val_loss")] == [2, 4]
 
 
 def test_cancel_a_queued_job_and_refuse_to_resume_a_running_one(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -146,22 +146,87 @@ def test_json_round_trip(tmp_path: Path, data: st.DataObject) -> None:
     assert TrainingConfig.from_dict(config.to_dict(), strict=True) == config
 
 
-def test_every_form_setting_has_a_tune_flag_or_a_config_key() -> None:
-    """The Fine-tune form shows the `tunelab tune` command equal to its values: each setting
-    must be a real flag (or go to the --config file), or that command would not run."""
+def _tune_command() -> Any:
+    """The click command typer builds for `tunelab tune` (typer may vendor its own click)."""
     import typer.main
 
     from tunelab.cli import app
-    from tunelab.engine.api.facade import CLI_FLAG_NAMES, CLI_FLAGLESS, training_command_line
-    from tunelab.engine.training.config import TrainingConfig
 
-    command = typer.main.get_command(app).commands["tune"]  # type: ignore[attr-defined]
-    flags = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
-    for field in dataclasses.fields(TrainingConfig):
-        if field.name in CLI_FLAGLESS:
+    group: Any = typer.main.get_command(app)
+    return group.commands["tune"]
+
+
+def test_tune_options_are_generated_from_the_config_metadata() -> None:
+    """One list: every config field with a flag is a `tune` option named by its metadata,
+    and the settings only a --config file takes have none."""
+    from tunelab.engine.training.options import config_options
+
+    params = {p.name: p for p in _tune_command().params}
+    for option in config_options():
+        if not option.cli:
+            assert option.name not in params
             continue
-        flag = "--" + CLI_FLAG_NAMES.get(field.name, field.name.replace("_", "-"))
-        assert flag in flags, f"{field.name}: no {flag} option on `tunelab tune`"
+        param = params[option.name]
+        assert param.opts == [f"--{option.flag}"]
+        assert param.secondary_opts == ([f"--no-{option.flag}"] if option.kind == "bool" else [])
+        assert param.default is None  # None keeps the config file's or the default value
+        assert option.help.split(" (")[0] in (getattr(param, "help", None) or "")
+    for flag in ("--eval-every", "--patience", "--gradient-checkpointing", "--lora-r"):
+        assert any(flag in p.opts for p in params.values()), flag
+    assert "--no-gradient-checkpointing" in params["gradient_checkpointing"].secondary_opts
+
+
+form_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "method": st.sampled_from(["lora", "full"]),
+        "epochs": st.floats(min_value=0.5, max_value=9),
+        "lr": st.sampled_from([1e-4, 3e-3]),
+        "lora_r": st.integers(1, 64),
+        "target_modules": st.lists(st.sampled_from(["q_proj", "v_proj"]), min_size=1,
+                                   max_size=2, unique=True),
+        "packing": st.booleans(),
+        "gradient_checkpointing": st.booleans(),
+        "eval_every_steps": st.integers(0, 500),
+        "early_stopping_patience": st.integers(0, 5),
+        "val_split": st.sampled_from(["dev", "my split"]),
+        "weight_decay": st.sampled_from([0.01, 0.1]),
+        "scheduler": st.sampled_from(["cosine", "constant"]),
+        "save_every_steps": st.integers(1, 100),
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=form_values)
+def test_the_forms_command_line_is_a_tune_command_with_the_same_settings(
+    values: dict[str, object],
+) -> None:
+    """The Fine-tune form shows the `tunelab tune` command equal to its values; parsed by
+    the real `tune` command (plus its --config file) it gives back the same config."""
+    import shlex
+    import tomllib
+
+    from tunelab.engine.api.training_form import config_fields, training_command_line
+
+    defaults = {f.name: f.default for f in config_fields()}
+    line = training_command_line(values, defaults)
+    command_text, _, toml_text = line.partition("\n# training.toml:\n")
+    args = shlex.split(command_text)
+    assert args[:2] == ["tunelab", "tune"]
+    context = _tune_command().make_context("tune", [*args[2:], "--dataset", "d", "--prompt",
+                                                    "p@1"])  # fmt: skip
+    flags = {k: v for k, v in context.params.items() if k in defaults and v is not None}
+    from_file = tomllib.loads(toml_text) if toml_text else {}
+    assert bool(toml_text) == ("--config" in args)
+    parsed = TrainingConfig().with_overrides(**{**from_file, **flags})
+    expected = TrainingConfig().with_overrides(**values)
+    assert parsed == expected
+
+
+def test_boolean_settings_become_flag_pairs() -> None:
+    from tunelab.engine.api.training_form import training_command_line
+
     line = training_command_line({"gradient_checkpointing": True, "packing": False},
                                  {"gradient_checkpointing": False, "packing": True})  # fmt: skip
     assert line == "tunelab tune --gradient-checkpointing --no-packing"

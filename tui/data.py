@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunelab.engine.training.progress import TrainingProgress
 from tunelab.store import Dataset, Job, Model, Run
 
 
 def main_metric(run: Run, dataset: Dataset | None = None) -> tuple[str, float] | None:
-    """The run's headline number: the dataset's first metric, else the run's first numeric one."""
+    """The run's headline number: the dataset's first metric, else the run's first numeric one.
+
+    None for a run that scored no rows: its metrics describe nothing (shown as "—").
+    """
+    if run.rows_done == 0:
+        return None
     numeric = {
         k: float(v)
         for k, v in run.metrics.items()
@@ -85,25 +91,19 @@ def best_checkpoint_per_dataset(
 
 
 def job_fraction(job: Job) -> tuple[float, float]:
-    """(done, total) steps of a job from its progress JSON; total 0 when unknown."""
-    progress = job.progress
-    done = progress.get("step", progress.get("done", 0)) or 0
-    total = progress.get("total_steps") or progress.get("max_steps") or progress.get("total") or 0
-    try:
-        return float(done), float(total)
-    except (TypeError, ValueError):
-        return 0.0, 0.0
+    """(done, total) steps of a job, from the progress its worker wrote; total 0 when unknown."""
+    progress = TrainingProgress.from_dict(job.progress)
+    return float(progress.step), float(progress.total_steps)
 
 
 def job_summary(job: Job) -> str:
     """One line: id, method, status, phase, steps and the latest training loss."""
-    done, total = job_fraction(job)
+    progress = TrainingProgress.from_dict(job.progress)
     parts = [f"job {job.id}", job.method, job.status]
-    phase = job.progress.get("phase")
-    if phase and phase != job.status:
-        parts.append(str(phase))
-    parts.append(f"step {int(done)}/{int(total)}" if total else "waiting")
-    loss = job.progress.get("train_loss")
-    if isinstance(loss, int | float):
-        parts.append(f"loss {loss:.4f}")
+    if progress.phase and progress.phase != job.status:
+        parts.append(progress.phase)
+    total = progress.total_steps
+    parts.append(f"step {progress.step}/{total}" if total else "waiting")
+    if progress.train_loss is not None:
+        parts.append(f"loss {progress.train_loss:.4f}")
     return " · ".join(parts)

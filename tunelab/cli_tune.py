@@ -6,6 +6,7 @@ the terminal. Nothing here imports torch (only `model export` does, inside the c
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -25,66 +26,28 @@ def tune(
     base: str = typer.Option("builtin", "--base", help="Base model: builtin, a name, a folder."),
     dataset: str = typer.Option(..., "--dataset", help="Dataset name in the workspace."),
     prompt: str = typer.Option(..., "--prompt", help="Prompt version that renders rows: NAME@V."),
-    method: str | None = typer.Option(None, "--method", help="lora, prefix, prompt or full."),
-    epochs: float | None = typer.Option(None, "--epochs", help="Passes over the training split."),
-    max_steps: int | None = typer.Option(
-        None, "--max-steps", help="Optimizer steps (overrides epochs)."
-    ),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Examples per forward pass."),
-    grad_accum: int | None = typer.Option(None, "--grad-accum", help="Passes per optimizer step."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
-    lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank."),
-    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help="LoRA alpha."),
-    lora_dropout: float | None = typer.Option(None, "--lora-dropout", help="LoRA dropout."),
-    target_modules: str | None = typer.Option(
-        None, "--target-modules", help="Comma-separated LoRA target modules."
-    ),
-    num_virtual_tokens: int | None = typer.Option(
-        None, "--num-virtual-tokens", help="Virtual tokens (prefix/prompt tuning)."
-    ),
-    max_seq_len: int | None = typer.Option(None, "--max-seq-len", help="Tokens per example."),
-    packing: bool | None = typer.Option(None, "--packing/--no-packing", help="Pack examples."),
-    gradient_checkpointing: bool | None = typer.Option(
-        None,
-        "--gradient-checkpointing/--no-gradient-checkpointing",
-        help="Recompute activations in the backward pass: less memory, slower.",
-    ),
-    eval_every: int | None = typer.Option(None, "--eval-every", help="Validate every N steps."),
-    eval_samples: int | None = typer.Option(None, "--eval-samples", help="Validation rows."),
-    patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience."),
-    metric_for_best: str | None = typer.Option(None, "--metric-for-best", help="Best metric."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed."),
-    train_split: str | None = typer.Option(None, "--train-split", help="Split to train on."),
-    val_split: str | None = typer.Option(None, "--val-split", help="Split to validate on."),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps."),
     gpus: int = typer.Option(0, "--gpus", help="N > 1 trains data-parallel in N processes."),
     config_file: Path | None = typer.Option(
         None, "--config", help="A .json or .toml training config; flags override it."
     ),
     json_output: bool = typer.Option(False, "--json", help='Print {"job_id": N}.'),
     wait: bool = typer.Option(False, "--wait", help="Follow progress until the job ends."),
+    **settings: Any,
 ) -> None:
     """Start a fine-tuning job in the background and print its id."""
     from tunelab.engine.models.sources import resolve_model
     from tunelab.engine.training.config import TrainingConfig
     from tunelab.engine.training.jobs import launch_job
 
+    given = {name: value for name, value in settings.items() if value is not None}
     config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
-    config = config.with_overrides(
-        method=method, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-        grad_accum=grad_accum, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout, target_modules=target_modules,
-        num_virtual_tokens=num_virtual_tokens, max_seq_len=max_seq_len, packing=packing,
-        gradient_checkpointing=gradient_checkpointing,
-        eval_every_steps=eval_every, eval_samples=eval_samples,
-        early_stopping_patience=patience, metric_for_best=metric_for_best, seed=seed,
-        train_split=train_split, val_split=val_split, device=device,
-    )  # fmt: skip
+    config = config.with_overrides(**given)
     store = state.store()
     base_model = resolve_model(store, base)
     job = launch_job(
-        state.workspace(), store, config, base_model, store.get_dataset(dataset), prompt, gpus
-    )
+        state.workspace(), store, config, base_model, store.get_dataset(dataset), prompt, gpus,
+        given=list(given),
+    )  # fmt: skip
     if json_output:
         emit_json({"job_id": job.id})
     else:
@@ -94,6 +57,36 @@ def tune(
         _follow(job.id, quiet=json_output)
 
 
+_ANNOTATIONS: dict[str, Any] = {"bool": bool | None, "int": int | None, "float": float | None}
+
+
+def _with_config_options(signature: inspect.Signature) -> inspect.Signature:
+    """`tune`'s signature with one option per `TrainingConfig` field that has a flag, read
+    from the field's metadata (so the flags never drift from the config); each defaults to
+    None, meaning: keep the config file's or the default value."""
+    from tunelab.engine.training.options import config_options
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    fixed = [p.replace(kind=keyword) for p in signature.parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
+    generated = []
+    for option in config_options():
+        if not option.cli:
+            continue
+        flag = f"--{option.flag}"
+        decls = f"{flag}/--no-{option.flag}" if option.kind == "bool" else flag
+        shown = option.default not in (None, "") and "default" not in option.help.lower()
+        help_text = option.help + (f" (default {option.default})" if shown else "")
+        default = typer.Option(None, decls, help=help_text, rich_help_panel="Training settings")
+        annotation = _ANNOTATIONS.get(option.kind, str | None)
+        generated.append(inspect.Parameter(option.name, keyword, default=default,
+                                           annotation=annotation))  # fmt: skip
+    return signature.replace(parameters=[*fixed[:3], *generated, *fixed[3:]])
+
+
+tune.__signature__ = _with_config_options(inspect.signature(tune))  # type: ignore[attr-defined]
+
+
 def _refresh() -> None:
     from tunelab.engine.training.jobs import refresh_job_states
 
@@ -101,20 +94,22 @@ def _refresh() -> None:
 
 
 def _progress_line(job: Job) -> str:
-    p = job.progress
-    if not p or "step" not in p:
+    from tunelab.engine.training.progress import TrainingProgress
+
+    p = TrainingProgress.from_dict(job.progress)
+    if not p.phase:
         return job.status
-    parts = [f"step {p['step']}/{p.get('total_steps') or '?'}", str(p.get("phase", ""))]
-    if p.get("train_loss") is not None:
-        parts.append(f"loss {p['train_loss']:.4f}")
-    for name, value in (p.get("val") or {}).items():
+    parts = [f"step {p.step}/{p.total_steps or '?'}", p.phase]
+    if p.train_loss is not None:
+        parts.append(f"loss {p.train_loss:.4f}")
+    for name, value in p.val.items():
         parts.append(f"{name} {value:.4f}")
-    if p.get("tokens_per_s"):
-        parts.append(f"{p['tokens_per_s']:.0f} tok/s")
-    if p.get("eta_s") is not None and job.status == "running":
-        parts.append(f"ETA {_duration(p['eta_s'])}")
-    if p.get("peak_memory_mb"):
-        parts.append(f"peak {p['peak_memory_mb']:.0f} MB")
+    if p.tokens_per_s:
+        parts.append(f"{p.tokens_per_s:.0f} tok/s")
+    if p.eta_s is not None and job.status == "running":
+        parts.append(f"ETA {_duration(p.eta_s)}")
+    if p.peak_memory_mb:
+        parts.append(f"peak {p.peak_memory_mb:.0f} MB")
     return ", ".join(parts)
 
 
@@ -248,11 +243,11 @@ def jobs_cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
 
 @jobs_app.command("resume")
 def jobs_resume(job_id: int = typer.Argument(..., help="Job id.")) -> None:
-    """Continue a failed or cancelled job from its last checkpoint."""
-    from tunelab.engine.training.jobs import resume_job
+    """Continue a failed or cancelled job from its last checkpoint (step 0 if none is left)."""
+    from tunelab.engine.training.jobs import resume_job, resume_plan, resume_point
 
     job = resume_job(state.workspace(), state.store(), job_id)
-    console.print(f"job {job.id} queued again; it continues from its last checkpoint")
+    console.print(f"job {job.id} queued again; {resume_plan(resume_point(job))}")
 
 
 def add_export_command(model_app: typer.Typer) -> None:

@@ -7,11 +7,17 @@ small view dataclasses, so the TUI never reaches into engine internals.
 
 from __future__ import annotations
 
-import shlex
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tunelab.engine.api.training_form import (
+    JOB_FIELDS,
+    config_fields,
+    launch_from_form,
+    training_command_line,
+    training_fields,
+)
 from tunelab.engine.api.types import (
     BiasToken,
     ComparisonView,
@@ -67,92 +73,6 @@ def settings_toml_of(version: PromptVersion) -> str:
     from tunelab.engine.prompts.text import settings_to_toml
 
     return settings_to_toml(version.mode, version.reasoning, version.settings)
-
-
-CLI_FLAG_NAMES = {"eval_every_steps": "eval-every", "early_stopping_patience": "patience"}
-"""Form fields whose `tunelab tune` flag is not the field name in kebab case."""
-CLI_FLAGLESS = frozenset({"weight_decay", "warmup_ratio", "scheduler", "group_by_length",
-                          "save_every_steps"})  # fmt: skip
-"""Training settings `tunelab tune` only takes from a --config file."""
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def training_command_line(values: dict[str, Any], defaults: dict[str, Any]) -> str:
-    """The `tunelab tune` command equal to a form: settings that differ from the defaults.
-
-    Settings the CLI has no flag for go into a TOML file passed with --config; its content
-    follows the command, so the user can write it out.
-    """
-    parts = ["tunelab", "tune"]
-    config_lines: list[str] = []
-    for name, value in values.items():
-        if name in defaults and defaults[name] == value:
-            continue
-        if value is None or value == "":
-            continue
-        if name in CLI_FLAGLESS:
-            config_lines.append(f"{name} = {_toml_value(value)}")
-            continue
-        flag = "--" + CLI_FLAG_NAMES.get(name, name.replace("_", "-"))
-        if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, list | tuple):
-            parts += [flag, ",".join(str(v) for v in value)]
-        else:
-            parts += [flag, str(value)]
-    if not config_lines:
-        return shlex.join(parts)
-    parts += ["--config", "training.toml"]
-    return shlex.join(parts) + "\n# training.toml:\n" + "\n".join(config_lines)
-
-
-JOB_FIELDS = [
-    TrainingField("base", "builtin", "Base model to fine-tune (name, folder or hub id)."),
-    TrainingField("dataset", "", "Dataset to train on (its train split by default)."),
-    TrainingField("prompt", "", "Prompt version that renders each row, e.g. classify@2."),
-    TrainingField(
-        "gpus", 0, "GPUs: 0 or 1 trains in one process; N > 1 is data-parallel.", kind="int"
-    ),
-]
-"""Launch arguments that are not part of the training config itself."""
-
-
-def _kind(annotation: object) -> str:
-    text = str(annotation)
-    for kind in ("bool", "list", "int", "float"):
-        if kind in text:
-            return kind
-    return "str"
-
-
-def config_fields(config_class: type, choices: dict[str, tuple[str, ...]]) -> list[TrainingField]:
-    """One form field per dataclass field, with its default, help text and type."""
-    from dataclasses import MISSING, fields
-
-    out: list[TrainingField] = []
-    for f in fields(config_class):
-        if f.default is not MISSING:
-            default: Any = f.default
-        elif f.default_factory is not MISSING:
-            default = f.default_factory()
-        else:
-            default = None
-        out.append(
-            TrainingField(
-                f.name, default, str(f.metadata.get("help", "")),
-                tuple(choices.get(f.name, ())), _kind(f.type),
-            )
-        )  # fmt: skip
-    return out
 
 
 class Engine:
@@ -265,13 +185,7 @@ class Engine:
 
     # Fine-tuning -------------------------------------------------------------------------
     def training_fields(self) -> list[TrainingField]:
-        from tunelab.engine.training import config as tc
-
-        choices = {
-            "method": tc.METHODS, "scheduler": tc.SCHEDULERS,
-            "metric_for_best": tc.BEST_METRICS, "device": tc.DEVICES,
-        }  # fmt: skip
-        return [*JOB_FIELDS, *config_fields(tc.TrainingConfig, choices)]
+        return training_fields()
 
     def training_command(self, values: dict[str, Any]) -> str:
         defaults = {f.name: f.default for f in self.training_fields()}
@@ -283,22 +197,7 @@ class Engine:
         return self.workspace
 
     def launch_job(self, values: dict[str, Any]) -> int:
-        from tunelab.engine.evaluation.plan import resolve_model_arg
-        from tunelab.engine.training.config import TrainingConfig
-        from tunelab.engine.training.jobs import launch_job
-
-        job_values = {f.name: values.get(f.name, f.default) for f in JOB_FIELDS}
-        config_values = {k: v for k, v in values.items() if k not in job_values and v is not None}
-        if not job_values["dataset"] or not job_values["prompt"]:
-            raise BadInputError("a job needs a dataset and a prompt version (e.g. classify@2)")
-        config = TrainingConfig.from_dict(config_values, strict=True)
-        base = resolve_model_arg(self.store, str(job_values["base"]))
-        dataset = self.store.get_dataset(str(job_values["dataset"]))
-        job = launch_job(
-            self._workspace(), self.store, config, base, dataset, str(job_values["prompt"]),
-            gpus=int(job_values["gpus"] or 0),
-        )  # fmt: skip
-        return job.id
+        return launch_from_form(self.store, self._workspace(), values)
 
     def cancel_job(self, job_id: int) -> None:
         from tunelab.engine.training.jobs import cancel_job

@@ -54,7 +54,8 @@ class TrainingConfig:
     """
 
     method: str = field(
-        default="lora", metadata={"help": f"Fine-tuning method: {', '.join(METHODS)}."}
+        default="lora",
+        metadata={"help": f"Fine-tuning method: {', '.join(METHODS)}.", "choices": METHODS},
     )
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
     max_steps: int | None = field(
@@ -69,23 +70,41 @@ class TrainingConfig:
         default=None,
         metadata={"help": "Peak learning rate (default 2e-4 lora, 3e-3 prefix/prompt, 2e-5 full)."},
     )
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay.", "cli": False})
     warmup_ratio: float = field(
-        default=0.03, metadata={"help": "Fraction of steps spent warming the learning rate up."}
+        default=0.03,
+        metadata={"help": "Fraction of steps spent warming the learning rate up.", "cli": False},
     )
     scheduler: str = field(
         default="linear",
-        metadata={"help": f"Learning-rate schedule after warmup: {', '.join(SCHEDULERS)}."},
+        metadata={
+            "help": f"Learning-rate schedule after warmup: {', '.join(SCHEDULERS)}.",
+            "choices": SCHEDULERS,
+            "cli": False,
+        },
     )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (alpha/r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank.", "methods": ("lora",)})
+    lora_alpha: int = field(
+        default=16,
+        metadata={"help": "LoRA scaling numerator (alpha/r).", "methods": ("lora",)},
+    )
+    lora_dropout: float = field(
+        default=0.05, metadata={"help": "Dropout on the LoRA input.", "methods": ("lora",)}
+    )
     target_modules: list[str] | None = field(
         default=None,
-        metadata={"help": "Module names LoRA adapts (default per architecture: q/k/v/o_proj)."},
+        metadata={
+            "help": "Module names LoRA adapts, comma-separated (default per architecture: "
+            "q/k/v/o_proj).",
+            "methods": ("lora",),
+        },
     )
     num_virtual_tokens: int = field(
-        default=20, metadata={"help": "Virtual tokens learned by prefix or prompt tuning."}
+        default=20,
+        metadata={
+            "help": "Virtual tokens learned by prefix or prompt tuning.",
+            "methods": ("prefix", "prompt"),
+        },
     )
     max_seq_len: int = field(
         default=256, metadata={"help": "Tokens per example; longer prompts lose their start."}
@@ -95,7 +114,8 @@ class TrainingConfig:
         metadata={"help": "Pack several examples into one row (needs sdpa/flash attention)."},
     )
     group_by_length: bool = field(
-        default=True, metadata={"help": "Batch examples of similar length to cut padding."}
+        default=True,
+        metadata={"help": "Batch examples of similar length to cut padding.", "cli": False},
     )
     gradient_checkpointing: bool = field(
         default=False,
@@ -105,23 +125,30 @@ class TrainingConfig:
         },
     )
     eval_every_steps: int = field(
-        default=50, metadata={"help": "Validate every N optimizer steps (0: only at the end)."}
-    )
+        default=50,
+        metadata={"help": "Validate every N optimizer steps (0: only at the end).",
+                  "flag": "eval-every"},
+    )  # fmt: skip
     eval_samples: int = field(
         default=64, metadata={"help": "Validation rows scored at each evaluation."}
     )
     early_stopping_patience: int = field(
         default=0,
-        metadata={"help": "Stop after N evaluations without improvement (0: never stop early)."},
-    )
+        metadata={"help": "Stop after N evaluations without improvement (0: never stop early).",
+                  "flag": "patience"},
+    )  # fmt: skip
     metric_for_best: str = field(
         default="val_loss",
-        metadata={"help": f"Metric that picks the best checkpoint: {', '.join(BEST_METRICS)}."},
+        metadata={
+            "help": f"Metric that picks the best checkpoint: {', '.join(BEST_METRICS)}.",
+            "choices": BEST_METRICS,
+        },
     )
     save_every_steps: int = field(
         default=0,
-        metadata={"help": "Save a checkpoint every N steps (0: at each evaluation and the end)."},
-    )
+        metadata={"help": "Save a checkpoint every N steps (0: at each evaluation and the end).",
+                  "cli": False},
+    )  # fmt: skip
     seed: int = field(default=42, metadata={"help": "Seed for shuffling, dropout and init."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     val_split: str = field(
@@ -132,7 +159,8 @@ class TrainingConfig:
         },
     )
     device: str = field(
-        default="auto", metadata={"help": f"Where to train: {', '.join(DEVICES)} or cuda:N."}
+        default="auto",
+        metadata={"help": f"Where to train: {', '.join(DEVICES)} or cuda:N.", "choices": DEVICES},
     )
 
     def __post_init__(self) -> None:

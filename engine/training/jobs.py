@@ -21,10 +21,14 @@ from typing import TYPE_CHECKING
 
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.processes import boot_id, process_alive, process_start_ticks
+from tunelab.engine.training.checkpoint import STEP_PREFIX, latest_checkpoint
 from tunelab.engine.training.config import TrainingConfig, check_target_modules
+from tunelab.engine.training.options import check_options_apply
 from tunelab.store import Job, PromptVersion
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from tunelab.store import Dataset, Model, Store, Workspace
 
 ACTIVE = ("queued", "running")
@@ -67,6 +71,7 @@ def launch_job(
     dataset: Dataset,
     prompt_ref: str | PromptVersion,
     gpus: int = 0,
+    given: Iterable[str] = (),
 ) -> Job:
     """Queue a fine-tuning job and start its detached worker; returns at once.
 
@@ -78,12 +83,14 @@ def launch_job(
         dataset: the dataset; the prompt renders its rows into training text.
         prompt_ref: `NAME@V` (or a version record) that renders each training row.
         gpus: 0 or 1 trains in the worker; N > 1 runs N data-parallel processes.
+        given: the config fields the user set explicitly (refused when the method ignores
+            them).
 
     Returns:
         The job, queued; the worker moves it to running as soon as the queue allows.
     """
-    check_job_inputs(store, config, base, dataset, gpus)
     prompt = resolve_prompt(store, prompt_ref)
+    check_job_inputs(store, config, base, dataset, gpus, prompt, workspace, given)
     workspace.ensure_dirs()
     job = store.create_job(
         config.method, config.to_dict(), base.id, dataset.id, prompt.id, gpus=gpus
@@ -97,9 +104,18 @@ def launch_job(
 
 
 def check_job_inputs(
-    store: Store, config: TrainingConfig, base: Model, dataset: Dataset, gpus: int
+    store: Store,
+    config: TrainingConfig,
+    base: Model,
+    dataset: Dataset,
+    gpus: int,
+    prompt: PromptVersion | None = None,
+    workspace: Workspace | None = None,
+    given: Iterable[str] = (),
 ) -> None:
-    """Fail fast, before anything is queued, on input the worker would reject later."""
+    """Fail fast, before anything is queued, on input the worker would reject later (or would
+    run, but not as the user asked)."""
+    check_options_apply(config.method, given)
     if base.kind == "adapter":
         raise BadInputError(
             f"{base.name!r} is an adapter; fine-tune its base model or export it merged first "
@@ -123,6 +139,11 @@ def check_job_inputs(
             "output of each row (re-add it with --reference COLUMN)"
         )
     config.check_against_data(dataset.split(config.train_split).row_count)
+    check_base_files(base)
+    if workspace is not None:
+        check_writable(workspace.models_dir)
+    if prompt is not None:
+        check_rows(store, config, dataset, prompt)
     if config.device not in ("auto", "cpu"):
         from tunelab.engine.models.loading import (
             pick_device,
@@ -133,6 +154,74 @@ def check_job_inputs(
         available = weight_module_names(store, base)
         if available:  # unknown layout: the worker checks against the loaded model
             check_target_modules(config.target_modules, available)
+
+
+def check_base_files(base: Model) -> None:
+    """A base model registered from a folder or file must still have its files there."""
+    if base.source not in ("hf_folder", "artifact", "gguf"):
+        return  # built-in (cached on demand) or a hub id
+    path = Path(base.path).expanduser()
+    is_gguf = base.source == "gguf" or path.suffix.lower() == ".gguf"
+    present = path.is_file() if is_gguf else (path / "config.json").is_file()
+    if not present:
+        what = "is gone" if not path.exists() else "has no config.json any more"
+        raise BadInputError(
+            f"base model {base.name!r}: {path} {what}; restore its files or register the "
+            "model again with `tunelab model add`"
+        )
+
+
+def check_writable(folder: Path) -> None:
+    """Checkpoints go under `folder`: it (or the folder that will hold it) must be writable."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BadInputError(f"cannot save checkpoints under {folder}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BadInputError(
+            f"cannot save checkpoints under {folder}: {probe} is not writable; fix its permissions"
+        )
+
+
+def check_rows(
+    store: Store, config: TrainingConfig, dataset: Dataset, prompt: PromptVersion
+) -> None:
+    """The prompt's variables exist in the data and every row to train or validate on has a
+    reference to learn, as the worker needs."""
+    from tunelab.engine.evaluation.plan import check_variables
+    from tunelab.engine.training.data import VAL_SPLIT_NAMES
+
+    column = dataset.reference_column or ""
+    val_split = config.val_split or next(
+        (n for n in VAL_SPLIT_NAMES if n in dataset.split_names and n != config.train_split), ""
+    )
+    for split in dict.fromkeys(s for s in (config.train_split, val_split) if s):
+        rows = store.dataset_rows(dataset.name, split)
+        check_variables(prompt, dataset, rows)
+        empty = [r.idx for r in rows if _blank(r.data.get(column))]
+        if empty:
+            some = ", ".join(str(i) for i in empty[:5]) + (", …" if len(empty) > 5 else "")
+            raise BadInputError(
+                f"split {split!r} of dataset {dataset.name!r} has {len(empty)} row"
+                f"{'s' if len(empty) > 1 else ''} with an empty reference {column!r} (row "
+                f"{some}); fill them in or remove them, since there is nothing to learn"
+            )
+
+
+def _blank(value: object) -> bool:
+    return value is None or str(value).strip() == ""
+
+
+def resume_point(job: Job) -> int | None:
+    """The step a resumed job continues from: its newest resumable checkpoint; None when
+    none is left (it restarts from step 0)."""
+    if not job.output_dir:
+        return None
+    checkpoint = latest_checkpoint(Path(job.output_dir))
+    if checkpoint is None:
+        return None
+    return int(checkpoint.name.removeprefix(STEP_PREFIX))
 
 
 _NOT_LORA_TARGETS = frozenset(
@@ -224,7 +313,8 @@ def cancel_job(workspace: Workspace, store: Store, job_id: int) -> Job:
 
 
 def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
-    """Queue a failed or cancelled job again; its worker continues from the last checkpoint."""
+    """Queue a failed or cancelled job again; its worker continues from the last checkpoint
+    (see `resume_point`), or from step 0 when none is left."""
     refresh_job_states(store)
     job = store.get_job(job_id)
     if job.status not in ("failed", "cancelled"):
@@ -232,14 +322,23 @@ def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
         raise BadInputError(
             f"job {job_id} is {job.status}{hint}; only failed or cancelled jobs resume"
         )
+    step = resume_point(job)
+    plan = resume_plan(step)
     if not store.transition_job(
-        job_id, ["failed", "cancelled"], ("queued", "resume requested"),
+        job_id, ["failed", "cancelled"], ("queued", f"resume requested; {plan}"),
         status="queued", error=None, finished_at=None,
     ):  # fmt: skip
         raise BadInputError(f"job {job_id} changed state meanwhile; look at `tunelab jobs show`")
     stop_file(workspace, job_id).unlink(missing_ok=True)
     start_worker(workspace, job_id, job.log_path or None)
     return store.get_job(job_id)
+
+
+def resume_plan(step: int | None) -> str:
+    """What a resume does, in words, for the step `resume_point` found."""
+    if step is None:
+        return "no checkpoint left: restarts from step 0"
+    return f"continues from its checkpoint at step {step}"
 
 
 def _is_same_process(job: Job) -> bool:

@@ -14,7 +14,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from tunelab.engine.training.data import (
     plan_splits,
     shard,
 )
+from tunelab.engine.training.progress import TrainingProgress
 from tunelab.engine.training.steps import (
     collate,
     collate_packed,
@@ -65,31 +66,6 @@ class TrainingRequest:
     job_id: int | None = None
     resume: bool = True
     model_name_prefix: str = ""
-
-
-@dataclass
-class TrainingProgress:
-    """Where a run stands; `metrics` holds the metric points produced at this step."""
-
-    phase: str
-    step: int
-    total_steps: int
-    epoch: float
-    train_loss: float | None = None
-    learning_rate: float | None = None
-    tokens_per_s: float | None = None
-    eta_s: float | None = None
-    peak_memory_mb: float | None = None
-    memory_kind: str = "rss"
-    val: dict[str, float] = field(default_factory=dict)
-    best: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    message: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("metrics")
-        return data
 
 
 @dataclass

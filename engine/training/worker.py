@@ -32,10 +32,13 @@ from tunelab.engine.training.jobs import (
 from tunelab.store import Store, Workspace, find_workspace
 
 if TYPE_CHECKING:
-    from tunelab.engine.training.loop import TrainingProgress, TrainingResult
+    from tunelab.engine.training.loop import TrainingResult
+    from tunelab.engine.training.progress import TrainingProgress
     from tunelab.store import Job
 
 HEARTBEAT_S = 5.0
+HEARTBEAT_ENV = "TUNELAB_HEARTBEAT_S"
+"""Overrides HEARTBEAT_S (seconds), so tests see cancel requests picked up quickly."""
 PROGRESS_EVERY_S = 2.0
 RESULT_FILE = "result.json"
 
@@ -47,7 +50,12 @@ def _now() -> str:
 
 
 class ProgressRecorder:
-    """Writes metric series at every call and the progress snapshot every few seconds."""
+    """Writes metric series at every call and the progress snapshot every few seconds.
+
+    A resumed job replays the steps after its last checkpoint (or all of them when no
+    checkpoint is left): the first points this process writes replace the job's points from
+    that step on, so each series keeps one point per step.
+    """
 
     def __init__(self, store: Store, job_id: int, worker: dict[str, Any]) -> None:
         self.store = store
@@ -56,15 +64,21 @@ class ProgressRecorder:
         self._last = 0.0
         self._last_phase = ""
         self._last_message = ""
+        self._replaced_from: int | None = None
 
     def __call__(self, progress: TrainingProgress) -> None:
+        from dataclasses import replace
+
         if progress.metrics:
+            if self._replaced_from is None:
+                self._replaced_from = progress.step
+                self.store.delete_job_metrics(self.job_id, progress.step)
             self.store.add_job_metrics(self.job_id, progress.step, progress.metrics)
         now = time.monotonic()
         changed = progress.phase != self._last_phase
         if changed or now - self._last >= PROGRESS_EVERY_S:
             self._last, self._last_phase = now, progress.phase
-            snapshot = {**progress.to_dict(), "worker": self.worker}
+            snapshot = replace(progress, worker=self.worker).to_dict()
             self.store.update_job(self.job_id, progress=snapshot, heartbeat_at=_now())
         if progress.message and progress.message != self._last_message:
             self._last_message = progress.message
@@ -91,13 +105,31 @@ class StopSignal:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def _heartbeat(store_path: Path, job_id: int, stop: StopSignal, done: threading.Event) -> None:
+def heartbeat_seconds() -> float:
+    try:
+        return max(0.05, float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_S)))
+    except ValueError:
+        return HEARTBEAT_S
+
+
+def cancel_requested(store: Store, job_id: int, since_event_id: int) -> bool:
+    """True when someone asked to cancel the job after event `since_event_id` (its claim):
+    a request from before a resume belongs to the run it already stopped."""
+    return any(
+        e.kind == "cancel_requested" and e.id > since_event_id
+        for e in store.job_events(job_id)[-5:]
+    )
+
+
+def _heartbeat(
+    store_path: Path, job_id: int, stop: StopSignal, done: threading.Event, since_event_id: int
+) -> None:
     """Beat every few seconds and pick up cancel requests, even while a step is running."""
     store = Store(store_path)
     try:
-        while not done.wait(HEARTBEAT_S):
+        while not done.wait(heartbeat_seconds()):
             store.update_job(job_id, heartbeat_at=_now())
-            if any(e.kind == "cancel_requested" for e in store.job_events(job_id)[-5:]):
+            if cancel_requested(store, job_id, since_event_id):
                 stop.event.set()
                 stop.marker.parent.mkdir(parents=True, exist_ok=True)
                 stop.marker.touch()
@@ -196,11 +228,15 @@ def run_job(workspace: Workspace, job_id: int) -> int:
         return 0
     _redirect_output(job.log_path)
     print(f"job {job.id}: {job.method} fine-tuning, pid {info.pid} on {info.host}", flush=True)
+    claimed_at = max(e.id for e in store.job_events(job.id) if e.kind == "running")
     stop = StopSignal(stop_file(workspace, job.id))
+    # A stop file left by the run a resume continues is not a request to stop this one; a
+    # cancel from now on is an event after the claim, which the heartbeat turns into one.
+    stop.marker.unlink(missing_ok=True)
     stop.install()
     done = threading.Event()
     beat = threading.Thread(
-        target=_heartbeat, args=(workspace.db_path, job.id, stop, done), daemon=True
+        target=_heartbeat, args=(workspace.db_path, job.id, stop, done, claimed_at), daemon=True
     )
     beat.start()
     status, error, message = "failed", None, ""
@@ -220,6 +256,7 @@ def run_job(workspace: Workspace, job_id: int) -> int:
         traceback.print_exc()
     finally:
         done.set()
+        beat.join(timeout=30)  # so it cannot touch the stop file after it is removed below
     fields: dict[str, Any] = {"status": status, "finished_at": _now()}
     if error:
         fields["error"] = error
