@@ -1,6 +1,8 @@
 """Fine-tuning: configuration, data, the training loop and the detached jobs that run it.
 
-`config` is `TrainingConfig`; `data` turns dataset rows into training examples; `steps`
+`config` is `TrainingConfig`; `options` reads its fields' metadata into the options `tune`,
+the Fine-tune form and its command line are built from; `progress` is the progress record a
+job writes and its readers parse; `data` turns dataset rows into training examples; `steps`
 batches and the loss; `checkpoint` saves and resumes; `loop` trains; `jobs` launches,
 queues, cancels and resumes detached workers; `worker` is the process behind a job.
 
