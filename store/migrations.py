@@ -234,4 +234,26 @@ def m002_run_owner(db: Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
 
 
+@migrations()
+def m003_measured_latency(db: Database) -> None:
+    """Store what was measured: each row's batch wall time and size, and a per-request probe."""
+    db.execute("ALTER TABLE run_outputs ADD COLUMN batch_ms REAL")
+    db.execute("ALTER TABLE run_outputs ADD COLUMN batch_rows INTEGER")
+    db.execute(
+        """
+        CREATE TABLE latency_probes (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            row_idx INTEGER NOT NULL,
+            ttft_ms REAL,
+            total_ms REAL NOT NULL,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (run_id, seq)
+        )"""
+    )
+
+
 KNOWN_MIGRATIONS = frozenset(m.name for m in migrations._migrations)

@@ -184,6 +184,10 @@ class RunOutput:
     cached: bool
     created_at: str
     rating: int | None = None
+    batch_ms: float | None = None
+    """Wall time of the batch this row was generated in; None when cached or not recorded."""
+    batch_rows: int | None = None
+    """Rows in that batch; `latency_ms` is `batch_ms / batch_rows`, a share, not a latency."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,25 @@ class NewRunOutput:
     tokens_out: int = 0
     cached: bool = False
     row_id: int | None = None
+    batch_ms: float | None = None
+    """Wall time of the batch the row was generated in (None when cached)."""
+    batch_rows: int | None = None
+    """Rows in that batch."""
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One request of a run's latency probe: a row generated alone, at batch size 1."""
+
+    seq: int
+    """Order of the request within the probe (0 first, after the warm-up)."""
+    row_idx: int
+    total_ms: float
+    """Wall time from the call to the last token."""
+    ttft_ms: float | None = None
+    """Time to the first token; None for likelihood scoring (no tokens are generated)."""
+    tokens_in: int = 0
+    tokens_out: int = 0
 
 
 @dataclass(frozen=True)

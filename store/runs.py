@@ -11,7 +11,7 @@ from typing import Any
 from .base import StoreBase
 from .connection import dumps, loads, utc_now
 from .errors import NotFoundError, StoreError
-from .records import NewRunOutput, Run, RunOutput
+from .records import NewRunOutput, ProbeRequest, Run, RunOutput
 
 _RUN_SELECT = (
     "SELECT r.*, "
@@ -82,6 +82,8 @@ def _output_from_row(row: dict[str, Any]) -> RunOutput:
         cached=bool(row["cached"]),
         created_at=row["created_at"],
         rating=row.get("rating"),
+        batch_ms=row.get("batch_ms"),
+        batch_rows=row.get("batch_rows"),
     )
 
 
@@ -170,7 +172,8 @@ class RunStore(StoreBase):
                 db.execute(
                     "INSERT OR IGNORE INTO run_outputs (run_id, row_idx, row_id, rendered_prompt, "
                     "output, prediction, reference, scores, latency_ms, tokens_in, tokens_out, "
-                    "cached, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "cached, created_at, batch_ms, batch_rows) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         run_id,
                         out.row_idx,
@@ -185,6 +188,8 @@ class RunStore(StoreBase):
                         out.tokens_out,
                         int(out.cached),
                         now,
+                        out.batch_ms,
+                        out.batch_rows,
                     ],
                 )
             return int(db.conn.total_changes - before)
@@ -203,6 +208,28 @@ class RunStore(StoreBase):
             [run_id],
         )
         return [_output_from_row(r) for r in rows]
+
+    def add_probe_requests(self, run_id: int, requests: Sequence[ProbeRequest]) -> None:
+        """Record a run's latency probe, replacing any earlier one (a probe is taken whole)."""
+        now = utc_now()
+        with self._write() as db:
+            db.execute("DELETE FROM latency_probes WHERE run_id = ?", [run_id])
+            for r in requests:
+                db.execute(
+                    "INSERT INTO latency_probes (run_id, seq, row_idx, ttft_ms, total_ms, "
+                    "tokens_in, tokens_out, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                    [run_id, r.seq, r.row_idx, r.ttft_ms, r.total_ms, r.tokens_in,
+                     r.tokens_out, now],
+                )  # fmt: skip
+
+    def probe_requests(self, run_id: int) -> list[ProbeRequest]:
+        """A run's latency probe in request order; empty when none was taken."""
+        rows = self._query(
+            "SELECT seq, row_idx, total_ms, ttft_ms, tokens_in, tokens_out FROM latency_probes "
+            "WHERE run_id = ? ORDER BY seq",
+            [run_id],
+        )
+        return [ProbeRequest(**r) for r in rows]
 
     def finish_run(
         self,

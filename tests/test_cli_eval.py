@@ -54,6 +54,7 @@ def _one_error_line(stderr: str) -> str:
         (["--prompt", "irony", "--dataset", "irony", "--split", "train"], "train"),
         (["--dataset", "irony"], "--prompt"),
         (["--resume", "99"], "unknown run"),
+        (["--prompt", "irony", "--dataset", "irony", "--latency-probe", "-1"], "latency-probe"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(irony_ws: Workspace, args: list[str], needle: str) -> None:
@@ -88,16 +89,20 @@ def test_eval_json_then_cached_rerun_and_run_commands(irony_ws: Workspace) -> No
         "3",
         "--json",
     ]
-    first = run_cli(*args, workspace=irony_ws)
+    first = run_cli(*args, "--latency-probe", "2", workspace=irony_ws)
     assert first.returncode == 0, first.stderr
     payload = json.loads(first.stdout)
     assert {"run_id", "rows", "cached_rows", "metrics"} <= set(payload)
     assert payload["rows"] == 3 and payload["cached_rows"] == 0
     assert 0 <= payload["metrics"]["accuracy"] <= 1
     assert 0 <= payload["metrics"]["macro_f1"] <= 1
+    assert payload["metrics"]["probe_requests"] == 2
+    assert payload["metrics"]["probe_latency_p50_ms"] > 0
+    assert payload["metrics"]["rows_per_second"] > 0
 
-    again = json.loads(run_cli(*args, workspace=irony_ws).stdout)
+    again = json.loads(run_cli(*args, "--no-latency-probe", workspace=irony_ws).stdout)
     assert again["run_id"] != payload["run_id"] and again["cached_rows"] == 3
+    assert "probe_requests" not in again["metrics"]
     assert again["metrics"]["accuracy"] == payload["metrics"]["accuracy"]
 
     listed = json.loads(run_cli("run", "list", "--json", workspace=irony_ws).stdout)
@@ -145,3 +150,23 @@ def test_generate_streams_one_prompt(irony_ws: Workspace) -> None:
     assert by_row.returncode == 0, by_row.stderr
     missing = run_cli("generate", "--prompt", "irony", "--input", "tweet=x", workspace=irony_ws)
     assert missing.returncode == 2 and "text" in _one_error_line(missing.stderr)
+
+
+def test_a_run_with_no_scored_rows_shows_a_dash(irony_ws: Workspace) -> None:
+    from tunelab.engine.models.sources import resolve_model
+
+    with irony_ws.open_store() as store:
+        version = store.get_prompt_version("irony")
+        model = resolve_model(store, "builtin")
+        run = store.create_run(
+            version.id, model.id, store.get_dataset("irony").id, "test", 6, {},
+            metric_names=["accuracy"],
+        )  # fmt: skip
+        # What an interrupted run with no rows used to store: an accuracy over nothing.
+        store.finish_run(run.id, "interrupted", {"accuracy": 0.0})
+    listed = run_cli("run", "list", workspace=irony_ws, env={"COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    assert "—" in listed.stdout and "accuracy=0" not in listed.stdout
+    shown = run_cli("run", "show", str(run.id), workspace=irony_ws, env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "no rows scored" in shown.stdout and "0.0000" not in shown.stdout

@@ -53,6 +53,7 @@ def _request(**changes: object) -> EvalRequest:
         "split": "test",
         "limit": 4,
         "batch_size": 2,
+        "latency_probe": 0,  # the probe has its own tests; the rest need not pay for it
     }
     base.update(changes)
     return EvalRequest(**base)  # type: ignore[arg-type]
@@ -141,8 +142,13 @@ def test_run_writes_outputs_and_metrics(irony: Store) -> None:
     assert metrics["accuracy"] == pytest.approx(sum(o.scores["accuracy"] for o in outputs) / 4)
     assert 0.0 <= metrics["macro_f1"] <= 1.0
     assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 4
-    assert metrics["latency_p95"] >= metrics["latency_p50"] > 0
-    assert metrics["tokens_per_second"] > 0
+    assert all(o.batch_rows == 2 and o.batch_ms is not None for o in outputs)
+    for out in outputs:
+        assert out.latency_ms == pytest.approx((out.batch_ms or 0) / 2)
+    assert metrics["rows_per_second"] > 0 and metrics["tokens_per_second"] > 0
+    # A batched row's time is a share of its batch, not a latency: no latency is claimed.
+    assert not any(name.startswith("latency") for name in metrics)
+    assert "probe_latency_p50_ms" not in metrics and irony.probe_requests(run.id) == []
     assert irony.get_run(run.id).metrics["accuracy"] == metrics["accuracy"]
     assert seen[-1].done == seen[-1].total == 4
     assert [p.done for p in seen] == sorted(p.done for p in seen)
@@ -206,3 +212,58 @@ def test_context_window_checked_before_the_run(irony: Store) -> None:
     with pytest.raises(BadInputError, match="context window"):
         evaluate(irony, _request(settings={"max_new_tokens": 30000}))
     assert irony.list_runs() == []
+
+
+def test_probe_sample_is_seeded_and_capped_at_the_rows() -> None:
+    from tunelab.engine.evaluation.latency_probe import probe_sample
+    from tunelab.engine.evaluation.plan import RowJob
+    from tunelab.store import DatasetRow
+
+    jobs = [RowJob(DatasetRow(i, i, {}), f"p{i}", 3, None, f"k{i}") for i in range(10)]
+    first = [j.row.idx for j in probe_sample(jobs, 4, seed=1)]
+    assert first == [j.row.idx for j in probe_sample(jobs, 4, seed=1)]
+    assert first != [j.row.idx for j in probe_sample(jobs, 4, seed=2)]
+    assert len(set(first)) == 4
+    assert sorted(j.row.idx for j in probe_sample(jobs, 50, seed=1)) == list(range(10))
+
+
+@pytest.mark.model
+def test_latency_probe_times_each_request_alone(irony: Store) -> None:
+    result = evaluate(irony, _request(latency_probe=4, batch_size=4))
+    probe = irony.probe_requests(result.run.id)
+    assert [r.seq for r in probe] == [0, 1, 2, 3]
+    assert sorted(r.row_idx for r in probe) == [0, 1, 2, 3]
+    # Real per-request timings differ from row to row (batch shares are copies within a batch).
+    assert len({r.total_ms for r in probe}) == 4
+    for r in probe:
+        assert r.ttft_ms is not None and 0 < r.ttft_ms <= r.total_ms
+        assert r.tokens_in > 0 and 0 < r.tokens_out <= 4
+    metrics = result.metrics
+    assert metrics["probe_requests"] == 4
+    assert metrics["probe_latency_p95_ms"] > metrics["probe_latency_p50_ms"] > 0
+    assert metrics["probe_ttft_p50_ms"] <= metrics["probe_latency_p50_ms"]
+    assert irony.get_run(result.run.id).metrics["probe_latency_p50_ms"] == pytest.approx(
+        metrics["probe_latency_p50_ms"]
+    )
+
+
+@pytest.mark.model
+def test_latency_probe_runs_on_cached_rows_and_for_likelihood(irony: Store) -> None:
+    evaluate(irony, _request(scoring="likelihood"))
+    again = evaluate(irony, _request(scoring="likelihood", latency_probe=2))
+    assert again.cached_rows == 4
+    probe = irony.probe_requests(again.run.id)
+    assert len(probe) == 2 and all(r.ttft_ms is None and r.total_ms > 0 for r in probe)
+    assert "probe_ttft_p50_ms" not in again.metrics
+
+
+@pytest.mark.model
+def test_a_run_with_no_scored_rows_has_no_quality_metrics(irony: Store) -> None:
+    from tunelab.tui.data import format_metric, main_metric
+
+    result = evaluate(irony, _request(latency_probe=3), should_stop=lambda: True)
+    run = result.run
+    assert result.interrupted and run.rows_done == 0
+    assert "accuracy" not in run.metrics and "macro_f1" not in run.metrics
+    assert irony.probe_requests(run.id) == []  # an interrupted run is not probed
+    assert format_metric(main_metric(run)) == "—"

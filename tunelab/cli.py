@@ -56,6 +56,7 @@ def root(
 def _register_commands() -> None:
     from tunelab import (
         cli_compare,
+        cli_config,
         cli_dataset,
         cli_demo,
         cli_eval,
@@ -68,7 +69,7 @@ def _register_commands() -> None:
 
     for module in (
         cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_tune, cli_compare,
-        cli_demo, cli_tui,
+        cli_demo, cli_tui, cli_config,
     ):  # fmt: skip
         module.register(app)
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, err_console, fail, state
+from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS
 from tunelab.store import Run
 
 if TYPE_CHECKING:
@@ -56,7 +57,11 @@ def _stop_on_sigint() -> tuple[list[bool], Any]:
 
 
 def _run_with_progress(
-    request: EvalRequest | None, resume_id: int | None, batch_size: int, show_progress: bool
+    request: EvalRequest | None,
+    resume_id: int | None,
+    batch_size: int,
+    show_progress: bool,
+    latency_probe: int,
 ) -> EvalResult:
     from rich.progress import (
         BarColumn,
@@ -90,7 +95,9 @@ def _run_with_progress(
     try:
         with progress:
             if resume_id is not None:
-                return resume_run(store, resume_id, on_progress, lambda: flag[0], batch_size)
+                return resume_run(
+                    store, resume_id, on_progress, lambda: flag[0], batch_size, latency_probe
+                )
             assert request is not None
             return evaluate(store, request, on_progress, lambda: flag[0])
     finally:
@@ -107,6 +114,33 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
 
 
+_SPEED_NOTES = {
+    "probe_latency_p50_ms": "per request (latency probe, batch size 1)",
+    "probe_latency_p95_ms": "per request (latency probe, batch size 1)",
+    "probe_ttft_p50_ms": "time to first token (latency probe)",
+    "probe_ttft_p95_ms": "time to first token (latency probe)",
+    "probe_requests": "requests the latency probe timed",
+    "rows_per_second": "throughput (batched; what cost is built on)",
+    "batch_ms_per_row": "batch wall time per row (throughput, not a latency)",
+    "tokens_per_second": "throughput (batched)",
+}
+"""What each speed figure measures, printed beside it so latency and throughput never mix."""
+
+
+def headline_metrics(run: Run) -> str:
+    """The run's declared metrics, or '—' when it scored no rows (never 'accuracy 0.000')."""
+    if run.rows_done == 0:
+        return "—"
+    return (
+        ", ".join(
+            f"{name}={_fmt(run.metrics[name])}"
+            for name in run.metric_names
+            if isinstance(run.metrics.get(name), int | float)
+        )
+        or "—"
+    )
+
+
 def _print_summary(run: Run, metrics: dict[str, Any], cached_rows: int, new_rows: int) -> None:
     status_style = {"succeeded": "green", "interrupted": "yellow", "failed": "red"}
     console.print(
@@ -117,9 +151,13 @@ def _print_summary(run: Run, metrics: dict[str, Any], cached_rows: int, new_rows
             f"  {run.rows_done}/{run.rows_total} rows ({new_rows} now, {cached_rows} from cache)",
         )
     )
-    table = Table("metric", "value")
+    if run.rows_done == 0:
+        console.print("metrics: — (no rows scored)")
+    table = Table("metric", "value", "measures")
     for name, value in _scalar_metrics(metrics).items():
-        table.add_row(name, _fmt(value))
+        if run.rows_done == 0 and name in run.metric_names:
+            continue
+        table.add_row(name, _fmt(value), _SPEED_NOTES.get(name, ""))
     console.print(table)
     matrix = metrics.get("confusion_matrix")
     if isinstance(matrix, dict) and matrix.get("labels"):
@@ -179,11 +217,22 @@ def register(app: typer.Typer) -> None:
             None, "--resume", help="Finish the missing rows of an interrupted run."
         ),
         no_cache: bool = typer.Option(False, "--no-cache", help="Ignore the response cache."),
+        latency_probe: int = typer.Option(
+            DEFAULT_PROBE_REQUESTS,
+            "--latency-probe",
+            help="After the run, time N rows one at a time (batch size 1) for per-request latency.",
+        ),
+        no_latency_probe: bool = typer.Option(
+            False, "--no-latency-probe", help="Skip the latency probe (no per-request latency)."
+        ),
         json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Evaluate a prompt version on a model over a dataset split; scores go to the store."""
         from tunelab.engine.evaluation.run import EvalRequest
 
+        if latency_probe < 0:
+            fail(f"--latency-probe must be 0 or more, got {latency_probe}")
+        probe = 0 if no_latency_probe else latency_probe
         request = None
         if resume is None:
             if not prompt or not dataset:
@@ -204,13 +253,14 @@ def register(app: typer.Typer) -> None:
                 metrics=list(metric),
                 batch_size=batch_size,
                 use_cache=not no_cache,
+                latency_probe=probe,
             )
         elif prompt or dataset:
             fail("--resume continues a run with its own prompt and dataset; drop those options")
         if batch_size < 1:
             fail(f"--batch-size must be at least 1, got {batch_size}")
         show = not json_output and sys.stderr.isatty()
-        result = _run_with_progress(request, resume, batch_size, show)
+        result = _run_with_progress(request, resume, batch_size, show, probe)
         if json_output:
             emit_json(_result_json(result))
         else:
@@ -233,11 +283,7 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("run", "status", "prompt", "model", "dataset", "rows", "metrics", "started")
         for run in runs:
-            headline = ", ".join(
-                f"{name}={_fmt(run.metrics[name])}"
-                for name in run.metric_names
-                if isinstance(run.metrics.get(name), int | float)
-            )
+            headline = headline_metrics(run)
             table.add_row(
                 str(run.id),
                 run.status,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.compare.stats import mean_statistic
-from tunelab.store import Run, RunOutput
+from tunelab.store import ProbeRequest, Run, RunOutput
 
 if TYPE_CHECKING:
     import numpy as np
@@ -143,10 +143,33 @@ def _corpus_series(
     return MetricSeries(name, "corpus", True, len(references), statistics, [None] * len(outputs))
 
 
-def _latency_series(outputs: list[list[RunOutput]]) -> MetricSeries | None:
+def _latency_series(
+    outputs: list[list[RunOutput]], probes: Sequence[Sequence[ProbeRequest]] | None = None
+) -> MetricSeries | None:
+    """Per-request latency paired by row: the latency probes' rows every run timed, else rows
+    every run generated alone (batch size 1). A batched row's time is a share of its batch,
+    not a latency, so it never counts."""
     import numpy as np
 
-    keep = [i for i in range(len(outputs[0])) if not any(outs[i].cached for outs in outputs)]
+    compared = {o.row_idx for o in outputs[0]}
+    if probes and all(probes):
+        timed = [{p.row_idx: p.total_ms for p in probe} for probe in probes]
+        shared = sorted(compared.intersection(*timed))
+        if len(shared) >= 2:
+            arrays = [np.array([t[i] for i in shared], dtype=float) for t in timed]
+            return MetricSeries(
+                LATENCY,
+                "continuous",
+                False,
+                len(shared),
+                [mean_statistic(a) for a in arrays],
+                list(arrays),
+            )
+    keep = [
+        i
+        for i in range(len(outputs[0]))
+        if all(not outs[i].cached and outs[i].batch_rows == 1 for outs in outputs)
+    ]
     if len(keep) < 2 or not any(outs[i].latency_ms for outs in outputs for i in keep):
         return None
     arrays = [np.array([outs[i].latency_ms for i in keep], dtype=float) for outs in outputs]
@@ -156,7 +179,10 @@ def _latency_series(outputs: list[list[RunOutput]]) -> MetricSeries | None:
 
 
 def build_series(
-    runs: Sequence[Run], outputs: list[list[RunOutput]], labels: Sequence[str]
+    runs: Sequence[Run],
+    outputs: list[list[RunOutput]],
+    labels: Sequence[str],
+    probes: Sequence[Sequence[ProbeRequest]] | None = None,
 ) -> tuple[list[MetricSeries], list[str]]:
     """One series per metric every run has, over aligned rows (same order in every run).
 
@@ -183,7 +209,7 @@ def build_series(
             notes.append(f"{name}: not comparable row by row (missing scores or references)")
             continue
         series.append(made)
-    latency = _latency_series(outputs)
+    latency = _latency_series(outputs, probes)
     if latency is not None:
         series.append(latency)
     return series, notes

@@ -61,6 +61,15 @@ class EvalPlan:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """How long a freshly scored row took: its share of its batch, and the batch itself."""
+
+    latency_ms: float
+    batch_ms: float
+    batch_rows: int
+
+
+@dataclass(frozen=True)
 class RowJob:
     """One dataset row with its rendered prompt and cache key."""
 
@@ -277,10 +286,9 @@ def _scored(
     job: RowJob,
     output: str,
     prediction: str,
-    latency_ms: float,
+    timing: Timing | None,
     tokens_in: int,
     tokens_out: int,
-    cached: bool,
 ) -> NewRunOutput:
     scores = score_example(plan.metrics, Example(output, prediction, job.reference))
     return NewRunOutput(
@@ -291,10 +299,12 @@ def _scored(
         prediction=prediction,
         reference=job.reference,
         scores=scores,
-        latency_ms=latency_ms,
+        latency_ms=timing.latency_ms if timing else 0.0,
         tokens_in=tokens_in,
         tokens_out=tokens_out,
-        cached=cached,
+        cached=timing is None,
+        batch_ms=timing.batch_ms if timing else None,
+        batch_rows=timing.batch_rows if timing else None,
     )
 
 
@@ -313,7 +323,7 @@ def score_chunk(
     use_cache = plan.cacheable and plan.use_cache
     hits = store.cached_responses(j.cache_key for j in chunk) if use_cache else {}
     missing = [j for j in chunk if j.cache_key not in hits]
-    fresh: dict[str, tuple[CachedResponse, float]] = {}
+    fresh: dict[str, tuple[CachedResponse, Timing]] = {}
     complete = True
     if missing:
         if plan.scoring == "likelihood":
@@ -325,66 +335,68 @@ def score_chunk(
     outputs: list[NewRunOutput] = []
     from_cache = 0
     for job in chunk:
+        timing: Timing | None
         if job.cache_key in hits:
-            response, latency, cached = hits[job.cache_key], 0.0, True
+            response, timing = hits[job.cache_key], None
             from_cache += 1
         elif job.cache_key in fresh:
-            (response, latency), cached = fresh[job.cache_key], False
+            response, timing = fresh[job.cache_key]
         else:
             continue
-        outputs.append(_from_response(plan, job, response, latency, cached))
+        outputs.append(_from_response(plan, job, response, timing))
     return outputs, from_cache, complete
 
 
 def _from_response(
-    plan: EvalPlan, job: RowJob, response: CachedResponse, latency: float, cached: bool
+    plan: EvalPlan, job: RowJob, response: CachedResponse, timing: Timing | None
 ) -> NewRunOutput:
+    """A scored row from a response; `timing` is None for a cached one."""
     if plan.scoring == "likelihood":
         label_scores: dict[str, float] = json.loads(response.output)
         prediction = max(label_scores, key=lambda k: label_scores[k]) if label_scores else INVALID
-        return _scored(plan, job, prediction, prediction, latency, response.tokens_in, 0, cached)
+        return _scored(plan, job, prediction, prediction, timing, response.tokens_in, 0)
     prediction = _prediction(plan, response.output)
     return _scored(
         plan,
         job,
         response.output,
         prediction,
-        latency,
+        timing,
         response.tokens_in,
         response.tokens_out,
-        cached,
     )
 
 
 def _generate(
     plan: EvalPlan, loaded: Any, jobs: Sequence[RowJob], should_stop: Callable[[], bool]
-) -> tuple[dict[str, tuple[CachedResponse, float]], bool]:
+) -> tuple[dict[str, tuple[CachedResponse, Timing]], bool]:
     from tunelab.engine.generation.batched import generate_batch
 
     results = generate_batch(
         loaded, [j.prompt for j in jobs], plan.settings, on_progress=None, should_stop=should_stop
     )
-    fresh: dict[str, tuple[CachedResponse, float]] = {}
+    fresh: dict[str, tuple[CachedResponse, Timing]] = {}
     for job, result in zip(jobs, results, strict=True):
         if result.finish_reason == "cancelled":
             continue  # cut short by should_stop: not a real answer, so neither stored nor cached
         fresh[job.cache_key] = (
             CachedResponse(result.text, result.tokens_in, result.tokens_out),
-            float(result.latency_ms),
+            Timing(float(result.latency_ms), float(result.batch_ms), result.batch_rows),
         )
     return fresh, len(fresh) == len(jobs)
 
 
 def _likelihood(
     plan: EvalPlan, loaded: Any, jobs: Sequence[RowJob]
-) -> dict[str, tuple[CachedResponse, float]]:
+) -> dict[str, tuple[CachedResponse, Timing]]:
     from tunelab.engine.generation.likelihood import score_labels
 
     started = time.perf_counter()
     results = score_labels(loaded, [j.prompt for j in jobs], list(plan.dataset.labels))
-    latency = (time.perf_counter() - started) * 1000 / max(len(jobs), 1)
-    fresh: dict[str, tuple[CachedResponse, float]] = {}
+    batch_ms = (time.perf_counter() - started) * 1000
+    timing = Timing(batch_ms / max(len(jobs), 1), batch_ms, len(jobs))
+    fresh: dict[str, tuple[CachedResponse, Timing]] = {}
     for job, label_scores in zip(jobs, results, strict=True):
         blob = json.dumps({k: float(v) for k, v in dict(label_scores).items()})
-        fresh[job.cache_key] = (CachedResponse(blob, job.token_count, 0), latency)
+        fresh[job.cache_key] = (CachedResponse(blob, job.token_count, 0), timing)
     return fresh

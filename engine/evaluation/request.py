@@ -30,6 +30,8 @@ class EvalRequest:
         batch_size: rows generated together; also how often results are written.
         resume_run_id: finish this interrupted run instead of starting a new one.
         use_cache: read and write the response cache for deterministic generations.
+        latency_probe: after the run, time this many rows one at a time (batch size 1, a
+            sample seeded by `seed`, after a warm-up) for real per-request latency; 0: none.
     """
 
     prompt: str | PromptVersion = ""
@@ -45,6 +47,7 @@ class EvalRequest:
     batch_size: int = 8
     resume_run_id: int | None = None
     use_cache: bool = True
+    latency_probe: int = 20
 
     def __post_init__(self) -> None:
         if self.scoring not in SCORING_MODES:
@@ -57,6 +60,8 @@ class EvalRequest:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BadInputError(f"{name} must be at least 1, got {value}")
+        if self.latency_probe < 0:
+            raise BadInputError(f"latency probe must be 0 (none) or more, not {self.latency_probe}")
         if self.batch_size < 1:
             raise BadInputError(f"batch size must be at least 1, got {self.batch_size}")
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.evaluation import plan as eval_plan
-from tunelab.engine.evaluation.metrics import Example, aggregate_metrics, run_stats
+from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS, probe_stats, run_probe
+from tunelab.engine.evaluation.metrics import Example, aggregate_metrics
 from tunelab.engine.evaluation.plan import EvalPlan, RowJob
 from tunelab.engine.evaluation.request import (
     EvalProgress,
@@ -23,7 +24,7 @@ from tunelab.engine.evaluation.request import (
     ProgressCallback,
     StopCheck,
 )
-from tunelab.store import Run, Store
+from tunelab.store import Run, RunOutput, Store
 
 
 def evaluate(
@@ -61,7 +62,7 @@ def evaluate(
             row_limit=plan.row_limit,
             sample_seed=plan.sample_seed,
         )
-    return _execute(store, plan, loaded, run, jobs, request.batch_size, on_progress, should_stop)
+    return _execute(store, plan, loaded, run, jobs, request, on_progress, should_stop)
 
 
 def _check_resumable(run: Run, plan: eval_plan.EvalPlan) -> None:
@@ -117,6 +118,7 @@ def resume_run(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     batch_size: int = 8,
+    latency_probe: int = DEFAULT_PROBE_REQUESTS,
 ) -> EvalResult:
     """Finish the rows an interrupted or failed run is missing, with its original settings.
 
@@ -145,6 +147,7 @@ def resume_run(
         metrics=list(run.metric_names),
         batch_size=batch_size,
         resume_run_id=run_id,
+        latency_probe=latency_probe,
     )
     return evaluate(store, request, on_progress, should_stop)
 
@@ -155,11 +158,12 @@ def _execute(
     loaded: Any,
     run: Run,
     jobs: Sequence[RowJob],
-    batch_size: int,
+    request: EvalRequest,
     on_progress: ProgressCallback | None,
     should_stop: StopCheck | None,
 ) -> EvalResult:
     stop = should_stop or (lambda: False)
+    batch_size = request.batch_size
     done_before = store.done_row_indices(run.id)
     pending = [job for job in jobs if job.row.idx not in done_before]
     total = len(jobs)
@@ -209,6 +213,9 @@ def _execute(
             if not complete:
                 interrupted = True
                 break
+        if not interrupted and request.latency_probe > 0 and not stop():
+            probe = run_probe(plan, loaded, jobs, request.latency_probe, request.seed, stop)
+            store.add_probe_requests(run.id, probe)
     except KeyboardInterrupt:
         _finish(store, plan, run.id, "interrupted")
         raise
@@ -235,20 +242,39 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_metrics(store: Store, plan: EvalPlan, run_id: int) -> dict[str, Any]:
-    """Aggregate metrics and run stats over every stored row of a run."""
+    """Aggregate metrics over every stored row of a run, its throughput and its probe latency.
+
+    A run with no scored rows has no quality metrics at all (not an accuracy of 0).
+    """
     outputs = store.run_outputs(run_id)
-    examples = [Example(o.output, o.prediction or "", o.reference) for o in outputs]
-    result = aggregate_metrics(plan.metrics, examples, [o.scores for o in outputs])
-    generated = [o for o in outputs if not o.cached]
-    result.update(
-        run_stats(
-            [o.latency_ms for o in generated],
-            [o.tokens_in for o in generated],
-            [o.tokens_out for o in generated],
-        )
-    )
+    result: dict[str, Any] = {}
+    if outputs:
+        examples = [Example(o.output, o.prediction or "", o.reference) for o in outputs]
+        result = aggregate_metrics(plan.metrics, examples, [o.scores for o in outputs])
+    result.update(throughput_stats(outputs))
+    result.update(probe_stats(store.probe_requests(run_id)))
     result["cached_rows"] = sum(1 for o in outputs if o.cached)
     return result
+
+
+def throughput_stats(outputs: Sequence[RunOutput]) -> dict[str, float]:
+    """Rows and tokens per second of batch wall time, over the rows that were generated.
+
+    Each row holds its share of its batch's wall time, so the shares add up to the time the
+    batches took; cached rows are left out (their time is a lookup).
+    """
+    generated = [o for o in outputs if not o.cached]
+    busy_s = sum(o.latency_ms for o in generated) / 1000
+    if not generated or busy_s <= 0:
+        return {}
+    n = len(generated)
+    return {
+        "rows_per_second": n / busy_s,
+        "batch_ms_per_row": busy_s * 1000 / n,
+        "tokens_in_mean": sum(o.tokens_in for o in generated) / n,
+        "tokens_out_mean": sum(o.tokens_out for o in generated) / n,
+        "tokens_per_second": sum(o.tokens_out for o in generated) / busy_s,
+    }
 
 
 def _finish(

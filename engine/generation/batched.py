@@ -40,6 +40,10 @@ class GenerationResult:
     """Wall time of the row's batch divided by the batch's rows (amortized cost per row)."""
     finish_reason: str
     """eos | stop | length | cancelled."""
+    batch_ms: float = 0.0
+    """Wall time of the row's whole batch."""
+    batch_rows: int = 1
+    """Rows in that batch."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,8 @@ def _run_batch(
             stopping_criteria=StoppingCriteriaList(criteria) if criteria else None,
             **kwargs,
         )
-    elapsed_ms = (time.perf_counter() - began) * 1000 / len(rows)
+    batch_ms = (time.perf_counter() - began) * 1000
+    elapsed_ms = batch_ms / len(rows)
     cancelled = bool(should_stop and should_stop())
     eos_ids = controls.eos_ids(kwargs)
     results = []
@@ -193,7 +198,9 @@ def _run_batch(
             finish = "stop"
         elif cancelled and finish == "length" and len(kept) < settings.max_new_tokens:
             finish = "cancelled"
-        results.append(GenerationResult(text, len(row), len(kept), elapsed_ms, finish))
+        results.append(
+            GenerationResult(text, len(row), len(kept), elapsed_ms, finish, batch_ms, len(rows))
+        )
     return results
 
 
