@@ -24,6 +24,7 @@ from tunelab.engine.processes import boot_id, process_alive, process_start_ticks
 from tunelab.engine.training.checkpoint import STEP_PREFIX, latest_checkpoint
 from tunelab.engine.training.config import TrainingConfig, check_target_modules
 from tunelab.engine.training.options import check_options_apply
+from tunelab.engine.training.progress import TrainingProgress
 from tunelab.store import Job, PromptVersion
 
 if TYPE_CHECKING:
@@ -345,7 +346,7 @@ def _is_same_process(job: Job) -> bool:
     """True when the job's recorded pid is still the process that claimed it."""
     if job.pid is None or not process_alive(job.pid):
         return False
-    worker = job.progress.get("worker") or {}
+    worker = TrainingProgress.from_dict(job.progress).worker
     recorded = worker.get("start_ticks")
     if recorded is None:
         return True
@@ -354,7 +355,7 @@ def _is_same_process(job: Job) -> bool:
 
 def vanished_reason(job: Job, now: datetime | None = None) -> str | None:
     """Why a running job's process is gone, or None while it looks alive."""
-    worker = job.progress.get("worker") or {}
+    worker = TrainingProgress.from_dict(job.progress).worker
     host = job.host or worker.get("host")
     here = socket.gethostname()
     hint = f"resume with `tunelab jobs resume {job.id}`"

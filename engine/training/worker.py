@@ -29,11 +29,11 @@ from tunelab.engine.training.jobs import (
     start_worker,
     stop_file,
 )
+from tunelab.engine.training.progress import TrainingProgress
 from tunelab.store import Store, Workspace, find_workspace
 
 if TYPE_CHECKING:
     from tunelab.engine.training.loop import TrainingResult
-    from tunelab.engine.training.progress import TrainingProgress
     from tunelab.store import Job
 
 HEARTBEAT_S = 5.0
@@ -209,7 +209,7 @@ def rank_worker(workspace: Workspace, job_id: int) -> int:
     stop = StopSignal(stop_file(workspace, job_id))
     stop.install()
     rank = int(os.environ.get("RANK", "0"))
-    recorder = ProgressRecorder(store, job.id, job.progress.get("worker") or {})
+    recorder = ProgressRecorder(store, job.id, TrainingProgress.from_dict(job.progress).worker)
     result = run_training(store, training_request(workspace, job), recorder, stop)
     if rank == 0:
         (job_dir(workspace, job_id) / RESULT_FILE).write_text(json.dumps(asdict(result)))
