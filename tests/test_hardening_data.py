@@ -287,3 +287,241 @@ def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
         offset = end
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + b"\0" * offset
+
+
+def model_folder(tmp_path: Path, weights: dict[str, bytes], config: Any = None) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = {"model_type": "llama"} if config is None else config
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    for name, data in weights.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+GOOD_WEIGHTS = safetensors_bytes({"w": ("F32", [2, 3]), "b": ("F16", [3])})
+BAD_MODELS: dict[str, tuple[dict[str, bytes], Any, list[str]]] = {
+    "truncated weights": (
+        {"model.safetensors": GOOD_WEIGHTS[:-5]},
+        None,
+        ["model.safetensors is truncated", "re-download"],
+    ),
+    "weights with a garbage header": (
+        {"model.safetensors": b"\xff" * 64},
+        None,
+        ["model.safetensors is not a valid safetensors file", "header length"],
+    ),
+    "weights too short for a header": (
+        {"model.safetensors": b"abc"},
+        None,
+        ["model.safetensors is not a valid safetensors file", "too short"],
+    ),
+    "weights whose header is not JSON": (
+        {"model.safetensors": struct.pack("<Q", 4) + b"{{{{"},
+        None,
+        ["not JSON"],
+    ),
+    "corrupt adapter weights": (
+        {"model.safetensors": GOOD_WEIGHTS, "adapter_model.safetensors": GOOD_WEIGHTS + b"xx"},
+        None,
+        ["adapter_model.safetensors is not a valid safetensors file", "stray bytes"],
+    ),
+    "empty config": ({"model.safetensors": GOOD_WEIGHTS}, {}, ['no "model_type"', "config.json"]),
+    "config that is a list": ({"model.safetensors": GOOD_WEIGHTS}, [1], ['no "model_type"']),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MODELS)
+def test_bad_weights_and_configs_are_refused_and_nothing_registered(
+    store: Store, tmp_path: Path, case: str
+) -> None:
+    from tunelab.engine.models.sources import register_model
+
+    weights, config, needles = BAD_MODELS[case]
+    folder = model_folder(tmp_path, weights, config)
+    with pytest.raises(BadInputError) as caught:
+        register_model(store, str(folder))
+    message = str(caught.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+    assert store.list_models() == []
+
+
+def test_valid_weights_register(store: Store, tmp_path: Path) -> None:
+    from tunelab.engine.models.sources import register_model
+
+    folder = model_folder(
+        tmp_path, {"model.safetensors": GOOD_WEIGHTS, "adapter_model.safetensors": GOOD_WEIGHTS}
+    )
+    assert register_model(store, str(folder)).source == "hf_folder"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=len(GOOD_WEIGHTS) - 1))
+def test_any_truncation_of_a_weights_file_is_refused(cut: int) -> None:
+    import tempfile
+
+    from tunelab.engine.models.cache import check_safetensors
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.safetensors"
+        path.write_bytes(GOOD_WEIGHTS[:cut])
+        with pytest.raises(BadInputError):
+            check_safetensors(path)
+
+
+# --- templates: bounded in time and memory, checked when saved --------------------------------
+
+
+RUNAWAY_TEMPLATES = {
+    "huge repeat": ('{{ "x" * 10**15 }}', "limit of 1,000,000"),
+    "huge list repeat": ("{{ [1] * 10**9 }}", "limit of 1,000,000"),
+    "huge power": ("{{ 7 ** (10**7) }}", "bits"),
+    "nested loops": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "1,000,000 iterations",
+    ),
+    "huge range": ("{{ range(10**9)|list }}", "range of 1,000,000,000 items"),
+    "huge padding": ('{{ "a"|center(10**12) }}', "width"),
+    "huge method argument": ('{{ "a".ljust(10**12) }}', "passed to a method"),
+    "doubling with ~": (
+        '{% set ns = namespace(s="ab") %}{% for i in range(60) %}'
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+        "limit of 1,000,000 characters",
+    ),
+    "doubling a list in place": (
+        "{% set l = [1] %}{% for i in range(60) %}{{ l.extend(l) }}{% endfor %}",
+        "limit of 1,000,000",
+    ),
+    "endless recursion": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recursion"),
+}
+
+
+@pytest.mark.parametrize("case", RUNAWAY_TEMPLATES)
+def test_runaway_templates_stop_at_a_named_limit(case: str) -> None:
+    from tunelab.engine.prompts.sandbox import TemplateLimitError
+    from tunelab.engine.prompts.templates import render_template
+
+    template, needle = RUNAWAY_TEMPLATES[case]
+    started = time.monotonic()
+    with pytest.raises(TemplateLimitError) as caught:
+        render_template(template, {"text": "t"})
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
+    assert time.monotonic() - started < 5
+
+
+def test_a_slow_render_stops_at_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exponential macro recursion never hits a size or loop limit, only the clock."""
+    from tunelab.engine.prompts import sandbox
+    from tunelab.engine.prompts.templates import render_template
+
+    monkeypatch.setattr(sandbox, "RENDER_SECONDS", 0.2)
+    template = (
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}"
+    )
+    started = time.monotonic()
+    with pytest.raises(sandbox.TemplateLimitError, match=r"longer than the limit of 0\.2 s"):
+        render_template(template, {})
+    assert time.monotonic() - started < 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=30), st.integers(min_value=0, max_value=50))
+def test_the_limits_leave_ordinary_templates_alone(text: str, n: int) -> None:
+    from tunelab.engine.prompts.templates import render_template
+
+    template = (
+        "{{ text * n }}|{{ n ** 3 }}|{{ text ~ n }}|"
+        "{% for c in text %}{{ c }}{{ loop.index }}{% endfor %}|{{ range(n)|sum }}|"
+        "{% set ns = namespace(s='') %}{% for i in range(n) %}{% set ns.s = ns.s ~ 'a' %}"
+        "{% endfor %}{{ ns.s }}"
+    )
+    expected = (
+        f"{text * n}|{n**3}|{text}{n}|"
+        + "".join(f"{c}{i}" for i, c in enumerate(text, start=1))
+        + f"|{sum(range(n))}|{'a' * n}"
+    )
+    assert render_template(template, {"text": text, "n": n}) == expected
+
+
+SAVE_CASES: dict[str, tuple[PromptContent, list[str]]] = {
+    "a template that never finishes": (
+        PromptContent(
+            template="{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}"
+            "{% endfor %}{{ text }}"
+        ),
+        ["iterations"],
+    ),
+    "a system message that is too large": (
+        PromptContent(template="{{ text }}", system='{{ "x" * 10**12 }}'),
+        ["limit of 1,000,000"],
+    ),
+    "a system message with a syntax error": (
+        PromptContent(template="{{ text }}", system="{% if %}"),
+        ["template syntax error"],
+    ),
+    "an example without output": (
+        PromptContent(
+            template="{{ text }}", examples=[{"text": "a", "output": "x"}, {"text": "b"}]
+        ),
+        ["few-shot example 2 has no 'output' field"],
+    ),
+    "an example without a template variable": (
+        PromptContent(template="{{ text }}", examples=[{"body": "a", "output": "x"}]),
+        ["few-shot example 1 lacks text"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SAVE_CASES)
+def test_versions_are_checked_when_saved(case: str) -> None:
+    from tunelab.engine.prompts.text import validated_content
+
+    content, needles = SAVE_CASES[case]
+    with pytest.raises(BadInputError) as caught:
+        validated_content(content)
+    for needle in needles:
+        assert needle in str(caught.value), str(caught.value)
+
+
+def test_a_save_with_a_dataset_row_renders_it() -> None:
+    from tunelab.engine.prompts.text import validated_content
+
+    content = PromptContent(template="{{ text + 1 }}", mode="plain")
+    validated_content(content)  # placeholder text proves nothing about types: allowed
+    with pytest.raises(BadInputError, match="template failed to render"):
+        validated_content(content, row={"text": "a"})
+    assert validated_content(content, row={"text": 1}).template == content.template
+
+
+# --- the same through the real command: one line, exit 2, nothing written ----------------------
+
+
+@pytest.fixture(scope="module")
+def cli_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    from tunelab.store import init_workspace
+
+    workspace, _ = init_workspace(tmp_path_factory.mktemp("ws") / "ws")
+    return workspace
+
+
+def test_cli_refuses_runaway_templates_weights_and_examples(
+    cli_ws: Workspace, tmp_path: Path
+) -> None:
+    from tests.test_hardening_inputs import check_refused
+
+    loops = tmp_path / "loops.j2"
+    loops.write_text("{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}")
+    check_refused(cli_ws, ["prompt", "new", "p", "--template-file", str(loops)], ["iterations"])
+    ok = tmp_path / "ok.j2"
+    ok.write_text("{{ text }}")
+    examples = tmp_path / "ex.json"
+    examples.write_text(json.dumps([{"text": "a"}]))
+    check_refused(
+        cli_ws,
+        ["prompt", "new", "p", "--template-file", str(ok), "--examples-file", str(examples)],
+        ["has no 'output' field"],
+    )
+    folder = model_folder(tmp_path, {"model.safetensors": GOOD_WEIGHTS[:-1]})
+    check_refused(cli_ws, ["model", "add", str(folder)], ["model.safetensors is truncated"])

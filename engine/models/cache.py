@@ -104,6 +104,65 @@ def check_gguf(path: Path) -> None:
         raise BadInputError(f"{path} is not a GGUF file (bad header); re-download it")
 
 
+SAFETENSORS_MAX_HEADER = 100_000_000
+"""safetensors' own limit on the JSON header; a larger length means a corrupt file."""
+SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2,
+    "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
+}  # fmt: skip
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a truncated or corrupt `.safetensors` file from its header alone (no torch).
+
+    The header is an 8-byte little-endian length, a JSON object of tensors with their byte
+    ranges, then the data; the ranges must tile the data exactly, as safetensors requires.
+    """
+    bad = f"{path} is not a valid safetensors file"
+    fix = "re-download or re-export the weights"
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            prefix = fh.read(8)
+            if len(prefix) < 8:
+                raise BadInputError(f"{bad} ({size} bytes, too short for a header); {fix}")
+            length = int.from_bytes(prefix, "little")
+            if length > SAFETENSORS_MAX_HEADER or 8 + length > size:
+                raise BadInputError(f"{bad} (header length {length:,} past the file); {fix}")
+            raw = fh.read(length)
+    except OSError as exc:
+        raise BadInputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadInputError(f"{bad} (its header is not JSON); {fix}") from None
+    if not isinstance(header, dict):
+        raise BadInputError(f"{bad} (its header is not a JSON object); {fix}")
+    data_bytes = size - 8 - length
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, stop = (int(x) for x in info["data_offsets"])
+            count = 1
+            for dim in info["shape"]:
+                count *= int(dim)
+            width = SAFETENSORS_DTYPE_BYTES.get(str(info["dtype"]))
+        except (KeyError, TypeError, ValueError):
+            raise BadInputError(f"{bad} (tensor {name!r} has a malformed entry); {fix}") from None
+        if not 0 <= begin <= stop or (width is not None and stop - begin != count * width):
+            raise BadInputError(f"{bad} (tensor {name!r} has inconsistent offsets); {fix}")
+        end = max(end, stop)
+    if end > data_bytes:
+        raise BadInputError(
+            f"{path} is truncated: its tensors need {end:,} bytes of data, the file holds "
+            f"{data_bytes:,}; {fix}"
+        )
+    if end < data_bytes:
+        raise BadInputError(f"{bad} ({data_bytes - end:,} stray bytes after the tensors); {fix}")
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock so two processes do not convert the same file at once."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.models.cache import builtin_gguf_path, check_gguf
+from tunelab.engine.models.cache import builtin_gguf_path, check_gguf, check_safetensors
 from tunelab.engine.models.loading import BUILTIN_NAME, is_offline
 
 if TYPE_CHECKING:
@@ -50,10 +50,18 @@ def _cheap_fingerprint(path: Path) -> str:
 
 
 def _check_remote_code(folder: Path, trust_remote_code: bool) -> None:
+    path = folder / "config.json"
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"{folder / 'config.json'} is not valid JSON: {exc}") from exc
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path} is not valid JSON: {exc}") from None
+    # transformers needs model_type (or the model's own code) to know what to build; `{}`
+    # would register fine and fail at the first load.
+    if not isinstance(config, dict) or not (config.get("model_type") or config.get("auto_map")):
+        raise BadInputError(
+            f'{path} has no "model_type", so it is not a model config transformers can load; '
+            "re-download the model or fix the file"
+        )
     if config.get("auto_map") and not trust_remote_code:
         raise BadInputError(
             f"{folder} ships its own Python code; add --trust-remote-code only if you trust it"
@@ -134,6 +142,10 @@ def register_model(
                     "folder or a .gguf file"
                 )
             _check_remote_code(path, trust_remote_code)
+            # Weights (adapter_model.safetensors included) are checked from their headers now,
+            # so a truncated download is one line here rather than a traceback at load.
+            for weights in sorted(path.glob("*.safetensors")):
+                check_safetensors(weights)
             kind_source = "hf_folder"
             default_name = path.name
         new = NewModel(

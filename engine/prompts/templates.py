@@ -102,12 +102,9 @@ class RenderedPrompt:
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> Any:
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    from tunelab.engine.prompts.sandbox import bounded_environment
 
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+    return bounded_environment()
 
 
 def _syntax_column(source: str, lineno: int) -> int:
@@ -135,17 +132,20 @@ def _syntax_column(source: str, lineno: int) -> int:
 def _parse(source: str) -> tuple[Template, frozenset[str]]:
     from jinja2 import TemplateSyntaxError, meta
 
+    from tunelab.engine.prompts.sandbox import guard_loops
+
     env = _environment()
     try:
         ast = env.parse(source)
-        template = env.from_string(source)
+        variables = frozenset(meta.find_undeclared_variables(ast))
+        template = env.from_string(guard_loops(env.parse(source)))
     except TemplateSyntaxError as exc:
         line = exc.lineno or 1
         column = _syntax_column(source, line)
         raise BadInputError(
             f"template syntax error at line {line}, column {column}: {exc.message}"
         ) from exc
-    return template, frozenset(meta.find_undeclared_variables(ast))
+    return template, variables
 
 
 def variables_of(template: str) -> list[str]:
@@ -165,8 +165,19 @@ def render_template(template: str, values: dict[str, Any]) -> str:
         raise BadInputError(
             f"template uses unknown variable {', '.join(missing)}; available columns: {available}"
         )
+    from tunelab.engine.prompts.sandbox import TemplateLimitError, check_output, start_render
+
+    start_render()
     try:
-        return str(compiled.render(**values))
+        return check_output(str(compiled.render(**values)))
+    except TemplateLimitError:
+        raise
+    except (MemoryError, RecursionError, OverflowError) as exc:
+        # Past the size checks (a filter, a recursive macro): still one line, never a traceback.
+        raise TemplateLimitError(
+            f"template stopped: it needs too much memory or recursion ({type(exc).__name__}); "
+            "simplify the template"
+        ) from None
     except SecurityError as exc:
         raise BadInputError(
             f"template tried to reach Python internals, which is not allowed: {exc}"

@@ -141,22 +141,30 @@ def unified_prompt_diff(a: PromptVersion, b: PromptVersion) -> list[str]:
     return lines
 
 
-def validated_content(content: PromptContent) -> PromptContent:
+def validated_content(content: PromptContent, row: dict[str, Any] | None = None) -> PromptContent:
     """Check a version before it is saved and normalise its settings, so the CLI, the TUI and
     the demo store the same content (and the same hash) for the same prompt.
 
+    Besides syntax, the template is tried once: on `row` when a dataset row is given (every
+    error counts), otherwise on placeholder values (only a time or memory limit counts, as a
+    real row may hold other types). Fixed few-shot examples must hold the answer and every
+    variable the template reads.
+
     Raises:
-        BadInputError: a template syntax error, or a bad generation or few-shot setting.
+        BadInputError: a template syntax error, a template over the render limits, a bad
+            few-shot example, or a bad generation or few-shot setting.
     """
     from tunelab.engine.prompts.settings import GenerationSettings
-    from tunelab.engine.prompts.templates import FewShotConfig, variables_of
+    from tunelab.engine.prompts.templates import FewShotConfig, build_prompt, variables_of
 
-    variables_of(content.template)  # a syntax error names its line and column
+    needed = variables_of(content.template)  # a syntax error names its line and column
+    system_needs = variables_of(content.system) if content.system else []
+    _check_examples(content.examples, needed)
     generation = {k: v for k, v in content.settings.items() if k != "fewshot"}
     settings = GenerationSettings.from_dict(generation).to_dict()
     if "fewshot" in content.settings:
         settings["fewshot"] = FewShotConfig.from_settings(content.settings).to_dict()
-    return PromptContent(
+    checked = PromptContent(
         template=content.template,
         system=content.system,
         examples=content.examples,
@@ -164,3 +172,43 @@ def validated_content(content: PromptContent) -> PromptContent:
         reasoning=content.reasoning,
         settings=settings,
     )
+    if row is not None:
+        build_prompt(checked, row)
+    else:
+        _trial_render(content.template, needed)
+        if content.system:
+            _trial_render(content.system, system_needs)
+    return checked
+
+
+def _check_examples(examples: list[dict[str, Any]], needed: list[str]) -> None:
+    """Refuse fixed few-shot examples that every render would refuse later."""
+    from tunelab.engine.prompts.templates import OUTPUT_KEY
+
+    for number, example in enumerate(examples, start=1):
+        if not isinstance(example, dict):
+            raise BadInputError(f"few-shot example {number} is not an object")
+        if OUTPUT_KEY not in example:
+            raise BadInputError(
+                f"few-shot example {number} has no {OUTPUT_KEY!r} field (its answer); it has "
+                f"{', '.join(sorted(example)) or 'no fields'}"
+            )
+        missing = [v for v in needed if v not in example]
+        if missing:
+            raise BadInputError(
+                f"few-shot example {number} lacks {', '.join(missing)}, which the template "
+                "uses; add the field to every example"
+            )
+
+
+def _trial_render(template: str, needed: list[str]) -> None:
+    """Render once on placeholder text, so a template that can never finish is refused now."""
+    from tunelab.engine.prompts.sandbox import TemplateLimitError
+    from tunelab.engine.prompts.templates import render_template
+
+    try:
+        render_template(template, dict.fromkeys(needed, "x"))
+    except TemplateLimitError:
+        raise
+    except BadInputError:
+        pass  # placeholder text is not a real row: a type error here proves nothing
