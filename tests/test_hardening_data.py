@@ -525,3 +525,19 @@ def test_cli_refuses_runaway_templates_weights_and_examples(
     )
     folder = model_folder(tmp_path, {"model.safetensors": GOOD_WEIGHTS[:-1]})
     check_refused(cli_ws, ["model", "add", str(folder)], ["model.safetensors is truncated"])
+
+
+def test_prompt_new_with_a_dataset_tries_its_first_row(cli_ws: Workspace, tmp_path: Path) -> None:
+    from tests.test_hardening_inputs import check_refused
+
+    with cli_ws.open_store() as store:
+        add(store, write_jsonl(tmp_path / "d.jsonl", two_class_rows()), name="rows")
+    typed = tmp_path / "typed.j2"
+    typed.write_text("{{ text + 1 }}")
+    check_refused(
+        cli_ws,
+        ["prompt", "new", "typed", "--template-file", str(typed), "--dataset", "rows"],
+        ["template failed to render", "TypeError"],
+    )
+    plain = run_cli("prompt", "new", "plain", "--template-file", str(typed), workspace=cli_ws)
+    assert plain.returncode == 0, plain.stderr  # no row named: placeholder text proves nothing

@@ -84,10 +84,18 @@ def edit_in_editor(text: str) -> str | None:
     return None if edited == text else edited
 
 
-def _save(name: str, content: PromptContent, message: str, as_json: bool) -> None:
+def _save(
+    name: str, content: PromptContent, message: str, as_json: bool, dataset: str | None = None
+) -> None:
     from tunelab.engine.prompts.text import validated_content
 
-    content = validated_content(content)
+    row = None
+    if dataset is not None:  # a trial render on a real row catches type errors too
+        store = state.store()
+        first = store.get_dataset(dataset).splits[0].name
+        rows = store.dataset_rows(dataset, first, limit=1)
+        row = rows[0].data if rows else None
+    content = validated_content(content, row=row)
     result = state.store().save_prompt_version(name, content, message=message)
     if as_json:
         emit_json({"prompt": name, "version": result.version.version, "created": result.created})
@@ -156,6 +164,9 @@ def prompt_new(
     seed: int | None = typer.Option(None, "--seed"),
     logit_bias: list[str] = typer.Option([], "--logit-bias", help="STRING=WEIGHT (repeatable)."),
     message: str = typer.Option("", "--message", "-m", help="Commit message for the version."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Try the version on this dataset's first row before saving."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Create a prompt's first version (or a new version of an existing prompt)."""
@@ -203,13 +214,16 @@ def prompt_new(
             fail("nothing saved: the editor closed without changes", code=1)
         draft, edited_message = text_to_content(edited)
         message = edited_message or message
-    _save(name, draft, message, json_output)
+    _save(name, draft, message, json_output, dataset)
 
 
 @prompt_app.command("edit")
 def prompt_edit(
     ref: str = typer.Argument(..., help="NAME, NAME@3 or NAME:label to start from."),
     message: str = typer.Option("", "--message", "-m", help="Commit message."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Try the version on this dataset's first row before saving."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Open $EDITOR on a version; saving makes a new version of the prompt."""
@@ -218,7 +232,7 @@ def prompt_edit(
     if edited is None:
         fail("nothing saved: the editor closed without changes", code=1)
     content, edited_message = text_to_content(edited)
-    _save(version.prompt_name, content, edited_message or message, json_output)
+    _save(version.prompt_name, content, edited_message or message, json_output, dataset)
 
 
 @prompt_app.command("show")
