@@ -541,3 +541,17 @@ def test_prompt_new_with_a_dataset_tries_its_first_row(cli_ws: Workspace, tmp_pa
     )
     plain = run_cli("prompt", "new", "plain", "--template-file", str(typed), workspace=cli_ws)
     assert plain.returncode == 0, plain.stderr  # no row named: placeholder text proves nothing
+
+
+@pytest.mark.parametrize("missing", ["data/train.jsonl", "data/test.CSV", "d/x.parquet"])
+def test_a_missing_file_that_looks_like_a_hub_id_is_not_looked_up(
+    store: Store, missing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunelab.engine.data import importing
+
+    def no_hub(*args: object, **kwargs: object) -> None:
+        raise AssertionError("went to the hub")
+
+    monkeypatch.setattr(importing, "read_hub", no_hub)
+    with pytest.raises(BadInputError, match="does not exist"):
+        add_dataset(store, [missing], DatasetOptions(name="d"))

@@ -462,6 +462,7 @@ def add_dataset(
     if (
         len(paths) == 1
         and not paths[0].exists()
+        and paths[0].suffix.lower() not in FORMATS  # `data/train.jsonl` is a missing file
         and re.match(r"^[\w.-]+/[\w.-]+$", str(sources[0]))
     ):
         splits = read_hub(str(sources[0]), cache_dir)
