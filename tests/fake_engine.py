@@ -174,7 +174,9 @@ class FakeEngine:
     def log_tail(self, job_id: int, lines: int = 200) -> list[str]:
         return [f"{e.kind}: {e.message}" for e in self.store.job_events(job_id)][-lines:]
 
-    def compare_runs(self, run_ids: Sequence[int], price_per_gpu_hour: float) -> ComparisonView:
+    def compare_runs(
+        self, run_ids: Sequence[int], price_per_gpu_hour: float | None = None
+    ) -> ComparisonView:
         if len(run_ids) < 2:
             raise BadInputError("pick at least two runs to compare")
         runs = [self.store.get_run(i) for i in run_ids]
@@ -191,6 +193,7 @@ class FakeEngine:
                 ExampleChange(idx, change, first.reference, [first.output, last.output])
             )
         delta = values[-1] - values[0]
+        price = 2.0 if price_per_gpu_hour is None else price_per_gpu_hour
         verdict = f"run {run_ids[-1]} is {'better' if delta > 0 else 'not better'} on accuracy"
         return ComparisonView(
             list(run_ids),
@@ -198,7 +201,7 @@ class FakeEngine:
             verdict,
             [MetricVerdict("accuracy", list(values), delta, delta - 0.1, delta + 0.1, 0.04, True)],
             examples,
-            [f"price per GPU-hour: {price_per_gpu_hour:.2f}", "break-even after 1,000 calls"],
+            [f"price per GPU-hour: {price:.2f}", "break-even after 1,000 calls"],
         )
 
     def diff_versions(self, ref_a: str, ref_b: str) -> list[str]:

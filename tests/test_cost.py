@@ -145,3 +145,25 @@ def test_config_cli_shows_and_sets_prices(workspace: Workspace) -> None:
     bad = run_cli("config", "set", "price.gpu_hour", "cheap", workspace=workspace)
     assert bad.returncode == 2 and "must be a number" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_engine_facade_leaves_prices_to_the_workspace_config(workspace: Workspace) -> None:
+    from unittest.mock import patch
+
+    from tunelab.engine.api.facade import Engine
+    from tunelab.engine.compare import runs as compare_module
+
+    store = workspace.open_store()
+    try:
+        pv, base = h.prompt(store), h.base_model(store)
+        ds = h.dataset(store, n=4)
+        a = h.classification_run(store, pv, base, ds, [1, 0, 1, 0])
+        b = h.classification_run(store, pv, base, ds, [1, 1, 1, 0])
+        real = compare_module.compare_runs
+        # What the TUI's Compare screen calls: no price of its own, so the workspace's applies
+        # (`compare_runs` with no override reads the config: tested above).
+        with patch.object(compare_module, "compare_runs", wraps=real) as spy:
+            Engine(store, workspace).compare_runs([a.id, b.id])
+        assert spy.call_args.kwargs.get("price_per_gpu_hour") is None
+    finally:
+        store.close()

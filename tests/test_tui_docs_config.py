@@ -44,9 +44,7 @@ def test_every_setting_is_documented() -> None:
 
 def test_settings_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "tui.toml"
-    settings = UserSettings(
-        theme="tunelab-light", price_per_gpu_hour=3.5, keymap={"show-runs": "f4", "quit": "ctrl+x"}
-    )
+    settings = UserSettings(theme="tunelab-light", keymap={"show-runs": "f4", "quit": "ctrl+x"})
     save_settings(settings, path)
     assert load_settings(path) == settings
 
@@ -59,7 +57,7 @@ def test_missing_file_gives_defaults(tmp_path: Path) -> None:
     ("text", "needle"),
     [
         ("colour = 'red'\n", "unknown setting(s) colour"),
-        ("price_per_gpu_hour = 'cheap'\n", "price_per_gpu_hour must be a number"),
+        ("price_per_gpu_hour = 2.0\n", "moved to the workspace config"),
         ("keymap = 3\n", "[keymap]"),
         ("theme = \n", "not valid TOML"),
     ],

@@ -31,9 +31,6 @@ class UserSettings:
     theme: str = DEFAULT_THEME
     """Theme name: tunelab-dark, tunelab-light, tunelab-high-contrast (or any registered theme)."""
 
-    price_per_gpu_hour: float = 2.0
-    """Price of one GPU-hour in your currency, for cost and break-even in Compare."""
-
     keymap: dict[str, str] = field(default_factory=dict)
     """Binding id to keys, e.g. `show-playground = "f3"`; see docs/keys.md for the ids."""
 
@@ -53,6 +50,11 @@ def config_path() -> Path:
 
 def parse_settings(data: dict[str, Any], source: Path | str) -> UserSettings:
     """Validate a parsed TOML table into settings; unknown keys and bad types raise ConfigError."""
+    if "price_per_gpu_hour" in data:
+        raise ConfigError(
+            f"{source}: price_per_gpu_hour moved to the workspace config, read by the CLI too; "
+            "remove it here and run `tunelab config set price.gpu_hour VALUE`"
+        )
     unknown = sorted(set(data) - set(SETTING_NAMES))
     if unknown:
         raise ConfigError(
@@ -63,11 +65,6 @@ def parse_settings(data: dict[str, Any], source: Path | str) -> UserSettings:
         if not isinstance(data["theme"], str) or not data["theme"]:
             raise ConfigError(f"{source}: theme must be a theme name (a string)")
         settings.theme = data["theme"]
-    if "price_per_gpu_hour" in data:
-        price = data["price_per_gpu_hour"]
-        if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
-            raise ConfigError(f"{source}: price_per_gpu_hour must be a number >= 0")
-        settings.price_per_gpu_hour = float(price)
     if "keymap" in data:
         keymap = data["keymap"]
         if not isinstance(keymap, dict) or not all(
@@ -106,7 +103,6 @@ def dump_settings(settings: UserSettings) -> str:
     """Settings as TOML text that `load_settings` reads back unchanged."""
     lines = [
         f"theme = {_toml_string(settings.theme)}",
-        f"price_per_gpu_hour = {settings.price_per_gpu_hour!r}",
     ]
     if settings.keymap:
         lines += ["", "[keymap]"]

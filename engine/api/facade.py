@@ -223,7 +223,11 @@ class Engine:
         return log_tail(self.store.get_job(job_id), lines).splitlines()
 
     # Compare -----------------------------------------------------------------------------
-    def compare_runs(self, run_ids: Sequence[int], price_per_gpu_hour: float) -> ComparisonView:
+    def compare_runs(
+        self, run_ids: Sequence[int], price_per_gpu_hour: float | None = None
+    ) -> ComparisonView:
+        """Compare runs on their shared rows; prices come from the workspace config unless
+        `price_per_gpu_hour` overrides the GPU-hour one."""
         from tunelab.engine.compare.runs import compare_runs
 
         comparison = compare_runs(

@@ -100,8 +100,8 @@ class CompareScreen(TunelabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare", description="Compare")
     def run_comparison(self, run_ids: list[int]) -> None:
-        price = self.settings.price_per_gpu_hour
-        self.post_message(RunsCompared(self.engine.compare_runs(run_ids, price)))
+        # Prices come from the workspace config (`tunelab config`), as for `tunelab compare`.
+        self.post_message(RunsCompared(self.engine.compare_runs(run_ids)))
 
     @on(RunsCompared)
     def show_comparison(self, event: RunsCompared) -> None:
