@@ -9,11 +9,17 @@ from ._fast_import import import_sqlite_utils
 
 import_sqlite_utils()
 
+from .backup import Backup
+from .connection import DatabaseGuard
 from .datasets import NewDataset, NewSplit
 from .errors import (
     ConflictError,
     CorruptDatabaseError,
+    DatabaseIOError,
+    DiskFullError,
     NotFoundError,
+    ReadOnlyDatabaseError,
+    RunClaimedError,
     SchemaTooNewError,
     StoreError,
 )
@@ -42,11 +48,15 @@ from .store import Store
 from .workspace import Workspace, find_workspace, init_workspace
 
 __all__ = [
+    "Backup",
     "CachedResponse",
     "ConflictError",
     "CorruptDatabaseError",
+    "DatabaseGuard",
+    "DatabaseIOError",
     "Dataset",
     "DatasetRow",
+    "DiskFullError",
     "Job",
     "JobEvent",
     "LabelEvent",
@@ -61,7 +71,9 @@ __all__ = [
     "Prompt",
     "PromptContent",
     "PromptVersion",
+    "ReadOnlyDatabaseError",
     "Run",
+    "RunClaimedError",
     "RunOutput",
     "SaveResult",
     "SchemaTooNewError",

@@ -45,4 +45,20 @@ class SchemaTooNewError(StoreError):
 
 
 class CorruptDatabaseError(StoreError):
-    """The database file is not a readable SQLite database."""
+    """The database file is not SQLite, or one of its pages is damaged."""
+
+
+class ReadOnlyDatabaseError(StoreError):
+    """The database, its folder or its journal cannot be written; the data is intact."""
+
+
+class DiskFullError(StoreError):
+    """The disk holding the database is full; the unfinished change was rolled back."""
+
+
+class DatabaseIOError(StoreError):
+    """The operating system failed a read or write of the database file."""
+
+
+class RunClaimedError(StoreError):
+    """Another live process holds the run (it is evaluating or resuming it)."""

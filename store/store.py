@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import itertools
+import os
+import socket
+import sqlite3
 from pathlib import Path
 
+from .backup import Backup, backup_database, default_backup_path
 from .cache import CacheStore
-from .connection import ConnectionPool, migrate
+from .claims import RunClaimStore
+from .connection import ConnectionPool, check_schema, damage_marker, migrate
 from .datasets import DatasetStore
+from .errors import CorruptDatabaseError, StoreError
 from .jobs import JobStore
 from .models import ModelStore
 from .prompts import PromptStore
-from .runs import RunStore
 
 _memory_counter = itertools.count()
 
 
-class Store(PromptStore, DatasetStore, ModelStore, RunStore, JobStore, CacheStore):
+class Store(PromptStore, DatasetStore, ModelStore, RunClaimStore, JobStore, CacheStore):
     """Typed access to one workspace database; safe to share across threads.
 
-    Each thread gets its own sqlite connection, opened on first use.
+    Each thread gets its own sqlite connection, opened on first use. Opening checks the
+    pages (`PRAGMA quick_check`) when the last run or job ended uncleanly, and backs the
+    file up before applying schema migrations to a database that holds data.
     """
 
     def __init__(self, path: Path | str | None = None, *, migrate_schema: bool = True) -> None:
@@ -28,15 +35,100 @@ class Store(PromptStore, DatasetStore, ModelStore, RunStore, JobStore, CacheStor
             memory_name = f"tunelab-memory-{id(self)}-{next(_memory_counter)}"
         self.path = Path(path) if path is not None else None
         self._pool = ConnectionPool(path, memory_name)
-        # Keep one connection open so a shared in-memory database lives as long as the store.
-        self._keepalive = self._pool.get()
-        if migrate_schema:
-            migrate(self._keepalive, path)
+        try:
+            # Keep one connection open so a shared in-memory database lives as long as the store.
+            self._keepalive = self._pool.get()
+            if migrate_schema:
+                check_schema(self._keepalive, path)
+                self._check_integrity()
+                migrate(self._keepalive, path, self._backup_before_migrating, self._pool.guard)
+        except BaseException:
+            self._pool.close_all()
+            raise
 
     @classmethod
     def memory(cls) -> Store:
         """A fresh in-memory store for tests."""
         return cls(None)
+
+    def backup(self, destination: Path | str | None = None) -> Backup:
+        """Copy the database with SQLite's online backup API (safe while others write).
+
+        Args:
+            destination: a file or folder; default a new file in `.tunelab/backups/`.
+        """
+        if self.path is None:
+            raise StoreError("an in-memory store has no file to back up")
+        return backup_database(self.db, destination or default_backup_path(self.path))
+
+    def _backup_before_migrating(self, pending: list[str]) -> None:
+        assert self.path is not None
+        problems = self.quick_check()
+        if problems:
+            raise self._damaged(problems, "before upgrading its schema")
+        try:
+            self.backup(default_backup_path(self.path, f"before-{pending[0]}"))
+        except StoreError as exc:
+            raise StoreError(
+                f"could not back up {self.path} before upgrading its schema ({exc}); "
+                "nothing was changed: free some space (or make the folder writable) and retry"
+            ) from exc
+
+    def _check_integrity(self) -> None:
+        """Check every page when the database was found damaged before (repaired since?) or
+        when the newest run or job was left by a dead process (checked once per such end).
+
+        A damaged database is refused (with how to recover) before anything reads or writes it;
+        `tunelab backup` opens it without this check.
+        """
+        if self.path is None:
+            return
+        marker = damage_marker(self.path)
+        if marker.exists():
+            problems = self.quick_check()
+            if problems:
+                raise self._pool.guard.mark_damaged(f"{self.path} is damaged ({problems[0]})")
+            marker.unlink(missing_ok=True)  # repaired or replaced
+            return
+        key = self._unclean_end()
+        if key is None:
+            return
+        checked = Path(f"{self.path}-checked")
+        try:
+            if checked.read_text() == key:
+                return
+        except OSError:
+            pass
+        problems = self.quick_check()
+        if problems:
+            raise self._damaged(problems, f"after {key.split(';')[0]} ended uncleanly")
+        try:
+            fd = os.open(checked, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key)
+        except OSError:
+            pass  # a read-only folder: check again next time
+
+    def _unclean_end(self) -> str | None:
+        """'run N' / 'job N' when the newest run or job was left by a dead process, else None."""
+        found = []
+        for table in ("runs", "jobs"):
+            try:
+                row = self._one(f"SELECT id, status, pid, host, error FROM {table} "
+                                "ORDER BY id DESC LIMIT 1")  # fmt: skip
+            except sqlite3.OperationalError:  # an old schema without the columns
+                continue
+            if row is None:
+                continue
+            vanished = row["status"] == "running" and not _alive(row["pid"], row["host"])
+            if vanished or row["status"] == "interrupted" or "vanished" in (row["error"] or ""):
+                found.append(f"{table[:-1]} {row['id']} ({row['status']})")
+        return "; ".join(found) or None
+
+    def _damaged(self, problems: list[str], when: str) -> CorruptDatabaseError:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        finding = f"{self.path} failed its integrity check {when}: {problems[0]}{more}"
+        return self._pool.guard.mark_damaged(finding)
 
     def close(self) -> None:
         self._pool.close_all()
@@ -46,3 +138,16 @@ class Store(PromptStore, DatasetStore, ModelStore, RunStore, JobStore, CacheStor
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _alive(pid: int | None, host: str | None) -> bool:
+    """Whether a recorded process may still be running (unknown counts as alive)."""
+    if pid is None or host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,14 @@ class Workspace:
 
 
 def _owner_only(path: Path) -> None:
-    """Workspace files hold prompts and data: readable by their owner only."""
+    """Workspace files hold prompts and data: readable by their owner only.
+
+    Only group and other bits are taken away: a database its owner made read-only stays so.
+    """
     try:
-        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
     except OSError:
         pass
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from tunelab import __version__
-from tunelab.cli_common import err_console, exit_code_for, state
+from tunelab.cli_common import err_console, exit_code_for, quiet_third_party, state, user_error
 
 app = typer.Typer(
     name="tunelab",
@@ -45,8 +45,14 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="Show the warnings, logs and progress bars of transformers, datasets and torch.",
+    ),
 ) -> None:
     state.workspace_path = workspace
+    quiet_third_party(verbose)
     if ctx.invoked_subcommand is None:
         from tunelab.cli_tui import open_tui
 
@@ -55,6 +61,7 @@ def root(
 
 def _register_commands() -> None:
     from tunelab import (
+        cli_backup,
         cli_compare,
         cli_config,
         cli_dataset,
@@ -69,7 +76,7 @@ def _register_commands() -> None:
 
     for module in (
         cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_tune, cli_compare,
-        cli_demo, cli_tui, cli_config,
+        cli_demo, cli_tui, cli_config, cli_backup,
     ):  # fmt: skip
         module.register(app)
 
@@ -89,7 +96,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except BaseException as exc:
+    except BaseException as raised:
+        exc = user_error(raised)
         code = exit_code_for(exc)
         if code is None or os.environ.get("TUNELAB_DEBUG"):
             raise

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sqlite3
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -12,7 +15,7 @@ import typer
 from rich.console import Console
 
 from tunelab.engine.errors import BadInputError, EngineError
-from tunelab.store import Store, StoreError, Workspace, find_workspace
+from tunelab.store import DatabaseGuard, Store, StoreError, Workspace, find_workspace
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -38,6 +41,52 @@ class CliState:
 
 
 state = CliState()
+
+THIRD_PARTY_MODULES = (
+    "transformers", "datasets", "peft", "torch", "accelerate", "huggingface_hub", "tokenizers",
+    "safetensors", "trl", "tqdm",
+)  # fmt: skip
+"""Libraries whose warnings, logs and progress bars stay off stderr unless --verbose."""
+
+_QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DATASETS_VERBOSITY": "error",
+    "HF_HUB_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' bars ("Writing model shards") too
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
+}
+
+
+def quiet_third_party(verbose: bool) -> None:
+    """Keep library warnings, logs and progress bars off stderr, unless `verbose`.
+
+    The settings go into the environment before any library is imported, so job workers
+    started from here inherit them (their log files still get tracebacks and our messages).
+    A variable the user set is left as it is.
+    """
+    if verbose:
+        os.environ["TUNELAB_VERBOSE"] = "1"
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")  # the loader's default: error
+        return
+    for name, value in _QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    pattern = "({})(\\.|$)".format("|".join(THIRD_PARTY_MODULES))
+    warnings.filterwarnings("ignore", module=pattern)
+
+
+def user_error(exc: BaseException) -> BaseException:
+    """A SQLite failure that escaped the store, as the store's one-line error where it is
+    about the database file (full, read-only, damaged); any other exception as it is."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return exc
+    path = None
+    try:
+        path = state.workspace().db_path
+    except StoreError:
+        pass
+    return DatabaseGuard(path).translate(exc) or exc
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -24,7 +24,7 @@ from tunelab.engine.evaluation.request import (
     ProgressCallback,
     StopCheck,
 )
-from tunelab.store import Run, RunOutput, Store
+from tunelab.store import Run, RunClaimedError, RunOutput, Store
 
 
 def evaluate(
@@ -123,16 +123,32 @@ def resume_run(
     """Finish the rows an interrupted or failed run is missing, with its original settings.
 
     A run left `running` by a killed process is accepted; one whose process is seen still
-    running is refused, so two processes never write the same run."""
+    running is refused, and the run is claimed atomically (`Store.claim_run`), so of two
+    resumes started at once only one proceeds: two processes never write the same run."""
     refresh_run_states(store)
     run = store.get_run(run_id)
     if run.status == "succeeded" and run.rows_done >= run.rows_total:
         raise BadInputError(f"run {run_id} already finished all {run.rows_total} rows")
-    if run.status == "running" and run_process_alive(run):
-        raise BadInputError(
-            f"run {run_id} is still running in process {run.pid} on {run.host}; let it finish "
-            f"or stop it (Ctrl-C), then `tunelab eval --resume {run_id}`"
-        )
+    try:
+        before_claim = store.claim_run(run_id, run, run_process_alive)
+    except RunClaimedError as exc:
+        raise BadInputError(str(exc)) from None
+    try:
+        return _resume_claimed(store, run, on_progress, should_stop, batch_size, latency_probe)
+    except BaseException:
+        store.release_run_claim(run_id, before_claim)
+        raise
+
+
+def _resume_claimed(
+    store: Store,
+    run: Run,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+    batch_size: int,
+    latency_probe: int,
+) -> EvalResult:
+    run_id = run.id
     is_sample = run.sample_seed is not None
     request = EvalRequest(
         prompt=store.get_prompt_version(run.prompt_ref),
