@@ -1,7 +1,9 @@
 """A scripted engine for TUI tests: streams fixed tokens and metrics, writes real store rows.
 
-It follows `EngineProtocol`, so screens cannot tell it from the real engine; no model loads.
-A test can hold a generation or evaluation open with `gate` to prove the UI stays responsive.
+It follows `EngineProtocol` (mypy checks that, see `_as_protocol`), so screens cannot tell it
+from the real engine; no model loads. Store-only calls (compare, diffs) use the real engine
+code, so the records are the real ones. A test can hold a generation or evaluation open with
+`gate` to prove the UI stays responsive.
 """
 
 from __future__ import annotations
@@ -9,28 +11,31 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from tunelab.engine.api.facade import (
-    BiasToken,
-    ComparisonView,
-    DiffSegment,
-    EvalOutcome,
-    EvalProgress,
-    EvalSpec,
-    ExampleChange,
-    MetricVerdict,
-    ProgressCallback,
-    RenderedPreview,
-    StopCallback,
-    TokenChunk,
-    TrainingField,
     content_from_fields,
     settings_toml_of,
     training_command_line,
-    word_diff,
+)
+from tunelab.engine.api.types import (
+    BiasEntry,
+    Comparison,
+    EngineProtocol,
+    EvalOutcome,
+    EvalProgress,
+    EvalSpec,
+    FormValues,
+    GenerationSettings,
+    ProgressCallback,
+    RenderedPrompt,
+    RowInput,
+    StopCallback,
+    TokenChunk,
+    TrainingField,
+    WordDiffSegment,
 )
 from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.text_diff import word_diff
 from tunelab.store import NewRunOutput, PromptContent, PromptVersion, Store
 
 FAKE_TRAINING_FIELDS = [
@@ -73,23 +78,21 @@ class FakeEngine:
     def settings_toml(self, version: PromptVersion) -> str:
         return settings_toml_of(version)
 
-    def render_preview(
-        self, content: PromptContent, row: dict[str, Any], model: str
-    ) -> RenderedPreview:
+    def render_preview(self, content: PromptContent, row: RowInput, model: str) -> RenderedPrompt:
         self.calls.append(f"render:{model}")
         text = content.template
-        for key, value in row.items():
+        for key, value in row.values.items():
             text = text.replace("{{ " + key + " }}", str(value))
         if "{{" in text:
             raise BadInputError("the template uses a variable the row does not have")
-        return RenderedPreview(text, len(text.split()), self.context_window)
+        return RenderedPrompt(text, len(text.split()), self.context_window)
 
     def stream_generate(
         self,
         model: str,
         content: PromptContent,
-        row: dict[str, Any],
-        settings: dict[str, Any],
+        row: RowInput,
+        settings: GenerationSettings,
         should_stop: StopCallback,
     ) -> Iterator[TokenChunk]:
         self.calls.append(f"generate:{model}")
@@ -98,11 +101,12 @@ class FakeEngine:
         for index, token in enumerate(self.tokens):
             if index == 1 and self._wait_gate(should_stop):
                 return
-            yield TokenChunk(token, 0.01 * (index + 1))
+            yield TokenChunk(token, 0.01 * (index + 1), 0.01)
+        yield TokenChunk("", 0.01 * len(self.tokens), 0.01, len(self.tokens), True, "eos")
 
-    def tokenize_bias(self, model: str, logit_bias: dict[str, float]) -> list[BiasToken]:
+    def tokenize_bias(self, model: str, logit_bias: dict[str, float]) -> list[BiasEntry]:
         return [
-            BiasToken(text, weight, [text[:2], text[2:]] if len(text) > 2 else [text], [1, 2])
+            BiasEntry(text, [1, 2], [text[:2], text[2:]] if len(text) > 2 else [text], weight)
             for text, weight in logit_bias.items()
         ]
 
@@ -134,18 +138,21 @@ class FakeEngine:
                               prediction=output, reference=reference,
                               scores={"accuracy": float(output == reference)})],
             )  # fmt: skip
-            on_progress(EvalProgress(done, len(rows), run.id, {"accuracy": correct / done}))
-        metrics = {"accuracy": correct / max(1, len(rows))}
+            on_progress(
+                EvalProgress(done, len(rows), 0, 0.01 * done, None, run.id,
+                             {"accuracy": correct / done})
+            )  # fmt: skip
+        metrics: dict[str, object] = {"accuracy": correct / max(1, len(rows))}
         self.store.finish_run(run.id, "succeeded", metrics)
         return EvalOutcome(run.id, "succeeded", metrics)
 
     def training_fields(self) -> list[TrainingField]:
         return list(FAKE_TRAINING_FIELDS)
 
-    def training_command(self, values: dict[str, Any]) -> str:
+    def training_command(self, values: FormValues) -> str:
         return training_command_line(values, {f.name: f.default for f in FAKE_TRAINING_FIELDS})
 
-    def launch_job(self, values: dict[str, Any]) -> int:
+    def launch_job(self, values: FormValues) -> int:
         self.calls.append("launch")
         if self.fail_with is not None:
             raise self.fail_with
@@ -176,32 +183,13 @@ class FakeEngine:
 
     def compare_runs(
         self, run_ids: Sequence[int], price_per_gpu_hour: float | None = None
-    ) -> ComparisonView:
+    ) -> Comparison:
+        from tunelab.engine.compare.runs import compare_runs
+
         if len(run_ids) < 2:
             raise BadInputError("pick at least two runs to compare")
-        runs = [self.store.get_run(i) for i in run_ids]
-        outputs = [{o.row_idx: o for o in self.store.run_outputs(i)} for i in run_ids]
-        values = [float(r.metrics.get("accuracy", 0.0)) for r in runs]
-        examples = []
-        for idx in sorted(outputs[0]):
-            first, last = outputs[0][idx], outputs[-1].get(idx)
-            if last is None:
-                continue
-            a, b = first.scores.get("accuracy", 0), last.scores.get("accuracy", 0)
-            change = "fixed" if b > a else "broken" if a > b else "same"
-            examples.append(
-                ExampleChange(idx, change, first.reference, [first.output, last.output])
-            )
-        delta = values[-1] - values[0]
-        price = 2.0 if price_per_gpu_hour is None else price_per_gpu_hour
-        verdict = f"run {run_ids[-1]} is {'better' if delta > 0 else 'not better'} on accuracy"
-        return ComparisonView(
-            list(run_ids),
-            [f"#{r.id} {r.prompt_ref} · {r.model_name}" for r in runs],
-            verdict,
-            [MetricVerdict("accuracy", list(values), delta, delta - 0.1, delta + 0.1, 0.04, True)],
-            examples,
-            [f"price per GPU-hour: {price:.2f}", "break-even after 1,000 calls"],
+        return compare_runs(
+            self.store, list(run_ids), shared_rows_only=True, price_per_gpu_hour=price_per_gpu_hour
         )
 
     def diff_versions(self, ref_a: str, ref_b: str) -> list[str]:
@@ -211,5 +199,10 @@ class FakeEngine:
             self.store.get_prompt_version(ref_a), self.store.get_prompt_version(ref_b)
         )
 
-    def diff_words(self, before: str, after: str) -> list[DiffSegment]:
+    def diff_words(self, before: str, after: str) -> list[WordDiffSegment]:
         return word_diff(before, after)
+
+
+def _as_protocol(store: Store) -> EngineProtocol:
+    """Never called: mypy checks here that the fake implements every `EngineProtocol` call."""
+    return FakeEngine(store)

@@ -156,8 +156,8 @@ async def test_runs_filter_sort_and_compare(seeded: Store) -> None:
         await settle(app, pilot)
         assert app.screen.sub_title == "Compare"
         text = screen_text(app)
-        assert "run 2 is not better on accuracy" in text
-        assert "accuracy" in text and "[-0.350, -0.150]" in text
+        assert "run 2 vs run 3 on accuracy: not significant" in text
+        assert "accuracy" in text and "-0.250" in text
 
 
 async def test_finetune_jobs_curves_launch_and_cancel(seeded: Store) -> None:
@@ -210,7 +210,7 @@ async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store
         await settle(app, pilot)
         screen = app.screen
         comparison = screen.comparison
-        assert comparison is not None and comparison.run_ids == [2, 3]
+        assert comparison is not None and [r.id for r in comparison.runs] == [2, 3]
         assert comparison.metrics[0].name == "accuracy"
         assert comparison.metrics[0].values == [0.75, 1.0]
         assert any(e.change == "fixed" for e in comparison.examples)

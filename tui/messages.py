@@ -11,16 +11,25 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from tunelab.engine.api.facade import (
-        BiasToken,
-        ComparisonView,
-        DiffSegment,
+    from tunelab.engine.api.types import (
+        BiasEntry,
+        Comparison,
         EvalOutcome,
         EvalProgress,
-        RenderedPreview,
+        RenderedPrompt,
         TrainingField,
+        WordDiffSegment,
     )
-    from tunelab.store import Dataset, Job, MetricPoint, Model, Prompt, PromptVersion, Run
+    from tunelab.store import (
+        Dataset,
+        DatasetRow,
+        Job,
+        MetricPoint,
+        Model,
+        Prompt,
+        PromptVersion,
+        Run,
+    )
     from tunelab.store.records import RunOutput
 
 
@@ -100,12 +109,12 @@ class PlaygroundChoicesLoaded(Message):
 class RowsLoaded(Message):
     dataset: str
     split: str
-    rows: list[dict[str, Any]]
+    rows: list[DatasetRow]
 
 
 @dataclass
 class PreviewRendered(Message):
-    preview: RenderedPreview
+    preview: RenderedPrompt
 
 
 @dataclass
@@ -129,7 +138,7 @@ class GenerationFinished(Message):
 
 @dataclass
 class BiasTokenized(Message):
-    tokens: list[BiasToken]
+    tokens: list[BiasEntry]
 
 
 @dataclass
@@ -168,13 +177,13 @@ class EvalFinished(Message):
 
 @dataclass
 class RunsCompared(Message):
-    comparison: ComparisonView
+    comparison: Comparison
 
 
 @dataclass
 class OutputsDiffed(Message):
     row_idx: int
-    segments: list[DiffSegment]
+    segments: list[WordDiffSegment]
 
 
 @dataclass

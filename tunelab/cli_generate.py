@@ -51,21 +51,14 @@ def stream_one(
     from tunelab.engine.generation.batched import stream_generate
     from tunelab.engine.models.loading import load_model
     from tunelab.engine.prompts.settings import GenerationSettings
-    from tunelab.engine.prompts.templates import (
-        FewShotConfig,
-        FewShotSampler,
-        render_prompt,
-        variables_of,
-    )
+    from tunelab.engine.prompts.templates import RowRenderer, variables_of
 
     version = store.get_prompt_version(prompt_ref)
     settings = GenerationSettings.from_dict(merged_settings(version, overrides))
-    examples: list[dict[str, Any]] | None = None
+    record: Dataset | None = None
+    split_name: str | None = None
     if dataset is not None and row is not None:
         data, record, split_name = _row_values(store, dataset, split, row)
-        fewshot = FewShotConfig.from_settings(version.settings)
-        if fewshot.k:
-            examples = FewShotSampler(store, record, fewshot, split_name).examples_for(row)
     else:
         data = dict(values)
         missing = sorted(set(variables_of(version.template)) - set(data))
@@ -75,7 +68,9 @@ def stream_one(
                 + " ".join(f"{name}=..." for name in missing)
             )
     loaded = load_model(store, resolve_model_arg(store, model_arg))
-    rendered = render_prompt(version, data, loaded, examples, settings.max_new_tokens)
+    # Rendered as `eval` renders this row (the same few-shot draw), and as the Playground does.
+    renderer = RowRenderer(store, version, loaded, record, split_name, settings.max_new_tokens)
+    rendered = renderer.render(data, row, must_fit=True)
     if show_prompt:
         err_console.print(f"[dim]--- prompt ({rendered.token_count} tokens) ---[/]")
         err_console.print(rendered.text, markup=False, highlight=False)

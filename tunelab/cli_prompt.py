@@ -15,12 +15,13 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, fail, state
+from tunelab.engine.prompts.settings import parse_logit_bias
 from tunelab.engine.prompts.text import (
     content_to_text,
     text_to_content,
     version_to_content,
 )
-from tunelab.store import PromptContent, PromptVersion
+from tunelab.store import PromptContent, PromptVersion, parse_prompt_ref
 
 prompt_app = typer.Typer(help="Write and version prompts.", no_args_is_help=True)
 
@@ -51,19 +52,6 @@ def _read_examples(path: Path) -> list[dict[str, Any]]:
     if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
         fail(f"examples file {path} must hold a JSON list of objects (or one object per line)")
     return examples
-
-
-def _parse_logit_bias(items: list[str]) -> dict[str, float]:
-    bias: dict[str, float] = {}
-    for item in items:
-        text, sep, weight = item.rpartition("=")
-        if not sep or not text:
-            fail(f"--logit-bias {item!r}: write STRING=WEIGHT, e.g. --logit-bias 'yes=5'")
-        try:
-            bias[text] = float(weight)
-        except ValueError:
-            fail(f"--logit-bias {item!r}: the weight {weight!r} is not a number")
-    return bias
 
 
 def edit_in_editor(text: str) -> str | None:
@@ -162,7 +150,11 @@ def prompt_new(
     stop: list[str] = typer.Option([], "--stop", help="Stop sequence (repeatable)."),
     repetition_penalty: float | None = typer.Option(None, "--repetition-penalty"),
     seed: int | None = typer.Option(None, "--seed"),
-    logit_bias: list[str] = typer.Option([], "--logit-bias", help="STRING=WEIGHT (repeatable)."),
+    logit_bias: list[str] = typer.Option(
+        [],
+        "--logit-bias",
+        help="STRING=WEIGHT (repeatable; quote a string with spaces: '\" yes\"=2').",
+    ),
     message: str = typer.Option("", "--message", "-m", help="Commit message for the version."),
     dataset: str | None = typer.Option(
         None, "--dataset", help="Try the version on this dataset's first row before saving."
@@ -184,7 +176,7 @@ def prompt_new(
     if stop:
         settings["stop"] = list(stop)
     if logit_bias:
-        settings["logit_bias"] = _parse_logit_bias(logit_bias)
+        settings["logit_bias"] = parse_logit_bias(logit_bias)
     if fewshot_k is not None:
         settings["fewshot"] = {"k": fewshot_k, "split": fewshot_split, "seed": seed or 0}
     system_text = system or ""
@@ -305,7 +297,7 @@ def prompt_label(
     """Move a label (production, staging, ...) to a version; labels keep their history."""
     store = state.store()
     if history:
-        events = store.label_history(ref.split("@")[0].split(":")[0])
+        events = store.label_history(parse_prompt_ref(ref)[0])
         if json_output:
             emit_json(events)
             return
@@ -322,7 +314,7 @@ def prompt_label(
     if label is None:
         fail("give the label to move, e.g. `tunelab prompt label NAME@3 production`")
     if remove:
-        store.remove_label(ref.split("@")[0].split(":")[0], label)
+        store.remove_label(parse_prompt_ref(ref)[0], label)
         if json_output:
             emit_json({"label": label, "removed": True})
         else:

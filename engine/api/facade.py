@@ -2,7 +2,7 @@
 
 `EngineProtocol` is what the TUI depends on; `Engine` implements it over the real modules
 with lazy imports (so opening the TUI never imports torch) and tests use a fake. Results are
-small view dataclasses, so the TUI never reaches into engine internals.
+the engine's own records (see `types.py`), so the TUI shows exactly what the CLI shows.
 """
 
 from __future__ import annotations
@@ -19,32 +19,27 @@ from tunelab.engine.api.training_form import (
     training_fields,
 )
 from tunelab.engine.api.types import (
-    BiasToken,
-    ComparisonView,
-    DiffSegment,
+    BiasEntry,
+    Comparison,
     EngineProtocol,
     EvalOutcome,
     EvalProgress,
     EvalSpec,
-    ExampleChange,
-    MetricVerdict,
     ProgressCallback,
-    RenderedPreview,
+    RenderedPrompt,
+    RowInput,
     StopCallback,
     TokenChunk,
     TrainingField,
 )
-from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.errors import EngineError
+from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.engine.text_diff import WordDiffSegment, word_diff
 
 if TYPE_CHECKING:
+    from tunelab.engine.models.loading import LoadedModel
+    from tunelab.engine.prompts.templates import RowRenderer
     from tunelab.store import PromptContent, PromptVersion, Store, Workspace
-
-
-def word_diff(before: str, after: str) -> list[DiffSegment]:
-    """Word-level diff keeping whitespace, so joined segments rebuild either text."""
-    from tunelab.engine.text_diff import word_diff as engine_word_diff
-
-    return [DiffSegment(seg.op, seg.text) for seg in engine_word_diff(before, after)]
 
 
 def content_from_fields(
@@ -101,11 +96,11 @@ class Engine:
         b = self.store.get_prompt_version(ref_b)
         return unified_prompt_diff(a, b)
 
-    def diff_words(self, before: str, after: str) -> list[DiffSegment]:
+    def diff_words(self, before: str, after: str) -> list[WordDiffSegment]:
         return word_diff(before, after)
 
     # Playground --------------------------------------------------------------------------
-    def _load(self, model: str) -> Any:
+    def _load(self, model: str) -> LoadedModel:
         from tunelab.engine.evaluation.plan import resolve_model_arg
         from tunelab.engine.models.loading import load_model  # loads torch and transformers
 
@@ -122,44 +117,42 @@ class Engine:
                          "StoppingCriteriaList", "LogitsProcessorList"):  # fmt: skip
                 getattr(transformers, name, None)
 
-    def render_preview(
-        self, content: PromptContent, row: dict[str, Any], model: str
-    ) -> RenderedPreview:
-        from tunelab.engine.prompts.templates import render_preview
+    def _renderer(
+        self,
+        content: PromptContent,
+        row: RowInput,
+        loaded: LoadedModel,
+        max_new_tokens: int | None = None,
+    ) -> RowRenderer:
+        """The renderer evaluation uses, over the row's dataset, so few-shot draws match."""
+        from tunelab.engine.prompts.templates import RowRenderer
 
-        rendered = render_preview(content, row, self._load(model))
-        return RenderedPreview(
-            rendered.text, int(rendered.token_count or 0), int(rendered.context_window or 0)
-        )
+        dataset = self.store.get_dataset(row.dataset) if row.dataset else None
+        return RowRenderer(self.store, content, loaded, dataset, row.split, max_new_tokens)
+
+    def render_preview(self, content: PromptContent, row: RowInput, model: str) -> RenderedPrompt:
+        loaded = self._load(model)
+        return self._renderer(content, row, loaded).render(row.values, row.idx)
 
     def stream_generate(
         self,
         model: str,
         content: PromptContent,
-        row: dict[str, Any],
-        settings: dict[str, Any],
+        row: RowInput,
+        settings: GenerationSettings,
         should_stop: StopCallback,
     ) -> Iterator[TokenChunk]:
         from tunelab.engine.generation.batched import stream_generate
-        from tunelab.engine.prompts.settings import GenerationSettings
-        from tunelab.engine.prompts.templates import render_prompt
 
         loaded = self._load(model)
-        generation_settings = GenerationSettings.from_version_settings(settings)
-        rendered = render_prompt(
-            content, row, loaded, max_new_tokens=generation_settings.max_new_tokens
-        )
-        for chunk in stream_generate(loaded, rendered.text, generation_settings, should_stop):
-            if chunk.text or chunk.done:
-                yield TokenChunk(chunk.text, float(chunk.elapsed_s))
+        renderer = self._renderer(content, row, loaded, settings.max_new_tokens)
+        rendered = renderer.render(row.values, row.idx, must_fit=True)
+        yield from stream_generate(loaded, rendered.text, settings, should_stop)
 
-    def tokenize_bias(self, model: str, logit_bias: dict[str, float]) -> list[BiasToken]:
+    def tokenize_bias(self, model: str, logit_bias: dict[str, float]) -> list[BiasEntry]:
         from tunelab.engine.generation.controls import tokenize_bias
 
-        entries = tokenize_bias(self._load(model).tokenizer, logit_bias)
-        return [
-            BiasToken(e.string, e.weight, list(e.token_strings), list(e.token_ids)) for e in entries
-        ]
+        return tokenize_bias(self._load(model).tokenizer, logit_bias)
 
     # Evaluation --------------------------------------------------------------------------
     def evaluate(
@@ -175,11 +168,8 @@ class Engine:
             limit=spec.limit,
         )
 
-        def forward(progress: Any) -> None:
-            on_progress(EvalProgress(progress.done, progress.total, progress.run_id or None))
-
         self._warm_imports()
-        result = evaluate(self.store, request, on_progress=forward, should_stop=should_stop)
+        result = evaluate(self.store, request, on_progress=on_progress, should_stop=should_stop)
         status = "interrupted" if result.interrupted else result.run.status
         return EvalOutcome(result.run_id, status, dict(result.metrics))
 
@@ -225,92 +215,35 @@ class Engine:
     # Compare -----------------------------------------------------------------------------
     def compare_runs(
         self, run_ids: Sequence[int], price_per_gpu_hour: float | None = None
-    ) -> ComparisonView:
+    ) -> Comparison:
         """Compare runs on their shared rows; prices come from the workspace config unless
         `price_per_gpu_hour` overrides the GPU-hour one."""
         from tunelab.engine.compare.runs import compare_runs
 
-        comparison = compare_runs(
+        return compare_runs(
             self.store, list(run_ids), shared_rows_only=True, price_per_gpu_hour=price_per_gpu_hour
         )
-        return comparison_view(comparison, [r.id for r in comparison.runs])
-
-
-def comparison_view(comparison: Any, run_ids: list[int]) -> ComparisonView:
-    """Flatten the engine's `Comparison` (first run = baseline) into what Compare shows."""
-    from tunelab.engine.compare.report import cost_lines
-
-    metrics = [
-        MetricVerdict(
-            name=str(m.name),
-            values=list(m.values),
-            delta=m.delta,
-            ci_low=m.ci_low,
-            ci_high=m.ci_high,
-            p_value=m.p_value,
-            significant=bool(m.significant),
-        )
-        for m in comparison.metrics
-    ]
-    examples = [
-        ExampleChange(int(e.row_idx), str(e.change), e.reference, list(e.outputs))
-        for e in comparison.examples
-    ]
-    verdict = str(comparison.verdict)
-    if metrics and len(run_ids) >= 2:
-        verdict = f"run {run_ids[1]} vs run {run_ids[0]} on {metrics[0].name}: {verdict}"
-    return ComparisonView(
-        run_ids,
-        [str(label) for label in comparison.labels],
-        verdict,
-        metrics,
-        examples,
-        cost_lines(comparison),
-    )
-
-
-def parse_logit_bias(text: str) -> dict[str, float]:
-    """Parse `yes=2, no=-2` into {"yes": 2.0, "no": -2.0}; a bad part raises BadInputError."""
-    bias: dict[str, float] = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        token, sep, weight = part.rpartition("=")
-        token = token.strip().strip("'\"")
-        if not sep or not token:
-            raise BadInputError(f"logit bias {part.strip()!r}: write text=weight, e.g. yes=2")
-        try:
-            bias[token] = float(weight)
-        except ValueError:
-            raise BadInputError(
-                f"logit bias {part.strip()!r}: the weight must be a number"
-            ) from None
-        if not -100 <= bias[token] <= 100:
-            raise BadInputError(f"logit bias {part.strip()!r}: weights go from -100 to 100")
-    return bias
 
 
 __all__ = [
     "JOB_FIELDS",
-    "BiasToken",
-    "ComparisonView",
-    "DiffSegment",
+    "BiasEntry",
+    "Comparison",
     "Engine",
     "EngineProtocol",
     "EvalOutcome",
     "EvalProgress",
     "EvalSpec",
-    "ExampleChange",
-    "MetricVerdict",
+    "GenerationSettings",
     "ProgressCallback",
-    "RenderedPreview",
+    "RenderedPrompt",
+    "RowInput",
     "StopCallback",
     "TokenChunk",
     "TrainingField",
-    "comparison_view",
+    "WordDiffSegment",
     "config_fields",
     "content_from_fields",
-    "parse_logit_bias",
     "settings_toml_of",
     "training_command_line",
     "word_diff",

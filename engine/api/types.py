@@ -1,46 +1,46 @@
-"""What the TUI and the engine facade exchange: view dataclasses and `EngineProtocol`.
+"""What the TUI and the engine facade exchange: `EngineProtocol` and the few records only it has.
 
-Kept apart from `facade.py` so the TUI's type imports stay light and the facade stays short.
+Everything else the protocol returns is the engine's own record, not a copy: a preview is
+`RenderedPrompt`, streamed text is generation's `TokenChunk`, a logit-bias preview is
+`BiasEntry`, evaluation progress is `EvalProgress`, a comparison is `Comparison`, a word diff
+is `WordDiffSegment`. One name, one type, so a front end cannot drift from what the CLI shows.
+Importing this module is cheap: none of those modules loads torch at import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from tunelab.engine.compare.records import Comparison
+from tunelab.engine.evaluation.request import EvalProgress, ProgressCallback
+from tunelab.engine.generation.batched import TokenChunk
+from tunelab.engine.generation.controls import BiasEntry
+from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.engine.prompts.templates import RenderedPrompt
+from tunelab.engine.text_diff import WordDiffSegment
 
 if TYPE_CHECKING:
     from tunelab.store import PromptContent, PromptVersion
 
-ProgressCallback = Callable[["EvalProgress"], None]
 StopCallback = Callable[[], bool]
+FormValues = dict[str, object]
+"""A training form's values by field name (text, numbers, booleans or lists)."""
 
 
 @dataclass(frozen=True)
-class RenderedPreview:
-    """A prompt as the model will see it, with its size against the context window."""
+class RowInput:
+    """The row a prompt renders for: its columns and, for a dataset row, where it came from.
 
-    text: str
-    token_count: int
-    context_window: int
+    With `dataset`, `split` and `idx` the few-shot examples are drawn exactly as an evaluation
+    of that split draws them (see `prompts.templates.RowRenderer`).
+    """
 
-
-@dataclass(frozen=True)
-class TokenChunk:
-    """A piece of streamed output and the seconds since generation started."""
-
-    text: str
-    elapsed_s: float
-
-
-@dataclass(frozen=True)
-class BiasToken:
-    """How one logit-bias string tokenizes, so users see which tokens they are pushing."""
-
-    text: str
-    weight: float
-    pieces: list[str]
-    token_ids: list[int]
+    values: dict[str, object]
+    dataset: str | None = None
+    split: str | None = None
+    idx: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,18 +55,10 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
-class EvalProgress:
-    done: int
-    total: int
-    run_id: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class EvalOutcome:
     run_id: int
     status: str
-    metrics: dict[str, Any]
+    metrics: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,50 +66,11 @@ class TrainingField:
     """One fine-tuning setting as the form shows it."""
 
     name: str
-    default: Any
+    default: object
     help: str
     choices: tuple[str, ...] = ()
     kind: str = "str"
     """How the form parses the text: str, int, float, bool or list."""
-
-
-@dataclass(frozen=True)
-class MetricVerdict:
-    name: str
-    values: list[float | None]
-    delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    significant: bool
-
-
-@dataclass(frozen=True)
-class ExampleChange:
-    """One example across two runs: fixed, broken, or unchanged (right or wrong both times)."""
-
-    row_idx: int
-    change: str
-    reference: str | None
-    outputs: list[str]
-
-
-@dataclass(frozen=True)
-class ComparisonView:
-    run_ids: list[int]
-    labels: list[str]
-    verdict: str
-    metrics: list[MetricVerdict]
-    examples: list[ExampleChange]
-    cost_lines: list[str]
-
-
-@dataclass(frozen=True)
-class DiffSegment:
-    """A run of words that are equal, inserted or deleted between two texts."""
-
-    op: str
-    text: str
 
 
 class EngineProtocol(Protocol):
@@ -129,20 +82,20 @@ class EngineProtocol(Protocol):
 
     def settings_toml(self, version: PromptVersion) -> str: ...
 
-    def render_preview(
-        self, content: PromptContent, row: dict[str, Any], model: str
-    ) -> RenderedPreview: ...
+    def render_preview(self, content: PromptContent, row: RowInput, model: str) -> RenderedPrompt:
+        """The prompt as evaluation renders it for this row (an overlong one too: see `.fits`)."""
+        ...
 
     def stream_generate(
         self,
         model: str,
         content: PromptContent,
-        row: dict[str, Any],
-        settings: dict[str, Any],
+        row: RowInput,
+        settings: GenerationSettings,
         should_stop: StopCallback,
     ) -> Iterator[TokenChunk]: ...
 
-    def tokenize_bias(self, model: str, logit_bias: dict[str, float]) -> list[BiasToken]: ...
+    def tokenize_bias(self, model: str, logit_bias: dict[str, float]) -> list[BiasEntry]: ...
 
     def evaluate(
         self, spec: EvalSpec, on_progress: ProgressCallback, should_stop: StopCallback
@@ -150,9 +103,9 @@ class EngineProtocol(Protocol):
 
     def training_fields(self) -> list[TrainingField]: ...
 
-    def training_command(self, values: dict[str, Any]) -> str: ...
+    def training_command(self, values: FormValues) -> str: ...
 
-    def launch_job(self, values: dict[str, Any]) -> int: ...
+    def launch_job(self, values: FormValues) -> int: ...
 
     def cancel_job(self, job_id: int) -> None: ...
 
@@ -164,8 +117,27 @@ class EngineProtocol(Protocol):
 
     def compare_runs(
         self, run_ids: Sequence[int], price_per_gpu_hour: float | None = None
-    ) -> ComparisonView: ...
+    ) -> Comparison: ...
 
     def diff_versions(self, ref_a: str, ref_b: str) -> list[str]: ...
 
-    def diff_words(self, before: str, after: str) -> list[DiffSegment]: ...
+    def diff_words(self, before: str, after: str) -> list[WordDiffSegment]: ...
+
+
+__all__ = [
+    "BiasEntry",
+    "Comparison",
+    "EngineProtocol",
+    "EvalOutcome",
+    "EvalProgress",
+    "EvalSpec",
+    "FormValues",
+    "GenerationSettings",
+    "ProgressCallback",
+    "RenderedPrompt",
+    "RowInput",
+    "StopCallback",
+    "TokenChunk",
+    "TrainingField",
+    "WordDiffSegment",
+]

@@ -226,26 +226,19 @@ def cache_key(
 
 def render_jobs(store: Store, plan: EvalPlan, loaded: Any) -> list[RowJob]:
     """Render every row (with its few-shot examples) and check it fits the context window."""
-    from tunelab.engine.prompts.templates import FewShotConfig, FewShotSampler, render_preview
+    from tunelab.engine.prompts.templates import RowRenderer
 
-    fewshot = FewShotConfig.from_settings(plan.version.settings)
-    sampler = FewShotSampler(store, plan.dataset, fewshot, plan.split) if fewshot.k else None
     room = (
         _longest_label_tokens(plan, loaded)
         if plan.scoring == "likelihood"
         else plan.settings.max_new_tokens
     )
+    # The same renderer as `tunelab generate` and the Playground, so a row reads the same.
+    renderer = RowRenderer(store, plan.version, loaded, plan.dataset, plan.split, room)
     reference = plan.dataset.reference_column
     jobs: list[RowJob] = []
     for row in plan.rows:
-        examples = sampler.examples_for(row.idx) if sampler is not None else None
-        rendered = render_preview(plan.version, row.data, loaded, examples, room)
-        if not rendered.fits:
-            raise BadInputError(
-                f"row {row.idx}: the prompt is {rendered.token_count} tokens and {room} more "
-                f"are needed, past the model's context window of {rendered.context_window}; "
-                "shorten the prompt, use fewer examples or lower max_new_tokens"
-            )
+        rendered = renderer.render(row.data, row.idx, must_fit=True)
         ref_value = row.data.get(reference) if reference else None
         key = cache_key(
             loaded.fingerprint,

@@ -6,13 +6,18 @@ rather than halfway through an evaluation.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from tunelab.engine.errors import BadInputError
 
 MAX_NEW_TOKENS_LIMIT = 32_768
+LOGIT_BIAS_LIMIT = 100.0
+"""Weights beyond this swamp every other logit; the same bound for every way bias is given."""
+_BARE_UNSAFE = frozenset(",=\"'")
 
 
 @dataclass
@@ -98,7 +103,7 @@ class GenerationSettings:
             if not isinstance(key, str) or key == "":
                 raise BadInputError(f"logit_bias keys must be non-empty strings, got {key!r}")
             value = _number(f"logit_bias[{key!r}]", weight, "a number between -100 and 100")
-            if not -100 <= value <= 100:
+            if not -LOGIT_BIAS_LIMIT <= value <= LOGIT_BIAS_LIMIT:
                 raise BadInputError(
                     f"logit_bias[{key!r}] must be between -100 and 100, got {value}"
                 )
@@ -168,3 +173,89 @@ def _integer(name: str, value: Any) -> int:
     if not isinstance(value, int):
         raise BadInputError(f"{name} must be a whole number, got {value!r}")
     return value
+
+
+def parse_logit_bias(spec: str | Iterable[str]) -> dict[str, float]:
+    """Logit bias from text: `yes=2, no=-2`, or from repeated `--logit-bias` items.
+
+    Entries are `STRING=WEIGHT` separated by commas. A bare string is trimmed; quote it
+    (`" yes"=2`, JSON escapes allowed, or `' yes'=2`) to keep spaces or use `,`, `=` or quotes.
+    The Playground and `tunelab prompt new` both parse with this, so they accept the same text;
+    `format_logit_bias` writes it back.
+    """
+    bias: dict[str, float] = {}
+    for text in [spec] if isinstance(spec, str) else spec:
+        pos = 0
+        while pos < len(text):
+            pos = _skip_spaces(text, pos)
+            if pos < len(text) and text[pos] == ",":
+                pos += 1
+                continue
+            if pos >= len(text):
+                break
+            key, weight, pos = _bias_entry(text, pos)
+            bias[key] = weight
+    return bias
+
+
+def format_logit_bias(bias: dict[str, float]) -> str:
+    """The text `parse_logit_bias` reads back as the same mapping."""
+    return ", ".join(f"{_bias_key(key)}={_weight(weight)}" for key, weight in bias.items())
+
+
+def _weight(weight: float) -> str:
+    short = f"{weight:g}"
+    return short if float(short) == weight else repr(weight)
+
+
+def _bias_key(key: str) -> str:
+    bare = key and key == key.strip() and not (_BARE_UNSAFE & set(key))
+    return key if bare else json.dumps(key, ensure_ascii=False)
+
+
+def _skip_spaces(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _bias_entry(text: str, start: int) -> tuple[str, float, int]:
+    """One `STRING=WEIGHT` entry from `start`; returns it and where the next one starts."""
+    end = text.find(",", start)
+    shown = text[start : end if end >= 0 else len(text)].strip()
+    usage = f"logit bias {shown!r}: write STRING=WEIGHT, e.g. yes=2 (quote a string with spaces)"
+    pos = start
+    if text[pos] == '"':
+        try:
+            decoded, pos = json.JSONDecoder().raw_decode(text, pos)
+        except json.JSONDecodeError:
+            raise BadInputError(f"logit bias {shown!r}: the quoted string is not closed") from None
+        key = str(decoded)
+    elif text[pos] == "'":
+        close = text.find("'", pos + 1)
+        if close < 0:
+            raise BadInputError(f"logit bias {shown!r}: the quoted string is not closed")
+        key, pos = text[pos + 1 : close], close + 1
+    else:
+        stop = pos
+        while stop < len(text) and text[stop] not in ",=":
+            stop += 1
+        key, pos = text[pos:stop].strip(), stop
+    pos = _skip_spaces(text, pos)
+    if not key or pos >= len(text) or text[pos] != "=":
+        raise BadInputError(usage)
+    comma = text.find(",", pos)
+    weight_end = comma if comma >= 0 else len(text)
+    shown = text[start:weight_end].strip()
+    weight_text = text[pos + 1 : weight_end].strip()
+    try:
+        weight = float(weight_text)
+    except ValueError:
+        raise BadInputError(
+            f"logit bias {shown!r}: the weight {weight_text!r} is not a number"
+        ) from None
+    if not math.isfinite(weight) or not -LOGIT_BIAS_LIMIT <= weight <= LOGIT_BIAS_LIMIT:
+        raise BadInputError(
+            f"logit bias {shown!r}: weights go from -{LOGIT_BIAS_LIMIT:g} to {LOGIT_BIAS_LIMIT:g}"
+        )
+    return key, weight, weight_end

@@ -371,6 +371,60 @@ class FewShotSampler:
         return [{**data, OUTPUT_KEY: data.get(column, "")} for data in pool[: self.config.k]]
 
 
+class RowRenderer:
+    """The one way a version becomes the text the model sees for a dataset row.
+
+    Evaluation, `tunelab generate` and the Playground all render through `render`, so the same
+    version and row give the same text everywhere: few-shot examples are drawn from the row's
+    dataset with the version's seed (skipping the row itself), exactly as a run draws them.
+    Without a dataset (free input) a `fewshot.k` version falls back to its fixed examples.
+
+    Args:
+        store: where the dataset's rows are read from (for drawn few-shot examples).
+        version: the prompt version or unsaved content to render.
+        loaded: the model; needed for chat templates and token counts.
+        dataset: the dataset the rows come from, if any.
+        split: the split the rows come from; a row of the few-shot split is never its own
+            example.
+        max_new_tokens: room to leave for the answer; defaults to the version's setting.
+    """
+
+    def __init__(
+        self,
+        store: Store | None,
+        version: PromptVersion | PromptContent,
+        loaded: LoadedModel | None,
+        dataset: Dataset | None = None,
+        split: str | None = None,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.version = version
+        self.loaded = loaded
+        self.room = _max_new_tokens(version, max_new_tokens)
+        fewshot = FewShotConfig.from_settings(version.settings)
+        self.sampler = (
+            FewShotSampler(store, dataset, fewshot, split)
+            if fewshot.k and store is not None and dataset is not None
+            else None
+        )
+
+    def render(
+        self, row: dict[str, Any], row_idx: int | None = None, *, must_fit: bool = False
+    ) -> RenderedPrompt:
+        """Render one row; `must_fit` refuses a prompt that overflows the context window
+        (a preview leaves that to the caller, which shows `.fits`)."""
+        examples = self.sampler.examples_for(row_idx) if self.sampler is not None else None
+        rendered = render_preview(self.version, row, self.loaded, examples, self.room)
+        if must_fit and not rendered.fits:
+            where = f"row {row_idx}: " if row_idx is not None else ""
+            raise BadInputError(
+                f"{where}the prompt is {rendered.token_count} tokens + {self.room} new tokens, "
+                f"over the model's context window of {rendered.context_window}; shorten the "
+                "prompt, use fewer examples or lower max_new_tokens"
+            )
+        return rendered
+
+
 def extract_answer(version: PromptVersion | PromptContent, output: str) -> str:
     """The answer part of a model output: after the last "Answer:" in chain-of-thought mode."""
     if version.reasoning != "cot":

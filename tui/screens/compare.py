@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
+from tunelab.engine.compare.report import cost_lines
 from tunelab.tui.messages import OutputsDiffed, RunsCompared
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.widgets.nav_table import NavTable
@@ -18,7 +19,8 @@ from tunelab.tui.widgets.nav_table import NavTable
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tunelab.engine.api.facade import ComparisonView, DiffSegment, ExampleChange
+    from tunelab.engine.compare.records import ChangedRow, Comparison
+    from tunelab.engine.text_diff import WordDiffSegment
 
 EXAMPLE_FILTERS = ("changed", "fixed", "broken", "all")
 
@@ -27,7 +29,24 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def diff_text(segments: list[DiffSegment], removed: str, added: str) -> Text:
+def headline(comparison: Comparison) -> str:
+    """The verdict line: the first metric's verdict for the second run against the first."""
+    ids = [r.id for r in comparison.runs]
+    if not comparison.metrics or len(ids) < 2:
+        return comparison.verdict
+    return f"run {ids[1]} vs run {ids[0]} on {comparison.metrics[0].name}: {comparison.verdict}"
+
+
+def counts_text(comparison: Comparison) -> str:
+    """Fixed and broken over every compared row (the table lists only a few of each), the
+    same numbers `tunelab compare` prints."""
+    counts = comparison.pairs[0].counts if comparison.pairs else None
+    if counts is None:
+        return "no right/wrong score"
+    return f"fixed {counts.fixed} · broken {counts.broken}"
+
+
+def diff_text(segments: list[WordDiffSegment], removed: str, added: str) -> Text:
     """Removed words as [-struck-], added ones as {+underlined+} (git's word-diff marks, so the
     diff reads without colour too), in the theme's colours."""
     text = Text()
@@ -62,7 +81,7 @@ class CompareScreen(TunelabScreen):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.comparison: ComparisonView | None = None
+        self.comparison: Comparison | None = None
         self.example_filter = EXAMPLE_FILTERS[0]
 
     def compose(self) -> ComposeResult:
@@ -106,10 +125,10 @@ class CompareScreen(TunelabScreen):
     @on(RunsCompared)
     def show_comparison(self, event: RunsCompared) -> None:
         comparison = self.comparison = event.comparison
-        self.query_one("#compare-verdict", Static).update(comparison.verdict or "No verdict")
+        self.query_one("#compare-verdict", Static).update(headline(comparison) or "No verdict")
         table = self.query_one("#compare-metrics", NavTable)
         table.clear(columns=True)
-        short = [f"#{i}" for i in comparison.run_ids]
+        short = [f"#{r.id}" for r in comparison.runs]
         table.add_columns("Metric", *short, "Δ", "95% CI", "p", "Sig.")
         for metric in comparison.metrics:
             ci = f"[{_num(metric.ci_low)}, {_num(metric.ci_high)}]"
@@ -122,13 +141,13 @@ class CompareScreen(TunelabScreen):
                 [
                     *(f"{i}: {label}" for i, label in zip(short, comparison.labels, strict=False)),
                     "",
-                    *comparison.cost_lines,
+                    *cost_lines(comparison),
                 ]
             )
         )
         self.show_examples()
 
-    def filtered_examples(self) -> list[ExampleChange]:
+    def filtered_examples(self) -> list[ChangedRow]:
         if self.comparison is None:
             return []
         wanted = self.example_filter
@@ -150,13 +169,10 @@ class CompareScreen(TunelabScreen):
                 str(example.row_idx), example.change, _short(example.reference or ""),
                 _short(first), _short(last), key=str(example.row_idx),
             )  # fmt: skip
-        counts = {}
-        if self.comparison is not None:
-            for name in ("fixed", "broken"):
-                counts[name] = sum(e.change == name for e in self.comparison.examples)
+        counts = counts_text(self.comparison) if self.comparison is not None else ""
         self.query_one("#compare-filter-label", Static).update(
-            f"showing {self.example_filter} ({len(examples)}) · fixed {counts.get('fixed', 0)}"
-            f" · broken {counts.get('broken', 0)} · f changes filter · w word diff"
+            f"showing {self.example_filter} ({len(examples)}) · {counts}"
+            " · f changes filter · w word diff"
         )
 
     def action_cycle_filter(self) -> None:

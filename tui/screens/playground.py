@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.binding import Binding
@@ -10,7 +10,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import Worker, get_current_worker
 
-from tunelab.engine.api.facade import parse_logit_bias
+from tunelab.engine.api.types import RowInput
+from tunelab.engine.prompts.settings import (
+    GenerationSettings,
+    format_logit_bias,
+    parse_logit_bias,
+)
 from tunelab.engine.prompts.text import version_to_content
 from tunelab.tui.messages import (
     BiasTokenized,
@@ -26,7 +31,7 @@ from tunelab.tui.screens.base import TunelabScreen
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tunelab.store import Dataset, PromptVersion
+    from tunelab.store import Dataset, DatasetRow, PromptVersion
 
 ROW_PREVIEW_LIMIT = 200
 SETTING_INPUTS = (
@@ -57,7 +62,9 @@ class PlaygroundScreen(TunelabScreen):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.versions: dict[str, PromptVersion] = {}
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[DatasetRow] = []
+        self.rows_source: tuple[str, str] | None = None
+        """(dataset, split) the loaded rows come from: few-shot examples are drawn from it."""
         self.datasets: dict[str, Dataset] = {}
         """`name/split` → dataset, for the input columns free text goes into."""
         self.output_text = ""
@@ -148,7 +155,7 @@ class PlaygroundScreen(TunelabScreen):
         for input_id, key in SETTING_INPUTS:
             self.query_one(input_id, Input).value = str(settings.get(key, ""))
         bias = settings.get("logit_bias") or {}
-        self.query_one("#pg-bias", Input).value = ", ".join(f"{k}={v}" for k, v in bias.items())
+        self.query_one("#pg-bias", Input).value = format_logit_bias(bias)
         self.action_preview()
 
     @on(Select.Changed, "#pg-dataset")
@@ -160,11 +167,12 @@ class PlaygroundScreen(TunelabScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="rows", description="Rows")
     def load_rows(self, dataset: str, split: str) -> None:
         rows = self.store.dataset_rows(dataset, split, limit=ROW_PREVIEW_LIMIT)
-        self.post_message(RowsLoaded(dataset, split, [r.data for r in rows]))
+        self.post_message(RowsLoaded(dataset, split, rows))
 
     @on(RowsLoaded)
     def rows_loaded(self, event: RowsLoaded) -> None:
         self.rows = event.rows
+        self.rows_source = (event.dataset, event.split)
         self.action_preview()
 
     @on(Select.Changed, "#pg-model")
@@ -173,18 +181,24 @@ class PlaygroundScreen(TunelabScreen):
         self.action_preview()
 
     # What to run -------------------------------------------------------------------------
-    def _row(self) -> dict[str, Any]:
+    def _row(self) -> RowInput:
+        """The chosen row with where it came from, so the engine draws few-shot examples as an
+        evaluation of that split would; free text replaces its input columns."""
         free = self.query_one("#pg-free", Input).value
         row = self._dataset_row()
+        values: dict[str, object] = dict(row.data) if row is not None else {}
         if free:
             dataset = self.datasets.get(str(self.query_one("#pg-dataset", Select).value))
             columns = dataset.input_columns if dataset and dataset.input_columns else ["input"]
-            return {**row, **dict.fromkeys(columns, free)}
-        return row
+            values.update(dict.fromkeys(columns, free))
+        if row is None or self.rows_source is None:
+            return RowInput(values)
+        name, split = self.rows_source
+        return RowInput(values, name, split, row.idx)
 
-    def _dataset_row(self) -> dict[str, Any]:
+    def _dataset_row(self) -> DatasetRow | None:
         if not self.rows:
-            return {}
+            return None
         text = self.query_one("#pg-row", Input).value or "0"
         index = min(max(0, int(text)), len(self.rows) - 1) if text.lstrip("-").isdigit() else 0
         return self.rows[index]
@@ -196,8 +210,9 @@ class PlaygroundScreen(TunelabScreen):
         value = self.query_one("#pg-model", Select).value
         return value if isinstance(value, str) else None
 
-    def _settings(self, version: PromptVersion) -> dict[str, Any]:
-        settings = dict(version.settings)
+    def _settings(self, version: PromptVersion) -> GenerationSettings:
+        """The version's settings with the form's overrides, validated; BadInputError if bad."""
+        settings: dict[str, object] = dict(version.settings)
         for input_id, key, cast in (("#pg-temperature", "temperature", float),
                                     ("#pg-max-tokens", "max_new_tokens", int),
                                     ("#pg-top-p", "top_p", float)):  # fmt: skip
@@ -205,16 +220,21 @@ class PlaygroundScreen(TunelabScreen):
             if text:
                 settings[key] = cast(text)
         settings["logit_bias"] = parse_logit_bias(self.query_one("#pg-bias", Input).value)
-        return settings
+        return GenerationSettings.from_version_settings(settings)
 
     def action_preview(self) -> None:
         version, model = self._version(), self._model()
+        chosen = self.query_one("#pg-dataset", Select).value
+        if isinstance(chosen, str) and tuple(chosen.rsplit("/", 1)) != self.rows_source:
+            # The chosen split's rows are still loading (`rows_loaded` previews again): a
+            # render now would fill the template from no row and flash a missing-variable error.
+            return
         if version is not None and model is not None:
             self.query_one("#pg-token-count", Static).update(f"rendering with {model}…")
             self.render_preview(version, self._row(), model)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="preview", description="Render")
-    def render_preview(self, version: PromptVersion, row: dict[str, Any], model: str) -> None:
+    def render_preview(self, version: PromptVersion, row: RowInput, model: str) -> None:
         preview = self.engine.render_preview(version_to_content(version), row, model)
         self.post_message(PreviewRendered(preview))
 
@@ -222,10 +242,9 @@ class PlaygroundScreen(TunelabScreen):
     def show_preview(self, event: PreviewRendered) -> None:
         preview = event.preview
         self.query_one("#pg-prompt", Static).update(preview.text)
-        over = preview.token_count > preview.context_window
         count = self.query_one("#pg-token-count", Static)
         count.update(f"{preview.token_count} / {preview.context_window} tokens")
-        count.set_class(over, "error-text")
+        count.set_class(not preview.fits, "error-text")
 
     # Logit bias --------------------------------------------------------------------------
     @on(Input.Changed, "#pg-bias")
@@ -247,7 +266,7 @@ class PlaygroundScreen(TunelabScreen):
 
     @on(BiasTokenized)
     def show_bias(self, event: BiasTokenized) -> None:
-        parts = [f"{t.text!r} {t.weight:+g} → {' | '.join(repr(p) for p in t.pieces)}"
+        parts = [f"{t.string!r} {t.weight:+g} → {' | '.join(repr(p) for p in t.token_strings)}"
                  for t in event.tokens]  # fmt: skip
         self.query_one("#pg-bias-preview", Static).update("; ".join(parts))
 
@@ -270,7 +289,7 @@ class PlaygroundScreen(TunelabScreen):
         thread=True, exclusive=True, exit_on_error=False, group="generation", description="Generate"
     )
     def generate(
-        self, model: str, version: PromptVersion, row: dict[str, Any], settings: dict[str, Any]
+        self, model: str, version: PromptVersion, row: RowInput, settings: GenerationSettings
     ) -> None:
         worker = get_current_worker()
         self.post_message(GenerationStarted())
@@ -280,10 +299,11 @@ class PlaygroundScreen(TunelabScreen):
         ):
             if worker.is_cancelled:
                 break
-            text += chunk.text
             elapsed = chunk.elapsed_s
-            first = elapsed if first is None else first
-            self.post_message(TokensReceived(chunk.text, chunk.elapsed_s))
+            first = chunk.time_to_first_token_s
+            if chunk.text:
+                text += chunk.text
+                self.post_message(TokensReceived(chunk.text, chunk.elapsed_s))
         self.post_message(GenerationFinished(text, elapsed, first, worker.is_cancelled))
 
     @on(GenerationStarted)
