@@ -43,7 +43,7 @@ from tunelab.engine.training.steps import (
     validation_loss,
 )
 
-ProgressCallback = Callable[["TrainingProgress"], None]
+TrainingProgressCallback = Callable[["TrainingProgress"], None]
 StopCallback = Callable[[], bool]
 
 
@@ -137,7 +137,7 @@ def _pick_device(config: TrainingConfig) -> str:
 def run_training(
     store: Any,
     request: TrainingRequest,
-    on_progress: ProgressCallback | None = None,
+    on_progress: TrainingProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> TrainingResult:
     """Train, validating and checkpointing as configured; returns how the run ended.
