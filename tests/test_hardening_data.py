@@ -555,3 +555,18 @@ def test_a_missing_file_that_looks_like_a_hub_id_is_not_looked_up(
     monkeypatch.setattr(importing, "read_hub", no_hub)
     with pytest.raises(BadInputError, match="does not exist"):
         add_dataset(store, [missing], DatasetOptions(name="d"))
+
+
+def test_eval_of_a_runaway_version_stops_before_any_run(cli_ws: Workspace, tmp_path: Path) -> None:
+    """A version stored before the save-time check existed still stops at the limit, exit 2."""
+    from tests.test_hardening_inputs import check_refused
+
+    with cli_ws.open_store() as store:
+        if "evrows" not in store.dataset_names():
+            add(store, write_jsonl(tmp_path / "d.jsonl", two_class_rows()), name="evrows")
+        loops = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+        store.save_prompt_version("runaway", PromptContent(template=loops + "{{ text }}"))
+        # eval registers the built-in model on first use; that is not what this test is about
+        store.add_model(NewModel("builtin", "base", "builtin", "builtin"), exist_ok=True)
+    check_refused(cli_ws, ["eval", "--prompt", "runaway", "--dataset", "evrows"],
+                  ["template stopped", "1,000,000 iterations"])  # fmt: skip
