@@ -1,7 +1,10 @@
-"""Adding datasets to a workspace: JSONL, CSV or Parquet files (through `datasets`), or a hub id.
+"""Adding datasets to a workspace: JSONL, CSV or Parquet files, or a hub id (through `datasets`).
 
-Files are checked line by line first, so a bad file gets a one-line error naming the file,
-line or column instead of a parser traceback; nothing is written unless the whole file is good.
+A file's bytes are read once, checked line by line (a one-line error naming the file, line or
+column instead of a parser traceback) and parsed from those same bytes; nothing is written
+unless the whole file is good, and only a hub id touches the network. Contents that would
+score wrongly later (one-class or mixed-type labels, columns no template can name, nothing a
+metric can score against) are refused here with what to fix.
 """
 
 from __future__ import annotations
