@@ -1,11 +1,12 @@
 # The two commands of the README: `make demo` and `make test`. Each installs what it
-# needs into .venv on first use.
+# needs into .venv on first use. `make test` is also what CI runs (.ci/run): lint, types
+# (engine, store, tui, CLI and tests), then the tests, so a green local run means a green CI.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tunelab-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all check lint typecheck format snapshots-update bench
+.PHONY: demo test check pytest test-all lint typecheck format snapshots-update bench
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) ./scripts/bootstrap.sh
@@ -14,10 +15,18 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 demo: $(STAMP)
 	$(VENV)/bin/tunelab demo
 
+# `check` is the same command under the name CI tools expect. The stamp comes first, so a
+# fresh clone installs before ruff or mypy is looked for.
+test check: $(STAMP) lint typecheck pytest
+
 # One torch thread per test process, two processes: on small machines this beats two
-# processes fighting over each other's threads.
-test: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -n $${PYTEST_WORKERS:-2} $(PYTEST_ARGS)
+# processes fighting over each other's threads. Collecting no test at all (exit 5) means a
+# broken selection or conftest, so it fails too, with a line that says so.
+pytest: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -n $${PYTEST_WORKERS:-2} $(PYTEST_ARGS); \
+	status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
@@ -28,8 +37,6 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	./scripts/typecheck.sh
-
-check: lint typecheck test
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

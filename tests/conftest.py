@@ -21,6 +21,18 @@ from tunelab.store import Store, Workspace, init_workspace
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
+@pytest.fixture(autouse=True)
+def _record_failed_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep failed Textual workers for `tests.tui_helpers.settle`, which raises them.
+
+    Only where the test module imported Textual: the engine and store tests stay without it.
+    """
+    if "textual.worker_manager" in sys.modules:
+        from tests.tui_helpers import record_failed_workers
+
+        record_failed_workers(monkeypatch)
+
+
 @pytest.fixture
 def store() -> Iterator[Store]:
     s = Store.memory()

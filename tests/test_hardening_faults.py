@@ -333,7 +333,7 @@ def test_runs_whose_process_vanished_are_marked_interrupted(workspace: Workspace
 
 async def test_the_runs_screen_shows_a_vanished_run_as_interrupted(workspace: Workspace) -> None:
     """The TUI, like the CLI, marks a run whose process died instead of showing it running."""
-    from tests.tui_helpers import screen_text, settle
+    from tests.tui_helpers import screen_text, show_screen
     from tunelab.store import NewModel
     from tunelab.tui.app import make_app
     from tunelab.tui.config import UserSettings
@@ -351,7 +351,6 @@ async def test_the_runs_screen_shows_a_vanished_run_as_interrupted(workspace: Wo
     conn.close()
     app = make_app(workspace, settings=UserSettings())
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.press("4")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "4", "Runs")
         assert "interrupted" in screen_text(app)
         assert app.store.get_run(run.id).status == "interrupted"

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList, CommandPalette
 
 from tests.fake_engine import FakeEngine
 from tests.tui_fixtures import seed_store
-from tests.tui_helpers import screen_text, settle
+from tests.tui_helpers import screen_text, settle, show_screen, wait_until
 from tunelab.store import Store
 from tunelab.tui.app import TunelabApp, make_app
 from tunelab.tui.config import UserSettings, load_settings
@@ -33,8 +34,7 @@ def app_for(store: Store, **kwargs: object) -> TunelabApp:
 async def test_home_shows_runs_jobs_and_best(seeded: Store) -> None:
     app = app_for(seeded)
     async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(app, pilot)
         text = screen_text(app)
         assert "classify@2" in text and "builtin-lora-1" in text
         assert "accuracy 1.000" in text
@@ -46,69 +46,73 @@ async def test_number_keys_switch_screens_and_home_opens_run(seeded: Store) -> N
     app = app_for(seeded)
     async with app.run_test(size=SIZE) as pilot:
         for key, title in (("2", "Prompts"), ("4", "Runs"), ("6", "Fine-tune"), ("1", "Home")):
-            await pilot.press(key)
-            await pilot.pause()
-            assert app.screen.sub_title == title
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+            await show_screen(app, pilot, key, title)
         await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        assert app.screen.sub_title == "Runs"
+        await wait_until(pilot, lambda: app.screen.sub_title == "Runs", "Home to open the run")
+        await settle(app, pilot)
         assert "Run 3 · classify@2 · builtin-lora-1" in screen_text(app)
 
 
 async def test_help_lists_binding_ids_and_escape_closes(seeded: Store) -> None:
     app = app_for(seeded)
     async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
         await pilot.press("question_mark")
-        await pilot.pause()
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpModal), "the help modal")
         assert isinstance(app.screen, HelpModal)
         ids = {row[2] for row in app.screen.rows}
         assert {"home-refresh", "show-runs", "show-help", "quit"} <= ids
         await pilot.press("escape")
-        await pilot.pause()
-        assert not isinstance(app.screen, HelpModal)
+        await wait_until(pilot, lambda: not isinstance(app.screen, HelpModal), "help to close")
 
 
 async def test_command_palette_reaches_screens(seeded: Store) -> None:
     app = app_for(seeded)
     async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
         await pilot.press("ctrl+p")
-        await pilot.pause()
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
         await pilot.press(*"Go to Compare")
-        await pilot.pause(0.3)
+        commands = app.screen.query_one(CommandList)
+
+        def best_hit() -> str:
+            if not commands.option_count or commands.highlighted is None:
+                return ""
+            return str(commands.get_option_at_index(commands.highlighted).prompt)
+
+        # The palette searches in the background and shows hits in batches.
+        await wait_until(pilot, lambda: "Go to Compare" in best_hit(), "the Compare command")
         await pilot.press("enter")
-        await pilot.pause()
-        assert app.screen.sub_title == "Compare"
+        await wait_until(pilot, lambda: app.screen.sub_title == "Compare", "the Compare screen")
 
 
 async def test_keymap_remaps_by_id(seeded: Store) -> None:
     app = app_for(seeded, settings=UserSettings(keymap={"show-runs": "f4"}))
     async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
         await pilot.press("4")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.screen.sub_title == "Home"
-        await pilot.press("f4")
-        await pilot.pause()
-        assert app.screen.sub_title == "Runs"
+        await show_screen(app, pilot, "f4", "Runs")
 
 
 async def test_unknown_keymap_id_is_reported(seeded: Store) -> None:
     app = app_for(seeded, settings=UserSettings(keymap={"show-nowhere": "f9"}))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        await pilot.pause()
-        assert any("show-nowhere" in n.message for n in app._notifications)
+        await wait_until(
+            pilot,
+            lambda: any("show-nowhere" in n.message for n in app._notifications),
+            "the unknown-id notification",
+        )
 
 
 async def test_theme_choice_is_saved(seeded: Store, tmp_path: Path) -> None:
     path = tmp_path / "tui.toml"
     app = app_for(seeded, settings=UserSettings(), settings_path=path)
     async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
         await pilot.press("ctrl+t")
-        await pilot.pause()
-        assert app.theme == "tunelab-light"
+        await wait_until(pilot, lambda: app.theme == "tunelab-light", "the light theme")
     assert load_settings(path).theme == "tunelab-light"
 
 
@@ -146,10 +150,8 @@ async def test_every_screen_is_usable_at_80x24(
 ) -> None:
     app = app_for(seeded)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press(key)
-        for _ in range(3):
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+        await settle(app, pilot)
+        await show_screen(app, pilot, key, title)
         text = screen_text(app)
         assert f"tunelab — {title}" in text
         assert needle in text
@@ -163,16 +165,13 @@ async def test_palette_key_stays_visible_in_a_narrow_terminal(
 ) -> None:
     """The footer docks the palette key at its right edge, so 80 columns never clip it, and
     it follows a remapping."""
-    from textual.command import CommandPalette
-
     app = app_for(seeded, settings=UserSettings(keymap=keymap))
     key = keymap.get("command-palette", "ctrl+p")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("4")
         await settle(app, pilot)
+        await show_screen(app, pilot, "4", "Runs")
         footer = screen_text(app).splitlines()[-1]
         assert footer.startswith("? Help")
         assert footer.endswith(f"^{key[-1]} Commands"), footer
         await pilot.press(key)
-        await pilot.pause()
-        assert isinstance(app.screen, CommandPalette)
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")

@@ -5,14 +5,27 @@ from __future__ import annotations
 import threading
 
 import pytest
+from textual.widgets import DataTable, Input, Select, Static, TextArea
+from textual.worker import WorkerState
 
 from tests.fake_engine import FakeEngine
 from tests.tui_fixtures import seed_store
-from tests.tui_helpers import screen_text, settle
-from tunelab.engine.errors import EngineError
+from tests.tui_helpers import (
+    current_screen,
+    screen_text,
+    settle,
+    show_screen,
+    wait_for_notification,
+    wait_for_text,
+    wait_until,
+)
+from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.store import Store
-from tunelab.tui.app import make_app
+from tunelab.tui.app import TunelabApp, make_app
+from tunelab.tui.screens.compare import CompareScreen
 from tunelab.tui.screens.help import HelpModal
+from tunelab.tui.screens.playground import PlaygroundScreen
+from tunelab.tui.screens.runs import RunsScreen
 
 SIZE = (100, 30)
 
@@ -24,48 +37,59 @@ def seeded() -> Store:
     return store
 
 
+def set_field(app: TunelabApp, name: str, value: str) -> None:
+    """Fill one field of the training form (an Input, or a Select for fields with choices)."""
+    widget = app.screen.query_one(f"#field-{name}")
+    assert isinstance(widget, Input | Select), widget
+    widget.value = value
+
+
+def job_command(app: TunelabApp) -> str:
+    return str(app.screen.query_one("#job-command", Static).render())
+
+
 async def test_prompts_save_new_version_then_unchanged(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(app, pilot)
-        area = app.screen.query_one("#edit-template")
+        await show_screen(app, pilot, "2", "Prompts")
+        area = app.screen.query_one("#edit-template", TextArea)
         area.load_text("Review: {{ text }}\nLabel:")
         await pilot.press("ctrl+s")
+        await wait_for_notification(app, pilot, "Saved classify@3")
         await settle(app, pilot)
         assert [v.version for v in seeded.list_prompt_versions("classify")] == [1, 2, 3]
         assert seeded.get_prompt_version("classify@3").template.endswith("Label:")
         await pilot.press("ctrl+s")
+        await wait_for_notification(app, pilot, "Unchanged")
         await settle(app, pilot)
         assert len(seeded.list_prompt_versions("classify")) == 3
-        assert any("Unchanged" in n.message for n in app._notifications)
 
 
 async def test_prompts_bad_examples_json_is_a_notification(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(app, pilot)
-        app.screen.query_one("#edit-examples").load_text("[not json")
+        await show_screen(app, pilot, "2", "Prompts")
+        app.screen.query_one("#edit-examples", TextArea).load_text("[not json")
         await pilot.press("ctrl+s")
-        await settle(app, pilot)
+        await wait_for_notification(app, pilot, "examples")
+        await settle(app, pilot, expect=(BadInputError, ValueError))
         assert len(seeded.list_prompt_versions("classify")) == 2
-        assert any("examples" in n.message for n in app._notifications)
 
 
 async def test_prompts_diff_and_label(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "2", "Prompts")
         app.screen.query_one("#version-list").focus()
         await pilot.press("d")
+        await wait_for_text(app, pilot, "classify@1 → classify@2")
         await settle(app, pilot)
-        assert "classify@1 → classify@2" in screen_text(app)
         await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen.sub_title == "Prompts", "the diff to close")
         await pilot.press("j", "l")
-        await pilot.pause()
+        await wait_until(pilot, lambda: isinstance(app.focused, Input), "the label input")
         await pilot.press(*"staging", "enter")
+        await wait_for_notification(app, pilot, "staging")
         await settle(app, pilot)
         assert seeded.get_prompt_version("classify:staging").version == 1
 
@@ -74,87 +98,101 @@ async def test_playground_streams_and_stays_responsive(seeded: Store) -> None:
     engine = FakeEngine(seeded, gate=threading.Event())
     app = make_app(seeded, engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "3", "Playground")
+        playground = current_screen(app, PlaygroundScreen)
         assert "Is this review positive or negative?" in screen_text(app)
+
+        def generating() -> bool:
+            workers = [w for w in app.workers if w.group == "generation"]
+            return playground.generating and any(w.state is WorkerState.RUNNING for w in workers)
+
         await pilot.press("ctrl+r")
-        await pilot.pause(0.2)
-        # The generation is held open: keys are still answered.
+        # The fake engine yields its first token, then holds the stream at the gate.
+        await wait_until(
+            pilot, lambda: generating() and playground.output_text == "pos", "the first token"
+        )
         await pilot.press("question_mark")
-        await pilot.pause()
-        assert isinstance(app.screen, HelpModal)
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpModal), "the help modal")
+        # Keys were answered while the generation was still streaming, not after it.
+        assert generating() and playground.output_text == "pos"
         await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is playground, "help to close")
+        assert generating()
         assert engine.gate is not None
         engine.gate.set()
+        await wait_until(pilot, lambda: not playground.generating, "the generation to finish")
         await settle(app, pilot)
         text = screen_text(app)
         assert "positive review" in text
         assert "first token 0.01 s" in text
         await pilot.press("ctrl+y")
-        assert app.clipboard == "positive review"
+        await wait_until(pilot, lambda: app.clipboard == "positive review", "the copied output")
 
 
 async def test_playground_stop_and_engine_error(seeded: Store) -> None:
     engine = FakeEngine(seeded, gate=threading.Event())
     app = make_app(seeded, engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "3", "Playground")
+        playground = current_screen(app, PlaygroundScreen)
         await pilot.press("ctrl+r")
-        await pilot.pause(0.2)
+        await wait_until(pilot, lambda: playground.output_text == "pos", "the first token")
         await pilot.press("ctrl+g")
+        await wait_for_text(app, pilot, "stopped")
         await settle(app, pilot)
+        assert not playground.generating
         engine.gate = None
         engine.fail_with = EngineError("the model ran out of memory")
         await pilot.press("ctrl+r")
-        await settle(app, pilot)
+        await wait_for_text(app, pilot, "failed: the model ran out of memory")
+        errors = await settle(app, pilot, expect=(EngineError,))
+        assert [str(e) for e in errors] == ["the model ran out of memory"]
         assert app.is_running
-        assert any("out of memory" in n.message for n in app._notifications)
-        assert "failed: the model ran out of memory" in screen_text(app)
+        await wait_for_notification(app, pilot, "out of memory")
 
 
 async def test_playground_logit_bias_preview(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
+        await show_screen(app, pilot, "3", "Playground")
+        app.screen.query_one("#pg-bias", Input).value = "positive=2"
+        await wait_for_text(app, pilot, "'positive' +2 → 'po' | 'sitive'")
         await settle(app, pilot)
-        app.screen.query_one("#pg-bias").value = "positive=2"
-        await settle(app, pilot)
-        assert "'positive' +2 → 'po' | 'sitive'" in screen_text(app)
 
 
 async def test_runs_rate_output_and_evaluate(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "4", "Runs")
         await pilot.press("enter")
+        await wait_for_text(app, pilot, "Run 3 · classify@2 · builtin-lora-1")
         await settle(app, pilot)
         await pilot.press("j", "4")
+        await wait_until(pilot, lambda: seeded.run_outputs(3)[1].rating == 4, "the rating")
         await settle(app, pilot)
-        outputs = seeded.run_outputs(3)
-        assert outputs[1].rating == 4
         await pilot.press("escape", "e")
+        await wait_for_text(app, pilot, "New evaluation")
         await settle(app, pilot)
         await pilot.press("ctrl+s")
+        await wait_for_text(app, pilot, "Run 4 succeeded")
         await settle(app, pilot)
         assert len(seeded.list_runs()) == 4
-        assert "Run 4 succeeded" in screen_text(app)
 
 
 async def test_runs_filter_sort_and_compare(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "4", "Runs")
+        table = app.screen.query_one("#runs-table", DataTable)
         await pilot.press("slash", *"lora", "enter")
-        await pilot.pause()
-        assert app.screen.query_one("#runs-table").row_count == 1
-        app.screen.query_one("#runs-filter-input").value = ""
-        await pilot.pause()
+        await wait_until(pilot, lambda: table.row_count == 1, "the filter to keep one run")
+        app.screen.query_one("#runs-filter-input", Input).value = ""
+        await wait_until(pilot, lambda: table.row_count == 3, "the filter to clear")
         await pilot.press("space", "j", "space", "c")
+        await wait_until(pilot, lambda: app.screen.sub_title == "Compare", "the Compare screen")
+        compare = current_screen(app, CompareScreen)
+        await wait_until(pilot, lambda: compare.comparison is not None, "the comparison")
         await settle(app, pilot)
-        assert app.screen.sub_title == "Compare"
         text = screen_text(app)
         assert "run 2 vs run 3 on accuracy: not significant" in text
         assert "accuracy" in text and "-0.250" in text
@@ -164,38 +202,35 @@ async def test_finetune_jobs_curves_launch_and_cancel(seeded: Store) -> None:
     engine = FakeEngine(seeded)
     app = make_app(seeded, engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("6")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "6", "Fine-tune")
         text = screen_text(app)
         assert "running" in text and "30/100" in text
         assert "queued: job created" in text
         await pilot.press("n")
+        # The focused field's help.
+        await wait_for_text(app, pilot, "base: model to fine-tune")
         await settle(app, pilot)
-        assert "base: model to fine-tune" in screen_text(app)  # the focused field's help
         await pilot.press("tab")
-        await pilot.pause()
-        assert "dataset: dataset to train on" in screen_text(app)
-        app.screen.query_one("#field-dataset").value = "sentiment"
-        app.screen.query_one("#field-lora_r").value = "16"
-        await pilot.pause()
-        assert "tunelab tune --dataset sentiment --lora-r 16" in screen_text(app)
+        await wait_for_text(app, pilot, "dataset: dataset to train on")
+        set_field(app, "dataset", "sentiment")
+        set_field(app, "lora_r", "16")
+        await wait_for_text(app, pilot, "tunelab tune --dataset sentiment --lora-r 16")
         await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: len(seeded.list_jobs()) == 2, "the new job")
         await settle(app, pilot)
-        assert len(seeded.list_jobs()) == 2
         await pilot.press("x")
+        await wait_until(pilot, lambda: seeded.get_job(2).status == "cancelled", "the cancel")
         await settle(app, pilot)
-        assert seeded.get_job(2).status == "cancelled"
 
 
 async def test_models_and_datasets(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("7", "j")
-        await settle(app, pilot)
-        assert "builtin-lora-1 (lora on sentiment step 40) ← builtin" in screen_text(app)
-        await pilot.press("8")
-        await settle(app, pilot)
-        assert "Terrible service, never again" in screen_text(app)
+        await show_screen(app, pilot, "7", "Models")
+        await pilot.press("j")
+        await wait_for_text(app, pilot, "builtin-lora-1 (lora on sentiment step 40) ← builtin")
+        await show_screen(app, pilot, "8", "Datasets")
+        await wait_for_text(app, pilot, "Terrible service, never again")
 
 
 async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store) -> None:
@@ -204,11 +239,11 @@ async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store
 
     app = make_app(seeded, engine=Engine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
+        await show_screen(app, pilot, "5", "Compare")
+        screen = current_screen(app, CompareScreen)
+        screen.compare([2, 3])
+        await wait_until(pilot, lambda: screen.comparison is not None, "the comparison")
         await settle(app, pilot)
-        app.screen.compare([2, 3])
-        await settle(app, pilot)
-        screen = app.screen
         comparison = screen.comparison
         assert comparison is not None and [r.id for r in comparison.runs] == [2, 3]
         assert comparison.metrics[0].name == "accuracy"
@@ -220,21 +255,22 @@ async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store
         await pilot.press("t")
         await settle(app, pilot)
         await pilot.press("w")
+        await wait_for_text(app, pilot, "[-positive-]{+negative+}")
         await settle(app, pilot)
         assert "row 1: [-negative-]{+positive+}" not in screen_text(app)
-        assert "[-positive-]{+negative+}" in screen_text(app)
         await pilot.press("t")
-        await pilot.pause()
-        assert "break-even (run 3)" in screen_text(app)
-        await pilot.press("2")
-        await settle(app, pilot)
+        await wait_for_text(app, pilot, "break-even (run 3)")
+        await show_screen(app, pilot, "2", "Prompts")
         app.screen.query_one("#version-list").focus()
         await pilot.press("d")
+        await wait_for_text(app, pilot, "+Is this review positive or negative?")
         await settle(app, pilot)
-        assert "+Is this review positive or negative?" in screen_text(app)
         await pilot.press("escape")
-        app.screen.query_one("#edit-settings").load_text('mode = "plain"\ntemperature = 0.5')
+        await wait_until(pilot, lambda: app.screen.sub_title == "Prompts", "the diff to close")
+        settings_area = app.screen.query_one("#edit-settings", TextArea)
+        settings_area.load_text('mode = "plain"\ntemperature = 0.5')
         await pilot.press("ctrl+s")
+        await wait_for_notification(app, pilot, "Saved classify@3")
         await settle(app, pilot)
         saved = seeded.get_prompt_version("classify@3")
         assert saved.mode == "plain" and saved.settings["temperature"] == 0.5
@@ -245,17 +281,16 @@ async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store
 async def test_finetune_resume_after_cancel(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("6")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "6", "Fine-tune")
         await pilot.press("x")
+        await wait_until(pilot, lambda: seeded.get_job(1).status == "cancelled", "the cancel")
         await settle(app, pilot)
-        assert seeded.get_job(1).status == "cancelled"
         await pilot.press("R")
+        await wait_until(pilot, lambda: seeded.get_job(1).status == "queued", "the resume")
         await settle(app, pilot)
-        assert seeded.get_job(1).status == "queued"
         await pilot.press("R")
-        await settle(app, pilot)
-        assert any("only failed or cancelled" in n.message for n in app._notifications)
+        await wait_for_notification(app, pilot, "only failed or cancelled")
+        await settle(app, pilot, expect=(BadInputError, EngineError, ValueError))
 
 
 async def test_real_training_form_lists_every_setting_and_its_command(seeded: Store) -> None:
@@ -266,34 +301,36 @@ async def test_real_training_form_lists_every_setting_and_its_command(seeded: St
 
     app = make_app(seeded, engine=Engine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("6")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "6", "Fine-tune")
         await pilot.press("n")
+        await wait_until(
+            pilot, lambda: bool(app.screen.query("#field-lora_r")), "the training form"
+        )
         await settle(app, pilot)
         screen = app.screen
         for field in fields(TrainingConfig):
             assert screen.query(f"#field-{field.name}"), field.name
-        screen.query_one("#field-dataset").value = "sentiment"
-        screen.query_one("#field-prompt").value = "classify@2"
-        screen.query_one("#field-lora_r").value = "16"
-        await pilot.pause()
-        command = str(screen.query_one("#job-command").render())
-        assert "tunelab tune --dataset sentiment --prompt classify@2 --lora-r 16" in command
-        screen.query_one("#field-scheduler").value = "cosine"
-        screen.query_one("#field-eval_every_steps").value = "10"
-        await pilot.pause()
-        command = str(screen.query_one("#job-command").render())
-        assert "--eval-every 10 --config training.toml" in command
-        assert 'scheduler = "cosine"' in command
-        screen.query_one("#field-lora_r").value = "sixteen"
-        await pilot.pause()
-        assert "lora_r" in str(screen.query_one("#job-command").render())
-        screen.query_one("#field-lora_r").value = "16"
+        set_field(app, "dataset", "sentiment")
+        set_field(app, "prompt", "classify@2")
+        set_field(app, "lora_r", "16")
+        expected = "tunelab tune --dataset sentiment --prompt classify@2 --lora-r 16"
+        await wait_until(pilot, lambda: expected in job_command(app), lambda: job_command(app))
+        set_field(app, "scheduler", "cosine")
+        set_field(app, "eval_every_steps", "10")
+        await wait_until(
+            pilot, lambda: "--eval-every 10 --config training.toml" in job_command(app),
+            lambda: job_command(app),
+        )  # fmt: skip
+        assert 'scheduler = "cosine"' in job_command(app)
+        set_field(app, "lora_r", "sixteen")
+        await wait_until(pilot, lambda: "lora_r" in job_command(app), lambda: job_command(app))
+        set_field(app, "lora_r", "16")
+        await wait_until(pilot, lambda: expected in job_command(app), lambda: job_command(app))
         await pilot.press("ctrl+s")
-        await settle(app, pilot)
         # No workspace folder behind an in-memory store: the engine refuses, the app says so.
+        await wait_for_notification(app, pilot, "needs a workspace")
+        await settle(app, pilot, expect=(BadInputError, EngineError))
         assert app.is_running
-        assert any("needs a workspace" in n.message for n in app._notifications)
         assert seeded.list_jobs()[0].id == 1
 
 
@@ -301,51 +338,58 @@ async def test_evaluation_progress_keeps_keys_answered_and_cancels(seeded: Store
     engine = FakeEngine(seeded, gate=threading.Event())
     app = make_app(seeded, engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "4", "Runs")
+        runs = current_screen(app, RunsScreen)
         await pilot.press("e")
+        await wait_for_text(app, pilot, "New evaluation")
         await settle(app, pilot)
         await pilot.press("ctrl+s")
-        await pilot.pause(0.2)
-        assert app.screen.evaluating
-        await pilot.press("s")  # answered while the evaluation is held open
-        await pilot.pause()
-        assert "sorted by metric" in screen_text(app)
-        assert "Evaluating run 4 · 1/4" in screen_text(app)
+        # The fake engine scores one row, then holds the evaluation at the gate.
+        await wait_for_text(app, pilot, "Evaluating run 4 · 1/4")
+        assert runs.evaluating
+        await pilot.press("s")
+        await wait_for_text(app, pilot, "sorted by metric")
+        # Answered while the evaluation was still held open.
+        assert runs.evaluating and seeded.get_run(4).status == "running"
         await pilot.press("x")
+        await wait_for_text(app, pilot, "Run 4 interrupted")
         await settle(app, pilot)
         assert seeded.get_run(4).status == "interrupted"
-        assert not app.screen.evaluating
-        assert "Run 4 interrupted" in screen_text(app)
+        assert not runs.evaluating
 
 
 async def test_playground_render_error_is_shown_not_raised(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(app, pilot)
-        app.screen.query_one("#edit-template").load_text("{{ missing }}")
+        await show_screen(app, pilot, "2", "Prompts")
+        app.screen.query_one("#edit-template", TextArea).load_text("{{ missing }}")
         await pilot.press("ctrl+s")
+        await wait_for_notification(app, pilot, "Saved classify@3")
         await settle(app, pilot)
         await pilot.press("3")
-        await settle(app, pilot)
-        assert app.screen.query_one("#pg-version").value == "classify@3"
-        text = " ".join(screen_text(app).replace("│", " ").split())
-        assert "not rendered: the template uses a variable the row does not have" in text
+        await wait_until(pilot, lambda: app.screen.sub_title == "Playground", "the Playground")
+        message = "not rendered: the template uses a variable the row does not have"
+
+        def flat_text() -> str:
+            return " ".join(screen_text(app).replace("│", " ").split())
+
+        await wait_until(pilot, lambda: message in flat_text(), flat_text)
+        await settle(app, pilot, expect=(BadInputError,))
+        assert app.screen.query_one("#pg-version", Select).value == "classify@3"
         assert app.is_running
 
 
 async def test_prompts_new_prompt_saves_version_one(seeded: Store) -> None:
     app = make_app(seeded, engine=FakeEngine(seeded))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "2", "Prompts")
         await pilot.press("n")
-        await pilot.pause()
+        await wait_until(pilot, lambda: isinstance(app.focused, Input), "the name input")
         await pilot.press(*"summarize", "enter")
-        await pilot.pause()
-        assert app.screen.query_one("#edit-template").has_focus
+        template = app.screen.query_one("#edit-template", TextArea)
+        await wait_until(pilot, lambda: template.has_focus, "the template editor's focus")
         await pilot.press("ctrl+s")
+        await wait_for_notification(app, pilot, "Saved summarize@1")
         await settle(app, pilot)
         version = seeded.get_prompt_version("summarize")
         assert version.version == 1 and version.template == "{{ text }}"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
-from textual.worker import WorkerCancelled, WorkerFailed
 
 from tests.fake_engine import FakeEngine
 from tests.tui_fixtures import seed_store
+from tests.tui_helpers import current_screen, settle, wait_until
 from tunelab.store import Store
-from tunelab.tui.app import make_app
+from tunelab.tui.app import TunelabApp, make_app
 from tunelab.tui.config import UserSettings
+from tunelab.tui.screens.compare import CompareScreen
 
 THEMES = ["tunelab-dark", "tunelab-light"]
 SCREENS = {
@@ -30,35 +35,31 @@ def no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TextArea, "cursor_blink", False)
 
 
-async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+async def settle_drawn(app: TunelabApp, pilot: Pilot[None]) -> None:
     """Wait until loading workers are done and every table they fill has been drawn."""
-    for _ in range(3):
-        try:
-            await pilot.app.workers.wait_for_complete()
-        except (WorkerCancelled, WorkerFailed):
-            pass
-        await pilot.pause()
+    await settle(app, pilot)
     await pilot.wait_for_scheduled_animations()
 
 
 @pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("screen", list(SCREENS))
-def test_screen_snapshot(snap_compare, theme: str, screen: str) -> None:  # type: ignore[no-untyped-def]
+def test_screen_snapshot(snap_compare: Callable[..., bool], theme: str, screen: str) -> None:
     store = Store.memory()
     seed_store(store)
     app = make_app(store, engine=FakeEngine(store), settings=UserSettings(theme=theme))
 
-    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot[Any]) -> None:
         await pilot.press(SCREENS[screen])
-        # A screen's module and stylesheet load on first visit: on a busy machine that can
-        # outlast the first settle, so wait for the screen itself before waiting for its data.
-        for _ in range(200):
-            if pilot.app.current_mode == screen and pilot.app.screen.is_mounted:
-                break
-            await pilot.pause(0.05)
-        await settle(pilot)
+        # A screen's module and stylesheet load on first visit: until then the previous
+        # screen is current, so wait for this one before waiting for its data.
+        await wait_until(
+            pilot,
+            lambda: app.current_mode == screen and app.screen.is_mounted,
+            f"the {screen} screen",
+        )
+        await settle_drawn(app, pilot)
         if screen == "compare":
-            pilot.app.screen.compare([2, 3])
-            await settle(pilot)
+            current_screen(app, CompareScreen).compare([2, 3])
+            await settle_drawn(app, pilot)
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
