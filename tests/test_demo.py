@@ -63,6 +63,7 @@ def test_quick_headless_demo_runs_end_to_end(tmp_path: Path) -> None:
 async def test_tui_opens_on_the_demo_with_its_guided_path(tmp_path: Path) -> None:
     from textual.widgets import TextArea
 
+    from tests.tui_helpers import wait_until
     from tunelab.engine.demo import tour_text
     from tunelab.tui.app import make_app
     from tunelab.tui.screens.modals import TextViewModal
@@ -71,12 +72,10 @@ async def test_tui_opens_on_the_demo_with_its_guided_path(tmp_path: Path) -> Non
     assert (workspace.root / "demo-lora.json").exists()
     app = make_app(workspace, welcome=tour_text(workspace))
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause()
-        assert isinstance(app.screen, TextViewModal)
+        await wait_until(pilot, lambda: isinstance(app.screen, TextViewModal), "the guided path")
         text = app.screen.query_one(TextArea).text
         assert "route-ft@1" in text and "demo-lora.json" in text
         await pilot.press("escape")
-        await pilot.pause()
-        assert not isinstance(app.screen, TextViewModal)
+        await wait_until(pilot, lambda: not isinstance(app.screen, TextViewModal), "it to close")
         assert app.current_mode == "home"
     app.store.close()

@@ -165,9 +165,12 @@ def test_bad_prompts(ws: Workspace, files: Path, case: str) -> None:
 
 @pytest.mark.model
 def test_sandbox_escape_and_context_overflow_refused_before_a_run(ws: Workspace) -> None:
+    # The sandbox stops the very first step of the escape, and nothing it would have reached
+    # (the class list that `__subclasses__()` returns) leaks into the message.
     line = check_refused(ws, ["eval", "--prompt", "escape", "--dataset", "irony"],
-                         ["Python internals", "not allowed"])  # fmt: skip
-    assert "__subclasses__" not in line or "unsafe" in line
+                         ["Python internals", "not allowed",
+                          "access to attribute '__class__' of 'str' object is unsafe"])  # fmt: skip
+    assert "<class " not in line and "__subclasses__" not in line, line
     check_refused(ws, ["eval", "--prompt", "huge", "--dataset", "irony"], ["context window"])
 
 

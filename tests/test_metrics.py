@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import sacrebleu
 from hypothesis import given, settings
@@ -26,7 +28,7 @@ from tunelab.engine.evaluation.metrics import (
 LABELS = ["irony", "non_irony"]
 
 
-def _run(names: list[str], rows: list[tuple[str, str | None]], labels=LABELS, raw=None):
+def _run(names: list[str], rows: Sequence[tuple[str, str | None]], labels=LABELS, raw=None):
     metrics = [get_metric(n, labels) for n in names]
     examples = [Example(raw[i] if raw else pred, pred, ref) for i, (pred, ref) in enumerate(rows)]
     scores = [score_example(metrics, e) for e in examples]

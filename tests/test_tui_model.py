@@ -10,11 +10,21 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input, Static
 
-from tests.tui_helpers import screen_text, settle
+from tests.tui_helpers import (
+    current_screen,
+    screen_text,
+    settle,
+    show_screen,
+    wait_for_text,
+    wait_until,
+)
 from tunelab.store import Workspace
 from tunelab.tui.app import make_app
 from tunelab.tui.config import UserSettings
+from tunelab.tui.screens.finetune import FinetuneScreen
+from tunelab.tui.screens.playground import PlaygroundScreen
 
 pytestmark = pytest.mark.model
 
@@ -32,25 +42,36 @@ async def test_playground_and_evaluation_with_the_builtin_model(
 ) -> None:
     app = make_app(demo_workspace, settings=UserSettings())
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("3")
-        await settle(app, pilot)
-        text = screen_text(app)
-        assert "tokens" in text and "/ 8192 tokens" in text
+        await show_screen(app, pilot, "3", "Playground")
+        playground = current_screen(app, PlaygroundScreen)
+        # Loading the model for the token count can outlast the screen's own loaders.
+        await wait_for_text(app, pilot, "/ 8192 tokens", timeout=300)
         await pilot.press("ctrl+r")
+        timing = playground.query_one("#pg-timing", Static)
+        await wait_until(
+            pilot, lambda: "total" in str(timing.render()), "the generation", timeout=300
+        )
         await settle(app, pilot)
-        text = screen_text(app)
-        assert "first token" in text and "total" in text
-        assert app.screen.output_text.strip()
+        assert "first token" in str(timing.render())
+        assert playground.output_text.strip()
         runs_before = len(app.store.list_runs())
-        await pilot.press("4", "e")
+        await show_screen(app, pilot, "4", "Runs")
+        await pilot.press("e")
+        await wait_for_text(app, pilot, "New evaluation")
         await settle(app, pilot)
-        app.screen.query_one("#eval-limit").value = "2"
+        app.screen.query_one("#eval-limit", Input).value = "2"
         await pilot.press("ctrl+s")
+
+        def finished() -> bool:
+            runs = app.store.list_runs()
+            return len(runs) > runs_before and runs[0].status not in ("queued", "running")
+
+        await wait_until(pilot, finished, "the evaluation to finish", timeout=600)
         await settle(app, pilot)
         runs = app.store.list_runs()
         assert len(runs) == runs_before + 1
         assert runs[0].status == "succeeded" and runs[0].rows_done == 2
-        assert f"Run {runs[0].id} succeeded" in screen_text(app)
+        await wait_for_text(app, pilot, f"Run {runs[0].id} succeeded")
 
 
 def _capture(session: str) -> str:
@@ -74,6 +95,25 @@ def _wait_for(session: str, needle: str, timeout: float, failure: str = "") -> s
 
 def _keys(session: str, *keys: str) -> None:
     subprocess.run(["tmux", "send-keys", "-t", session, *keys], check=True)
+
+
+def _styled(session: str) -> str:
+    """The pane with its colours: moving the focus changes a border's colour, not its text."""
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-e", "-t", session],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def _key_and_wait(session: str, key: str, timeout: float = 30) -> None:
+    """Send one key and wait until the pane shows that it was handled."""
+    before = _styled(session)
+    _keys(session, key)
+    deadline = time.monotonic() + timeout
+    while _styled(session) == before:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{key!r} changed nothing on screen:\n{_capture(session)}")
+        time.sleep(0.1)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -108,9 +148,7 @@ def test_tunelab_command_in_tmux(tmp_path: Path) -> None:
         _keys(session, "e")
         _wait_for(session, "New evaluation", 30)
         for key in ("Tab", "Tab", "Tab", "2"):
-            time.sleep(0.5)  # a real terminal: give each key time to move the focus
-            _keys(session, key)
-        _wait_for(session, "2", 10)
+            _key_and_wait(session, key)
         _keys(session, "Enter")
         # The "Run 1 succeeded" toast can show a moment before the runs table reloads, and
         # the toast can cover the table's right edge, so wait for both separately.
@@ -126,33 +164,36 @@ async def test_finetune_job_launched_from_the_form_is_polled_from_the_store(
     tmp_path: Path,
 ) -> None:
     """A real detached job: the TUI launches it, then only reads its progress from the store."""
-    import asyncio
-
     from tunelab.engine.demo import create_demo_workspace
 
     workspace, _ = create_demo_workspace(tmp_path / "ws")
     app = make_app(workspace, settings=UserSettings())
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("6")
-        await settle(app, pilot)
+        await show_screen(app, pilot, "6", "Fine-tune")
         await pilot.press("n")
+        await wait_until(pilot, lambda: bool(app.screen.query("#field-batch_size")), "the form")
         await settle(app, pilot)
         form = app.screen
         for name, value in (("dataset", "tickets"), ("prompt", "route-ft@1"), ("max_steps", "2"),
                             ("eval_every_steps", "0"), ("eval_samples", "8"),
                             ("batch_size", "4")):  # fmt: skip
-            form.query_one(f"#field-{name}").value = value
-        await pilot.pause()
+            form.query_one(f"#field-{name}", Input).value = value
+        jobs_before = len(app.store.list_jobs())
         await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: len(app.store.list_jobs()) > jobs_before, "the job")
         await settle(app, pilot)
         job = app.store.list_jobs()[0]
-        for _ in range(600):
-            job = app.store.get_job(job.id)
-            if job.status in ("succeeded", "failed", "cancelled"):
-                break
-            await asyncio.sleep(0.5)  # a detached process, not a Textual worker
+
+        def job_done() -> bool:
+            # A detached process, not a Textual worker: only the store shows its progress.
+            status = app.store.get_job(job.id).status
+            return status in ("succeeded", "failed", "cancelled")
+
+        await wait_until(pilot, job_done, "the detached job", timeout=600)
+        job = app.store.get_job(job.id)
         assert job.status == "succeeded", job.error
-        app.screen.poll_jobs()
+        await show_screen(app, pilot, "6", "Fine-tune")
+        current_screen(app, FinetuneScreen).poll_jobs()
         await settle(app, pilot)
         text = screen_text(app)
         assert f" {job.id}    lora    succeeded" in text
