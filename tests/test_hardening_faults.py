@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -269,6 +268,15 @@ def test_corrupt_database_is_reported_never_overwritten(tmp_path: Path) -> None:
     assert _digest(ws.db_path) == before
 
 
+def _exited(pid: int) -> bool:
+    """True once `pid` is gone or a zombie (the detached worker is nobody's child here)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
 def test_workspace_files_are_owner_only(
     workspace: Workspace, tmp_path: Path, tiny_dir: Path
 ) -> None:
@@ -289,8 +297,9 @@ def test_workspace_files_are_owner_only(
         assert result.returncode == 0, (args, result.stderr)
     job_id = json.loads(result.stdout)["job_id"]
     with workspace.open_store() as store:
-        wait_status(store, job_id, DONE, timeout=400)
-    time.sleep(0.5)
+        job = wait_status(store, job_id, DONE, timeout=400)
+    # The worker writes its last files after it marks the job done: wait until it has exited.
+    wait_for(lambda: job.pid is None or _exited(job.pid), timeout=120, what="the job's worker")
     exposed = [
         f"{oct(p.stat().st_mode & 0o777)} {p}"
         for p in workspace.dir.rglob("*")
