@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 
 from tests import compare_helpers as h
 from tests.conftest import run_cli
-from tests.tui_helpers import screen_text, settle
+from tests.tui_helpers import screen_text, settle, show_screen
 from tunelab.engine.api.facade import Engine
 from tunelab.engine.api.types import RowInput
 from tunelab.engine.errors import BadInputError
@@ -123,8 +123,7 @@ async def test_compare_screen_shows_the_cli_counts_past_the_highlights(
     app = make_app(store, engine=Engine(store))
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("5")
-            await settle(app, pilot)
+            await show_screen(app, pilot, "5", "Compare")
             app.screen.compare([a.id, b.id])  # type: ignore[attr-defined]
             await settle(app, pilot)
             await pilot.press("t")
@@ -192,8 +191,7 @@ async def test_playground_generate_and_eval_render_a_fewshot_row_alike(
     app = make_app(store, engine=engine)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("3")
-            await settle(app, pilot)
+            await show_screen(app, pilot, "3", "Playground")
             screen = app.screen
             screen.query_one("#pg-version").value = "fs@1"  # type: ignore[attr-defined]
             screen.query_one("#pg-dataset").value = "reviews/train"  # type: ignore[attr-defined]
