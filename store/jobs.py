@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .base import StoreBase
@@ -13,8 +13,9 @@ from .records import Job, JobEvent, MetricPoint
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 _UPDATABLE = {
     "status", "pid", "host", "progress", "error", "started_at", "finished_at", "heartbeat_at",
-    "output_dir", "log_path", "config",
+    "output_dir", "log_path", "config", "scheduler_job_id", "scheduler_state",
 }  # fmt: skip
+SCHEDULERS = ("local", "slurm")
 
 
 def _job_from_row(row: dict[str, Any]) -> Job:
@@ -38,6 +39,9 @@ def _job_from_row(row: dict[str, Any]) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         heartbeat_at=row["heartbeat_at"],
+        scheduler=row.get("scheduler") or "local",
+        scheduler_job_id=row.get("scheduler_job_id"),
+        scheduler_state=row.get("scheduler_state") or "",
     )
 
 
@@ -51,7 +55,10 @@ class JobStore(StoreBase):
         prompt_version_id: int | None,
         gpus: int = 0,
         kind: str = "finetune",
+        scheduler: str = "local",
     ) -> Job:
+        if scheduler not in SCHEDULERS:
+            raise StoreError(f"job scheduler must be one of {', '.join(SCHEDULERS)}")
         with self._write() as db:
             job_id = (
                 db.table("jobs")
@@ -66,6 +73,7 @@ class JobStore(StoreBase):
                         "config": dumps(config),
                         "progress": "{}",
                         "gpus": gpus,
+                        "scheduler": scheduler,
                         "created_at": utc_now(),
                     }
                 )
@@ -85,16 +93,51 @@ class JobStore(StoreBase):
             raise NotFoundError("job", str(job_id), self.job_ids()[-20:])
         return _job_from_row(row)
 
-    def list_jobs(self, statuses: Iterable[str] | None = None) -> list[Job]:
-        if statuses is None:
-            rows = self._query("SELECT * FROM jobs ORDER BY id DESC")
-        else:
+    def list_jobs(
+        self, statuses: Iterable[str] | None = None, scheduler: str | None = None
+    ) -> list[Job]:
+        """Jobs newest first, optionally only those in `statuses` or run by `scheduler`."""
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
             wanted = list(statuses)
-            marks = ",".join("?" * len(wanted))
-            rows = self._query(
-                f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY id DESC", wanted
-            )
+            where.append(f"status IN ({','.join('?' * len(wanted))})")
+            params += wanted
+        if scheduler is not None:
+            where.append("scheduler = ?")
+            params.append(scheduler)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(f"SELECT * FROM jobs{clause} ORDER BY id DESC", params)
         return [_job_from_row(r) for r in rows]
+
+    def ingest_event(
+        self, job_id: int, source: str, seq: int, kind: str, apply: Callable[[], object]
+    ) -> bool:
+        """Apply event `seq` of `source` (a remote worker's event file) once: `apply` runs in
+        the same transaction that records the event, and not at all when it already was.
+
+        Returns:
+            True when the event was new and applied; False when it had been ingested before.
+        """
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO job_ingested_events (job_id, source, seq, kind, "
+                "ingested_at) VALUES (?, ?, ?, ?, ?)",
+                [job_id, source, seq, kind, utc_now()],
+            )
+            if int(cursor.rowcount) != 1:
+                return False
+            apply()
+            return True
+
+    def ingested_seqs(self, job_id: int) -> dict[str, int]:
+        """The highest ingested event number of each event source of a job."""
+        rows = self._query(
+            "SELECT source, MAX(seq) AS seq FROM job_ingested_events WHERE job_id = ? "
+            "GROUP BY source",
+            [job_id],
+        )
+        return {r["source"]: int(r["seq"]) for r in rows}
 
     def update_job(self, job_id: int, event: tuple[str, str] | None = None, **fields: Any) -> Job:
         """Update a job's columns (and optionally log an event) in one transaction."""
@@ -181,11 +224,15 @@ class JobStore(StoreBase):
             if row is None or row["status"] != "queued":
                 return None
             older = self._scalar(
-                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND id < ?", [job_id]
+                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND id < ? "
+                "AND scheduler = 'local'",
+                [job_id],
             )
             if older:
                 return None
-            running = self._scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'")
+            running = self._scalar(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND scheduler = 'local'"
+            )
             if running >= max_running:
                 return None
             now = utc_now()

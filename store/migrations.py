@@ -256,4 +256,25 @@ def m003_measured_latency(db: Database) -> None:
     )
 
 
+@migrations()
+def m005_job_scheduler(db: Database) -> None:
+    """Jobs run by a scheduler (Slurm): its job id and state, and the events of its remote
+    worker already ingested from the job folder (one row per event, so ingesting twice is
+    harmless)."""
+    db.execute("ALTER TABLE jobs ADD COLUMN scheduler TEXT NOT NULL DEFAULT 'local'")
+    db.execute("ALTER TABLE jobs ADD COLUMN scheduler_job_id TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN scheduler_state TEXT NOT NULL DEFAULT ''")
+    db.execute(
+        """
+        CREATE TABLE job_ingested_events (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            ingested_at TEXT NOT NULL,
+            PRIMARY KEY (job_id, source, seq)
+        )"""
+    )
+
+
 KNOWN_MIGRATIONS = frozenset(m.name for m in migrations._migrations)

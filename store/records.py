@@ -247,6 +247,12 @@ class Job:
     started_at: str | None
     finished_at: str | None
     heartbeat_at: str | None
+    scheduler: str = "local"
+    """`local` (a detached worker on this machine) or `slurm`."""
+    scheduler_job_id: str | None = None
+    """The scheduler's own id for the job (Slurm's job id), once submitted."""
+    scheduler_state: str = ""
+    """The scheduler's last seen state and reason, e.g. `RUNNING` or `PENDING (Resources)`."""
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,56 @@ def tune(
     ),
     json_output: bool = typer.Option(False, "--json", help='Print {"job_id": N}.'),
     wait: bool = typer.Option(False, "--wait", help="Follow progress until the job ends."),
+    on: str = typer.Option(
+        "local",
+        "--on",
+        help="Where it trains: local (a detached worker) or slurm (sbatch).",
+        rich_help_panel="Cluster",
+    ),
+    partition: str = typer.Option(
+        "",
+        "--partition",
+        help="Slurm partition (its default when empty).",
+        rich_help_panel="Cluster",
+    ),
+    gpus_per_node: int = typer.Option(
+        0, "--gpus-per-node", help="GPUs per Slurm node.", rich_help_panel="Cluster"
+    ),
+    nodes: int = typer.Option(
+        1, "--nodes", help="Slurm nodes (more than one: data parallel).", rich_help_panel="Cluster"
+    ),
+    time_limit: str = typer.Option(
+        "", "--time", help="Slurm time limit, e.g. 2:00:00.", rich_help_panel="Cluster"
+    ),
+    slurm_arg: list[str] = typer.Option(
+        [],
+        "--slurm-arg",
+        help="Extra sbatch option KEY=VALUE (repeatable), e.g. mem=8G.",
+        rich_help_panel="Cluster",
+    ),
+    slurm_allow_local_fs: bool = typer.Option(
+        False,
+        "--slurm-allow-local-fs",
+        help="Submit even from a workspace under /tmp or on "
+        "a tmpfs (a cluster that is this machine).",
+        rich_help_panel="Cluster",
+    ),
     **settings: Any,
 ) -> None:
-    """Start a fine-tuning job in the background and print its id."""
+    """Start a fine-tuning job in the background (or on Slurm) and print its id."""
     from tunelab.engine.models.sources import resolve_model
     from tunelab.engine.training.config import TrainingConfig
     from tunelab.engine.training.jobs import launch_job
+    from tunelab.engine.training.slurm import SlurmOptions, parse_slurm_args
+
+    if on not in ("local", "slurm"):
+        fail(f"--on must be local or slurm, not {on!r}")
+    slurm = None
+    if on == "slurm":
+        slurm = SlurmOptions(partition, gpus_per_node, nodes, time_limit,
+                             parse_slurm_args(slurm_arg), slurm_allow_local_fs)  # fmt: skip
+    elif partition or gpus_per_node or nodes != 1 or time_limit or slurm_arg:
+        fail("--partition, --gpus-per-node, --nodes, --time and --slurm-arg need --on slurm")
 
     given = {name: value for name, value in settings.items() if value is not None}
     config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
@@ -46,13 +90,14 @@ def tune(
     base_model = resolve_model(store, base)
     job = launch_job(
         state.workspace(), store, config, base_model, store.get_dataset(dataset), prompt, gpus,
-        given=list(given),
+        given=list(given), slurm=slurm,
     )  # fmt: skip
+    where = f" as Slurm job {job.scheduler_job_id}" if job.scheduler == "slurm" else ""
     if json_output:
-        emit_json({"job_id": job.id})
+        emit_json({"job_id": job.id, "scheduler_job_id": job.scheduler_job_id})
     else:
-        console.print(f"Started job {job.id} ({config.method} on {base_model.name}); follow it "
-                      f"with `tunelab jobs follow {job.id}`")  # fmt: skip
+        console.print(f"Started job {job.id} ({config.method} on {base_model.name}){where}; "
+                      f"follow it with `tunelab jobs follow {job.id}`")  # fmt: skip
     if wait:
         _follow(job.id, quiet=json_output)
 
@@ -127,8 +172,9 @@ def _follow(job_id: int, quiet: bool = False, poll_s: float = 1.0) -> None:
     store = state.store()
     last = ""
     checked = 0.0
+    remote = store.get_job(job_id).scheduler != "local"  # progress arrives by ingestion
     while True:
-        if time.monotonic() - checked > 10:
+        if remote or time.monotonic() - checked > 10:
             refresh_job_states(store, state.workspace())
             checked = time.monotonic()
         job = store.get_job(job_id)
@@ -151,10 +197,10 @@ def jobs_list(json_output: bool = typer.Option(False, "--json", help="Print JSON
     if json_output:
         emit_json(jobs)
         return
-    table = Table("id", "status", "method", "progress", "created")
+    table = Table("id", "status", "method", "progress", "where", "created")
     for job in jobs:
         table.add_row(str(job.id), job.status, job.method, Text(_progress_line(job)),
-                      job.created_at[:19])  # fmt: skip
+                      Text(_where(job)), job.created_at[:19])  # fmt: skip
     console.print(table)
 
 
@@ -176,11 +222,21 @@ def jobs_show(
         console.print(Text(f"error: {job.error}"))
     console.print(Text(_inputs_line(store, job)))
     console.print(Text(_settings_line(job.config)))
+    if job.scheduler != "local":
+        console.print(Text(_where(job)))
     console.print(Text(f"pid {job.pid} on {job.host}; log {job.log_path}"))
     for m in models:
         console.print(Text(f"  {'★' if m.is_best else ' '} {m.name} step {m.step} {m.metrics}"))
     for e in store.job_events(job_id)[-10:]:
         console.print(Text(f"  {e.at[:19]} {e.kind}: {e.message}"))
+
+
+def _where(job: Job) -> str:
+    """`local`, or the scheduler, its job id and its last seen state."""
+    if job.scheduler == "local":
+        return "local"
+    name = "Slurm" if job.scheduler == "slurm" else job.scheduler
+    return f"{name} job {job.scheduler_job_id or '?'}: {job.scheduler_state or 'unknown'}"
 
 
 def _inputs_line(store: Any, job: Job) -> str:
@@ -247,7 +303,8 @@ def jobs_resume(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     from tunelab.engine.training.jobs import resume_job, resume_plan, resume_point
 
     job = resume_job(state.workspace(), state.store(), job_id)
-    console.print(f"job {job.id} queued again; {resume_plan(resume_point(job))}")
+    where = f" (Slurm job {job.scheduler_job_id})" if job.scheduler == "slurm" else ""
+    console.print(f"job {job.id} queued again{where}; {resume_plan(resume_point(job))}")
 
 
 def add_export_command(model_app: typer.Typer) -> None:

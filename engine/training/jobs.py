@@ -23,6 +23,7 @@ from tunelab.engine.errors import BadInputError
 from tunelab.engine.processes import boot_id, process_alive, process_start_ticks
 from tunelab.engine.training.checkpoint import STEP_PREFIX, latest_checkpoint
 from tunelab.engine.training.config import TrainingConfig, check_target_modules
+from tunelab.engine.training.job_events import job_dir, stop_file
 from tunelab.engine.training.options import check_options_apply
 from tunelab.engine.training.progress import TrainingProgress
 from tunelab.store import Job, PromptVersion
@@ -30,6 +31,7 @@ from tunelab.store import Job, PromptVersion
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from tunelab.engine.training.slurm import SlurmOptions
     from tunelab.store import Dataset, Model, Store, Workspace
 
 ACTIVE = ("queued", "running")
@@ -49,15 +51,6 @@ def max_running_jobs() -> int:
         return 1
 
 
-def job_dir(workspace: Workspace, job_id: int) -> Path:
-    return workspace.jobs_dir / f"job-{job_id}"
-
-
-def stop_file(workspace: Workspace, job_id: int) -> Path:
-    """Its existence asks every process of the job (all DDP ranks) to checkpoint and stop."""
-    return job_dir(workspace, job_id) / "stop"
-
-
 def resolve_prompt(store: Store, prompt_ref: str | PromptVersion) -> PromptVersion:
     if isinstance(prompt_ref, PromptVersion):
         return prompt_ref
@@ -73,8 +66,10 @@ def launch_job(
     prompt_ref: str | PromptVersion,
     gpus: int = 0,
     given: Iterable[str] = (),
+    slurm: SlurmOptions | None = None,
 ) -> Job:
-    """Queue a fine-tuning job and start its detached worker; returns at once.
+    """Queue a fine-tuning job and start its detached worker (or submit it to Slurm);
+    returns at once.
 
     Args:
         workspace: where models, logs and job folders go.
@@ -86,16 +81,30 @@ def launch_job(
         gpus: 0 or 1 trains in the worker; N > 1 runs N data-parallel processes.
         given: the config fields the user set explicitly (refused when the method ignores
             them).
+        slurm: submit to Slurm with these options instead of starting a local worker.
 
     Returns:
         The job, queued; the worker moves it to running as soon as the queue allows.
     """
     prompt = resolve_prompt(store, prompt_ref)
-    check_job_inputs(store, config, base, dataset, gpus, prompt, workspace, given)
+    if slurm is not None:
+        from tunelab.engine.training import slurm as scheduler
+
+        gpus = slurm.nodes * slurm.gpus_per_node
+        scheduler.check_shared_fs(workspace.root, slurm.allow_local_fs)
+    check_job_inputs(
+        store, config, base, dataset, gpus, prompt, workspace, given, local=slurm is None
+    )
     workspace.ensure_dirs()
     job = store.create_job(
-        config.method, config.to_dict(), base.id, dataset.id, prompt.id, gpus=gpus
-    )
+        config.method, config.to_dict(), base.id, dataset.id, prompt.id, gpus=gpus,
+        scheduler="local" if slurm is None else "slurm",
+    )  # fmt: skip
+    if slurm is not None:
+        output_dir = workspace.models_dir / f"job-{job.id}"
+        log = job_dir(workspace, job.id) / scheduler.LOG_FILE
+        job = store.update_job(job.id, output_dir=str(output_dir), log_path=str(log))
+        return scheduler.submit(workspace, store, job, slurm)
     log_path = workspace.logs_dir / f"job-{job.id}.log"
     output_dir = workspace.models_dir / f"job-{job.id}"
     store.update_job(job.id, output_dir=str(output_dir), log_path=str(log_path))
@@ -113,9 +122,11 @@ def check_job_inputs(
     prompt: PromptVersion | None = None,
     workspace: Workspace | None = None,
     given: Iterable[str] = (),
+    local: bool = True,
 ) -> None:
     """Fail fast, before anything is queued, on input the worker would reject later (or would
-    run, but not as the user asked)."""
+    run, but not as the user asked). `local=False` (a scheduler's compute node trains it)
+    skips the check that this machine has the requested device."""
     check_options_apply(config.method, given)
     if base.kind == "adapter":
         raise BadInputError(
@@ -145,7 +156,7 @@ def check_job_inputs(
         check_writable(workspace.models_dir)
     if prompt is not None:
         check_rows(store, config, dataset, prompt)
-    if config.device not in ("auto", "cpu"):
+    if local and config.device not in ("auto", "cpu"):
         from tunelab.engine.models.loading import (
             pick_device,
         )  # imports torch: only for an explicit accelerator
@@ -288,6 +299,9 @@ def start_worker(workspace: Workspace, job_id: int, log_path: Path | str | None 
             env=env,
             cwd=str(workspace.root),
         )
+    with _started_lock:
+        _started_workers.append(process)
+    reap_workers()
     return process.pid
 
 
@@ -318,6 +332,11 @@ def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
     (see `resume_point`), or from step 0 when none is left."""
     refresh_job_states(store)
     job = store.get_job(job_id)
+    if job.scheduler == "slurm":
+        from tunelab.engine.training import slurm
+
+        slurm.refresh_slurm_jobs(workspace, store, [job_id])
+        job = store.get_job(job_id)
     if job.status not in ("failed", "cancelled"):
         hint = " (it is still going)" if job.status in ACTIVE else ""
         raise BadInputError(
@@ -331,6 +350,8 @@ def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
     ):  # fmt: skip
         raise BadInputError(f"job {job_id} changed state meanwhile; look at `tunelab jobs show`")
     stop_file(workspace, job_id).unlink(missing_ok=True)
+    if job.scheduler == "slurm":
+        return slurm.resubmit(workspace, store, store.get_job(job_id))
     start_worker(workspace, job_id, job.log_path or None)
     return store.get_job(job_id)
 
@@ -381,11 +402,13 @@ def vanished_reason(job: Job, now: datetime | None = None) -> str | None:
 def refresh_job_states(store: Store, workspace: Workspace | None = None) -> list[Job]:
     """Mark running jobs whose process has vanished as failed; returns the jobs it changed.
 
-    With a workspace, it also restarts the queue when nothing runs and a queued job has waited
-    longer than its worker should take to start (that worker died before claiming it).
+    With a workspace, it also ingests the events of Slurm jobs and marks those whose
+    allocation ended without a result, and restarts the queue when nothing runs and a queued
+    job has waited longer than its worker should take to start (that worker died before
+    claiming it).
     """
     changed = []
-    for job in store.list_jobs(["running"]):
+    for job in store.list_jobs(["running"], scheduler="local"):
         reason = vanished_reason(job)
         if reason and store.transition_job(
             job.id, ["running"], ("failed", reason),
@@ -393,15 +416,18 @@ def refresh_job_states(store: Store, workspace: Workspace | None = None) -> list
         ):  # fmt: skip
             changed.append(store.get_job(job.id))
     if workspace is not None:
+        from tunelab.engine.training.slurm import refresh_slurm_jobs
+
+        changed += refresh_slurm_jobs(workspace, store)
         kick_queue(workspace, store)
     return changed
 
 
 def kick_queue(workspace: Workspace, store: Store, min_wait_s: float = QUEUE_KICK_AFTER_S) -> None:
     """Start a worker for the oldest queued job when the queue has stalled."""
-    if store.list_jobs(["running"]):
+    if store.list_jobs(["running"], scheduler="local"):
         return
-    queued = sorted(store.list_jobs(["queued"]), key=lambda j: j.id)
+    queued = sorted(store.list_jobs(["queued"], scheduler="local"), key=lambda j: j.id)
     if not queued:
         return
     oldest = queued[0]
@@ -414,7 +440,7 @@ def kick_queue(workspace: Workspace, store: Store, min_wait_s: float = QUEUE_KIC
 
 
 def next_queued_job(store: Store) -> Job | None:
-    queued = sorted(store.list_jobs(["queued"]), key=lambda j: j.id)
+    queued = sorted(store.list_jobs(["queued"], scheduler="local"), key=lambda j: j.id)
     return queued[0] if queued else None
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.engine.errors import EngineError
 from tunelab.engine.processes import WorkerInfo
 from tunelab.engine.training.config import TrainingConfig
+from tunelab.engine.training.job_events import EventWriter
 from tunelab.engine.training.jobs import (
     job_dir,
     max_running_jobs,
@@ -272,13 +273,105 @@ def run_job(workspace: Workspace, job_id: int) -> int:
     return 0 if status != "failed" else 1
 
 
+class EventRecorder:
+    """What `ProgressRecorder` does, as file events (spec mode: no store on this machine)."""
+
+    def __init__(self, events: EventWriter, worker: dict[str, Any]) -> None:
+        self.events = events
+        self.worker = worker
+        self._last = 0.0
+        self._last_phase = ""
+        self._last_message = ""
+        self._replaced_from: int | None = None
+
+    def __call__(self, progress: TrainingProgress) -> None:
+        from dataclasses import replace
+
+        data: dict[str, Any] = {}
+        if progress.metrics:
+            if self._replaced_from is None:
+                self._replaced_from = progress.step
+                data["reset_from"] = progress.step
+            data.update(step=progress.step, metrics=progress.metrics)
+        now = time.monotonic()
+        if progress.phase != self._last_phase or now - self._last >= PROGRESS_EVERY_S:
+            self._last, self._last_phase = now, progress.phase
+            data["snapshot"] = replace(progress, worker=self.worker).to_dict()
+        if data:
+            self.events.write("progress", **data)
+        if progress.message and progress.message != self._last_message:
+            self._last_message = progress.message
+            self.events.write("message", phase=progress.phase, message=progress.message)
+
+
+def run_spec_job(spec_path: Path) -> int:
+    """Train the job a spec file describes, reporting only through file events (a Slurm
+    compute node: it never opens the store). Under torchrun only rank 0 writes events."""
+    from tunelab.engine.training.job_spec import SpecStore, read_spec
+    from tunelab.engine.training.loop import TrainingRequest, run_training
+
+    spec = read_spec(spec_path)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    events = EventWriter(Path(spec.folder)) if main_rank else None
+    info = WorkerInfo.current()
+    worker = info.to_dict()
+    slurm_id = os.environ.get("SLURM_JOB_ID")
+    restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    if events is not None:
+        events.write("started", host=info.host, pid=info.pid, worker=worker,
+                     slurm_job_id=slurm_id, restart=restart)  # fmt: skip
+    where = f"pid {info.pid} on {info.host}" + (f", Slurm job {slurm_id}" if slurm_id else "")
+    print(f"job {spec.job_id}: {spec.config.get('method')} fine-tuning, {where}", flush=True)
+    stop = StopSignal(Path(spec.stop_file))
+    stop.install()
+    config = TrainingConfig.from_dict(spec.config)
+    request = TrainingRequest(
+        config, spec.base.id, spec.dataset.id, spec.prompt_version.id, Path(spec.output_dir),
+        spec.job_id,
+    )  # fmt: skip
+    recorder = EventRecorder(events, worker) if events is not None else None
+    status, error, message = "failed", None, ""
+    try:
+        outcome = run_training(SpecStore(spec, events), request, recorder, stop).status
+        status = "cancelled" if outcome == "stopped" else "succeeded"
+        message = {"stopped": "cancelled; checkpoint saved", "early_stopped":
+                   "stopped early (no improvement)"}.get(outcome, "finished")  # fmt: skip
+    except (EngineError, ValueError) as exc:
+        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        traceback.print_exc()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        traceback.print_exc()
+    if status == "cancelled" and not stop.marker.exists():
+        # A signal without a cancel request: preemption or the time limit. The checkpoint is
+        # saved; a requeued run (or `tunelab jobs resume`) continues from it.
+        if events is not None:
+            events.write("stopped", message="stopped by a signal (preempted or out of time); "
+                         "checkpoint saved")  # fmt: skip
+        print(f"job {spec.job_id}: stopped by a signal; checkpoint saved", flush=True)
+        return 143
+    if events is not None:
+        events.write("result", status=status, error=error, message=message)
+    print(f"job {spec.job_id}: {status}" + (f" ({error})" if error else ""), flush=True)
+    return 0 if status != "failed" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tunelab.engine.training.worker")
-    parser.add_argument("--workspace", required=True, help="The workspace directory.")
+    parser.add_argument("--workspace", help="The workspace directory.")
     parser.add_argument("--rank-worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("job_id", type=int)
+    parser.add_argument(
+        "--spec", type=Path, help="Train from this job spec, reporting through file events."
+    )
+    parser.add_argument("job_id", type=int, nargs="?")
     args = parser.parse_args(argv)
     os.umask(0o077)  # checkpoints, logs and job files: readable by their owner only
+    if args.spec is not None:
+        return run_spec_job(args.spec)
+    if args.job_id is None:
+        parser.error("give a job id (or --spec)")
+    if not args.workspace:
+        parser.error("--workspace is required with a job id")
     workspace = find_workspace(args.workspace)
     if args.rank_worker:
         return rank_worker(workspace, args.job_id)
