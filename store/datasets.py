@@ -31,6 +31,7 @@ class NewDataset:
     labels: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     card: str = ""
+    answer_rule: str | None = None
 
 
 class DatasetStore(StoreBase):
@@ -57,6 +58,7 @@ class DatasetStore(StoreBase):
             card=row["card"],
             created_at=row["created_at"],
             splits=splits,
+            answer_rule=row.get("answer_rule"),
         )
 
     def add_dataset(self, new: NewDataset, replace: bool = False) -> Dataset:
@@ -83,6 +85,7 @@ class DatasetStore(StoreBase):
                         "labels": dumps(new.labels),
                         "metrics": dumps(new.metrics),
                         "card": new.card,
+                        "answer_rule": new.answer_rule,
                         "created_at": utc_now(),
                     }
                 )

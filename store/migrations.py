@@ -277,4 +277,13 @@ def m005_job_scheduler(db: Database) -> None:
     )
 
 
+@migrations()
+def m006_final_answers(db: Database) -> None:
+    """Answer rules on datasets, and each row's extracted final answers, so a wrong score
+    shows whether the answer was wrong or its extraction failed."""
+    db.execute("ALTER TABLE datasets ADD COLUMN answer_rule TEXT")
+    db.execute("ALTER TABLE run_outputs ADD COLUMN reference_answer TEXT")
+    db.execute("ALTER TABLE run_outputs ADD COLUMN answer_found INTEGER")
+
+
 KNOWN_MIGRATIONS = frozenset(m.name for m in migrations._migrations)

@@ -94,6 +94,8 @@ class Dataset:
     card: str
     created_at: str
     splits: list[Split] = field(default_factory=list)
+    answer_rule: str | None = None
+    """How to read the final answer out of a reference (e.g. `gsm8k`); None: the whole one."""
 
     @property
     def split_names(self) -> list[str]:
@@ -188,6 +190,11 @@ class RunOutput:
     """Wall time of the batch this row was generated in; None when cached or not recorded."""
     batch_rows: int | None = None
     """Rows in that batch; `latency_ms` is `batch_ms / batch_rows`, a share, not a latency."""
+    reference_answer: str | None = None
+    """The final answer extracted from the reference; None when no answer rule applied."""
+    answer_found: bool | None = None
+    """Whether the answer rule found an answer in the output (`prediction` holds it); None
+    when no rule applied."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,10 @@ class NewRunOutput:
     """Wall time of the batch the row was generated in (None when cached)."""
     batch_rows: int | None = None
     """Rows in that batch."""
+    reference_answer: str | None = None
+    """The reference's extracted final answer (None without an answer rule)."""
+    answer_found: bool | None = None
+    """Whether the output's answer was found (None without an answer rule)."""
 
 
 @dataclass(frozen=True)

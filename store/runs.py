@@ -84,6 +84,8 @@ def _output_from_row(row: dict[str, Any]) -> RunOutput:
         rating=row.get("rating"),
         batch_ms=row.get("batch_ms"),
         batch_rows=row.get("batch_rows"),
+        reference_answer=row.get("reference_answer"),
+        answer_found=None if row.get("answer_found") is None else bool(row["answer_found"]),
     )
 
 
@@ -172,8 +174,8 @@ class RunStore(StoreBase):
                 db.execute(
                     "INSERT OR IGNORE INTO run_outputs (run_id, row_idx, row_id, rendered_prompt, "
                     "output, prediction, reference, scores, latency_ms, tokens_in, tokens_out, "
-                    "cached, created_at, batch_ms, batch_rows) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "cached, created_at, batch_ms, batch_rows, reference_answer, answer_found) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         run_id,
                         out.row_idx,
@@ -190,6 +192,8 @@ class RunStore(StoreBase):
                         now,
                         out.batch_ms,
                         out.batch_rows,
+                        out.reference_answer,
+                        None if out.answer_found is None else int(out.answer_found),
                     ],
                 )
             return int(db.conn.total_changes - before)

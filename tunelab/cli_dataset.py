@@ -18,8 +18,11 @@ def _split_list(value: str | None) -> list[str]:
 
 def _check_metrics(new: NewDataset) -> None:
     """Refuse metrics an evaluation of this dataset would refuse, before anything is stored."""
+    from tunelab.engine.evaluation.answers import parse_rule
     from tunelab.engine.evaluation.metrics import resolve_metrics
 
+    if new.answer_rule is not None:
+        parse_rule(new.answer_rule)
     resolve_metrics(new.metrics, new.task, new.labels, new.reference_column is not None)
 
 
@@ -32,6 +35,7 @@ def _summary(dataset: Dataset) -> dict[str, object]:
         "reference_column": dataset.reference_column,
         "labels": dataset.labels,
         "metrics": dataset.metrics,
+        "answer_rule": dataset.answer_rule,
         "fingerprint": dataset.fingerprint,
         "source": dataset.source,
         "created_at": dataset.created_at,
@@ -50,6 +54,13 @@ def dataset_add(
     labels: str | None = typer.Option(None, "--labels", help="Label set, comma-separated."),
     task: str | None = typer.Option(None, "--task", help="classification or generation."),
     metrics: str | None = typer.Option(None, "--metrics", help="Default metrics, comma-separated."),
+    answer_rule: str | None = typer.Option(
+        None,
+        "--answer-rule",
+        help="How to read the final answer out of a reference: gsm8k, marker, answer-line, "
+        "answer-is, boxed, last-number or regex:PATTERN with one group (default: gsm8k when "
+        "every reference ends in '#### N', else none).",
+    ),
     replace: bool = typer.Option(False, "--replace", help="Replace a dataset of the same name."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -64,6 +75,7 @@ def dataset_add(
         labels=_split_list(labels),
         task=task,
         metrics=_split_list(metrics),
+        answer_rule=answer_rule.strip() if answer_rule and answer_rule.strip() else None,
     )
     dataset = add_dataset(
         state.store(),
@@ -81,6 +93,11 @@ def dataset_add(
     if dataset.labels:
         console.print(f"  labels: {', '.join(dataset.labels)} (column {dataset.reference_column})")
     console.print(f"  inputs: {', '.join(dataset.input_columns)}")
+    if dataset.answer_rule:
+        console.print(
+            f"  final answers: rule {dataset.answer_rule!r} reads column "
+            f"{dataset.reference_column}; metrics {', '.join(dataset.metrics)}"
+        )
 
 
 @dataset_app.command("list")

@@ -321,14 +321,26 @@ def register(app: typer.Typer) -> None:
         if run.error:
             console.print(Text(f"error: {run.error}", style="red"))
         if outputs:
-            table = Table("id", "row", "prediction", "reference", "scores", "cached", "output")
+            # With an answer rule, the extracted answers stand next to each other, so a wrong
+            # score reads as a wrong answer or as a failed extraction at a glance.
+            ruled = any(out.answer_found is not None for out in rows)
+            answer_columns = (
+                ("answer", "reference answer") if ruled else ("prediction", "reference")
+            )
+            table = Table("id", "row", *answer_columns, "scores", "cached", "output")
             for out in rows:
                 scores = " ".join(f"{k}={_fmt(v)}" for k, v in out.scores.items())
+                if ruled:
+                    shown = (
+                        "(not found)" if out.answer_found is False else out.prediction or "",
+                        out.reference_answer or "",
+                    )
+                else:
+                    shown = (out.prediction or "", out.reference or "")
                 table.add_row(
                     str(out.id),
                     str(out.row_idx),
-                    out.prediction or "",
-                    out.reference or "",
+                    *shown,
                     scores,
                     "yes" if out.cached else "",
                     out.output[:80].replace("\n", " "),

@@ -75,8 +75,11 @@ def edit_in_editor(text: str) -> str | None:
 def _save(
     name: str, content: PromptContent, message: str, as_json: bool, dataset: str | None = None
 ) -> None:
+    from tunelab.engine.evaluation.answers import RULE_SETTING, parse_rule
     from tunelab.engine.prompts.text import validated_content
 
+    if content.settings.get(RULE_SETTING):  # a bad rule fails now, not at the first eval
+        parse_rule(str(content.settings[RULE_SETTING]))
     row = None
     if dataset is not None:  # a trial render on a real row catches type errors too
         store = state.store()
@@ -143,6 +146,13 @@ def prompt_new(
     cot: bool = typer.Option(
         False, "--cot", help="Chain-of-thought: ask for reasoning, extract the final answer."
     ),
+    answer_rule: str | None = typer.Option(
+        None,
+        "--answer-rule",
+        help="How to read the final answer out of an output: gsm8k, marker, answer-line, "
+        "answer-is, boxed, last-number or regex:PATTERN with one group (default: the "
+        "dataset's rule).",
+    ),
     temperature: float | None = typer.Option(None, "--temperature", help="0 means greedy."),
     top_p: float | None = typer.Option(None, "--top-p"),
     top_k: int | None = typer.Option(None, "--top-k"),
@@ -179,6 +189,8 @@ def prompt_new(
         settings["logit_bias"] = parse_logit_bias(logit_bias)
     if fewshot_k is not None:
         settings["fewshot"] = {"k": fewshot_k, "split": fewshot_split, "seed": seed or 0}
+    if answer_rule is not None and answer_rule.strip():
+        settings["answer"] = answer_rule.strip()
     system_text = system or ""
     if system_file is not None:
         system_text = _read_text_file(system_file, "system")

@@ -60,6 +60,22 @@ class DatasetOptions:
     task: str | None = None
     metrics: list[str] = field(default_factory=list)
     card: str = ""
+    answer_rule: str | None = None
+    """How to read the final answer out of a reference; None detects GSM8K-style `#### N`."""
+
+
+GSM8K_REFERENCE = re.compile(r"####\s*[-+$]?\d[\d,]*(?:\.\d+)?\s*$")
+"""A worked solution ending in `#### 18`, as GSM8K writes its references."""
+
+
+def detect_answer_rule(rows: Sequence[dict[str, Any]], reference: str | None) -> str | None:
+    """`gsm8k` when every reference ends in `#### N`, so its final number is what is scored."""
+    if reference is None or not rows:
+        return None
+    values = [row.get(reference) for row in rows]
+    if all(isinstance(v, str) and GSM8K_REFERENCE.search(v) for v in values):
+        return "gsm8k"
+    return None
 
 
 def split_name_for(path: Path) -> str | None:
@@ -415,6 +431,12 @@ def build_dataset(
             )
     all_rows = [r for rows in splits.values() for r in rows]
     task, inputs, reference, labels = infer_roles(columns, all_rows, options)
+    answer_rule = options.answer_rule
+    if answer_rule is None and task == "generation":
+        answer_rule = detect_answer_rule(all_rows, reference)
+    if answer_rule is not None and reference is None:
+        raise BadInputError("an answer rule reads the reference column, and there is none")
+    metrics = list(options.metrics) or (["final_answer"] if answer_rule else DEFAULT_METRICS[task])
     new_splits = [
         NewSplit(name=name, rows=_jsonable(rows), fingerprint=fingerprint_rows(rows))
         for name, rows in splits.items()
@@ -431,8 +453,9 @@ def build_dataset(
         input_columns=inputs,
         reference_column=reference,
         labels=labels,
-        metrics=list(options.metrics) or DEFAULT_METRICS[task],
+        metrics=metrics,
         card=options.card,
+        answer_rule=answer_rule,
     )
 
 

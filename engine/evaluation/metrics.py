@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from tunelab.engine.errors import BadInputError
+from tunelab.engine.evaluation.answers import answers_match
 
 INVALID = "invalid"
 """The prediction recorded when a generated text maps to none of the dataset's labels."""
@@ -33,6 +34,9 @@ class Example:
     prediction: str
     """The text that is scored: the extracted answer, or for classification the label."""
     reference: str | None = None
+    """The reference, or its extracted final answer when the dataset has an answer rule."""
+    answer_found: bool | None = None
+    """Whether the answer rule found an answer in the output; None when no rule applies."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,31 @@ def _contains_metric(name: str, needle: str | None) -> Metric:
     return Metric(name, f"the output contains {needle!r}", False, score, _mean_of(name))
 
 
+def _final_answer_metric(name: str, tolerance: str | None) -> Metric:
+    """`final_answer[:TOLERANCE]`: the extracted answer equals the reference's final answer
+    (numbers within the tolerance, default exact); also reports the extraction-failure rate."""
+    try:
+        allowed = float(tolerance) if tolerance is not None else 0.0
+    except ValueError:
+        allowed = -1.0
+    if not (allowed >= 0 and math.isfinite(allowed)):
+        raise BadInputError(f"tolerance in {name!r} must be a number >= 0, got {tolerance!r}")
+
+    def score(example: Example) -> float:
+        if example.reference is None or example.answer_found is False:
+            return 0.0
+        return float(answers_match(example.prediction, example.reference, allowed))
+
+    def aggregate(examples: Sequence[Example], values: Sequence[float | None]) -> dict[str, Any]:
+        result = _mean_of(name)(examples, values)
+        ruled = [e for e in examples if e.answer_found is not None]
+        failed = sum(1 for e in ruled if e.answer_found is False)
+        result["extraction_failure_rate"] = failed / len(ruled) if ruled else 0.0
+        return result
+
+    return Metric(name, "the final answer equals the reference's", True, score, aggregate)
+
+
 def _accuracy(example: Example) -> float:
     return float(example.reference is not None and example.prediction == example.reference)
 
@@ -281,6 +310,8 @@ def _build(name: str, labels: Sequence[str]) -> Metric:
         return _regex_metric(name, parameter)
     if base == "contains":
         return _contains_metric(name, parameter)
+    if base == "final_answer":
+        return _final_answer_metric(name, parameter)
     if sep:
         raise BadInputError(f"metric {base!r} takes no ':' argument (in {name!r})")
     simple: dict[str, Metric] = {
@@ -331,7 +362,9 @@ def _build(name: str, labels: Sequence[str]) -> Metric:
             "generation",
         )
     if base not in simple:
-        known = ", ".join([*METRIC_NAMES, "regex:PATTERN", "contains:TEXT"])
+        known = ", ".join(
+            [*METRIC_NAMES, "regex:PATTERN", "contains:TEXT", "final_answer:TOLERANCE"]
+        )
         raise BadInputError(f"unknown metric {name!r}; choose from {known}")
     return simple[base]
 
@@ -348,8 +381,10 @@ METRIC_NAMES = (
     "contains",
     "regex",
     "valid_json",
+    "final_answer",
 )
-"""Names `get_metric` knows; `regex:PATTERN` and `contains:TEXT` take an argument."""
+"""Names `get_metric` knows; `regex:PATTERN`, `contains:TEXT` and `final_answer:TOLERANCE`
+take an argument."""
 
 
 def get_metric(name: str, labels: Sequence[str] = ()) -> Metric:

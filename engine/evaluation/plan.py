@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunelab.engine.errors import BadInputError
+from tunelab.engine.evaluation.answers import RULE_SETTING, AnswerRule, parse_rule
 from tunelab.engine.evaluation.metrics import (
     INVALID,
     Example,
     Metric,
+    get_metric,
     normalize_label,
     resolve_metrics,
     score_example,
@@ -58,6 +60,10 @@ class EvalPlan:
     use_cache: bool
     row_limit: int | None
     sample_seed: int | None
+    output_rule: AnswerRule | None = None
+    """Reads the final answer out of each output: the prompt version's rule, else the dataset's."""
+    reference_rule: AnswerRule | None = None
+    """Reads the final answer out of each reference: the dataset's rule."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,7 @@ def merged_settings(version: PromptVersion, overrides: dict[str, Any]) -> dict[s
     """The prompt version's generation settings with the request's overrides on top."""
     base = dict(version.settings)
     base.pop("fewshot", None)
+    base.pop(RULE_SETTING, None)
     return {**base, **overrides}
 
 
@@ -134,6 +141,12 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
     metrics = resolve_metrics(
         metric_names, dataset.task, dataset.labels, dataset.reference_column is not None
     )
+    reference_rule = parse_rule(dataset.answer_rule) if dataset.answer_rule else None
+    own_rule = version.settings.get(RULE_SETTING)
+    output_rule = parse_rule(str(own_rule)) if own_rule else reference_rule
+    if output_rule is not None and not any(m.name.startswith("final_answer") for m in metrics):
+        # A rule means the final answer is what counts; its accuracy and failure rate show.
+        metrics.append(get_metric("final_answer"))
     row_count = dataset.split(split).row_count
     indices = select_indices(row_count, request.limit, request.sample, request.seed)
     if not indices:
@@ -157,6 +170,8 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
         use_cache=request.use_cache,
         row_limit=request.sample if request.sample is not None else request.limit,
         sample_seed=request.seed if request.sample is not None else None,
+        output_rule=output_rule,
+        reference_rule=reference_rule,
     )
 
 
@@ -265,13 +280,28 @@ def _longest_label_tokens(plan: EvalPlan, loaded: Any) -> int:
     return max(len(loaded.tokenizer.encode(" " + label)) for label in plan.dataset.labels)
 
 
-def _prediction(plan: EvalPlan, output: str) -> str:
+def _prediction(plan: EvalPlan, output: str) -> tuple[str, bool | None]:
+    """The answer scored for an output, and whether the answer rule found it (None: no rule)."""
     from tunelab.engine.prompts.templates import extract_answer
 
+    if plan.output_rule is not None:
+        found = plan.output_rule.extract(output)
+        return ("" if found is None else found), found is not None
     answer = extract_answer(plan.version, output)
     if plan.dataset.task == "classification" and plan.dataset.labels:
-        return normalize_label(answer, plan.dataset.labels)
-    return answer
+        return normalize_label(answer, plan.dataset.labels), None
+    return answer, None
+
+
+def reference_answer(plan: EvalPlan, reference: str | None) -> str | None:
+    """The reference's final answer under the dataset's rule; the whole reference when the
+    rule finds none there (a reference that already is the answer), None without a rule."""
+    if reference is None or plan.output_rule is None:
+        return None
+    if plan.reference_rule is None:
+        return reference.strip()
+    found = plan.reference_rule.extract(reference)
+    return reference.strip() if found is None else found
 
 
 def _scored(
@@ -282,8 +312,13 @@ def _scored(
     timing: Timing | None,
     tokens_in: int,
     tokens_out: int,
+    answer_found: bool | None = None,
 ) -> NewRunOutput:
-    scores = score_example(plan.metrics, Example(output, prediction, job.reference))
+    final = reference_answer(plan, job.reference)
+    scored_reference = final if final is not None else job.reference
+    scores = score_example(
+        plan.metrics, Example(output, prediction, scored_reference, answer_found)
+    )
     return NewRunOutput(
         row_idx=job.row.idx,
         row_id=job.row.id,
@@ -298,6 +333,8 @@ def _scored(
         cached=timing is None,
         batch_ms=timing.batch_ms if timing else None,
         batch_rows=timing.batch_rows if timing else None,
+        reference_answer=final,
+        answer_found=answer_found,
     )
 
 
@@ -348,7 +385,7 @@ def _from_response(
         label_scores: dict[str, float] = json.loads(response.output)
         prediction = max(label_scores, key=lambda k: label_scores[k]) if label_scores else INVALID
         return _scored(plan, job, prediction, prediction, timing, response.tokens_in, 0)
-    prediction = _prediction(plan, response.output)
+    prediction, answer_found = _prediction(plan, response.output)
     return _scored(
         plan,
         job,
@@ -357,6 +394,7 @@ def _from_response(
         timing,
         response.tokens_in,
         response.tokens_out,
+        answer_found,
     )
 
 

@@ -265,7 +265,15 @@ def run_metrics(store: Store, plan: EvalPlan, run_id: int) -> dict[str, Any]:
     outputs = store.run_outputs(run_id)
     result: dict[str, Any] = {}
     if outputs:
-        examples = [Example(o.output, o.prediction or "", o.reference) for o in outputs]
+        examples = [
+            Example(
+                o.output,
+                o.prediction or "",
+                o.reference_answer if o.reference_answer is not None else o.reference,
+                o.answer_found,
+            )
+            for o in outputs
+        ]
         result = aggregate_metrics(plan.metrics, examples, [o.scores for o in outputs])
     result.update(throughput_stats(outputs))
     result.update(probe_stats(store.probe_requests(run_id)))

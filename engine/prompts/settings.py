@@ -144,6 +144,7 @@ class GenerationSettings:
         """
         data = dict(settings or {})
         data.pop("fewshot", None)
+        data.pop("answer", None)  # the answer rule, read by evaluation (`answers.RULE_SETTING`)
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> GenerationSettings:

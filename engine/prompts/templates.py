@@ -429,7 +429,11 @@ def extract_answer(version: PromptVersion | PromptContent, output: str) -> str:
     """The answer part of a model output: after the last "Answer:" in chain-of-thought mode."""
     if version.reasoning != "cot":
         return output.strip()
-    matches = list(re.finditer(re.escape(ANSWER_PREFIX), output, flags=re.IGNORECASE))
+    # An "Answer:" that starts a line is the one asked for; one mid-sentence ("the final
+    # answer: first ...") is only a fallback. An empty answer line means the next line.
+    prefix = re.escape(ANSWER_PREFIX)
+    matches = list(re.finditer(rf"^[ \t*]*{prefix}", output, flags=re.IGNORECASE | re.M))
+    matches = matches or list(re.finditer(prefix, output, flags=re.IGNORECASE))
     if matches:
         rest = output[matches[-1].end() :].strip()
         return rest.splitlines()[0].strip() if rest else ""

@@ -160,10 +160,17 @@ def validated_content(content: PromptContent, row: dict[str, Any] | None = None)
     needed = variables_of(content.template)  # a syntax error names its line and column
     system_needs = variables_of(content.system) if content.system else []
     _check_examples(content.examples, needed)
-    generation = {k: v for k, v in content.settings.items() if k != "fewshot"}
+    generation = {k: v for k, v in content.settings.items() if k not in ("fewshot", "answer")}
     settings = GenerationSettings.from_dict(generation).to_dict()
     if "fewshot" in content.settings:
         settings["fewshot"] = FewShotConfig.from_settings(content.settings).to_dict()
+    if "answer" in content.settings:
+        # The answer rule's syntax is checked by the evaluation layer, which sits above this.
+        if not isinstance(content.settings["answer"], str):
+            raise BadInputError(
+                f"settings.answer must be a rule name, not {content.settings['answer']!r}"
+            )
+        settings["answer"] = content.settings["answer"]
     checked = PromptContent(
         template=content.template,
         system=content.system,

@@ -16,6 +16,7 @@ from tunelab.engine.errors import BadInputError
 from tunelab.engine.training.config import TrainingConfig
 
 if TYPE_CHECKING:
+    from tunelab.engine.evaluation.answers import AnswerRule
     from tunelab.store import Dataset, DatasetRow, PromptVersion, Store
 
 IGNORE_INDEX = -100
@@ -70,11 +71,22 @@ def plan_splits(store: Store, dataset: Dataset, config: TrainingConfig) -> Split
     return SplitPlan(kept, val_rows, f"held out of {config.train_split}")
 
 
-def answer_text(reference: str, version: PromptVersion) -> str:
-    """What the model should produce for a row: the reference, in the prompt's answer format."""
+def answer_text(reference: str, version: PromptVersion, rule: AnswerRule | None = None) -> str:
+    """What the model should produce for a row: the reference, in the prompt's answer format.
+
+    With chain of thought and an answer rule (GSM8K's `#### 18`), the worked solution comes
+    first and its final answer after "Answer:", so the fine-tune learns to reason and then
+    answer in the very form the prompt's evaluation extracts.
+    """
     from tunelab.engine.prompts.templates import ANSWER_PREFIX
 
-    return f"{ANSWER_PREFIX} {reference}" if version.reasoning == "cot" else reference
+    if version.reasoning != "cot":
+        return reference
+    final = rule.extract(reference) if rule is not None else None
+    if rule is None or final is None:
+        return f"{ANSWER_PREFIX} {reference}"
+    rationale = rule.rationale(reference)
+    return f"{rationale}\n{ANSWER_PREFIX} {final}" if rationale else f"{ANSWER_PREFIX} {final}"
 
 
 def completion_text(prompt_text: str, answer: str, tokenizer: Any) -> str:
@@ -117,6 +129,7 @@ class ExampleBuilder:
         tokenizer: Any,
         config: TrainingConfig,
     ) -> None:
+        from tunelab.engine.evaluation.answers import parse_rule
         from tunelab.engine.prompts.templates import FewShotConfig, FewShotSampler
 
         if not dataset.reference_column:
@@ -125,6 +138,8 @@ class ExampleBuilder:
         self.version = version
         self.tokenizer = tokenizer
         self.max_seq_len = config.max_seq_len
+        self.answer_rule = parse_rule(dataset.answer_rule) if dataset.answer_rule else None
+        """Reads the reference's final answer, for the chain-of-thought target."""
         self.sampler = FewShotSampler(
             store, dataset, FewShotConfig.from_settings(version.settings), config.train_split
         )
@@ -146,7 +161,11 @@ class ExampleBuilder:
         """A training example for `row` (or for a candidate `answer`, to score labels)."""
         prompt = self.prompt_text(row)
         reference = self.reference(row)
-        target = answer_text(reference if answer is None else answer, self.version)
+        target = (
+            answer_text(reference, self.version, self.answer_rule)
+            if answer is None
+            else answer_text(answer, self.version)
+        )
         return encode_example(
             prompt,
             completion_text(prompt, target, self.tokenizer),
