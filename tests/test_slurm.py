@@ -340,3 +340,40 @@ def test_allocation_that_ends_without_a_result_is_failed_with_slurms_state(
     assert job.status == "failed"
     assert job.error and f"Slurm job {slurm_id} ended CANCELLED" in job.error
     assert "tunelab jobs resume" in job.error
+
+
+@pytest.mark.slurm
+@pytest.mark.slow  # Slurm holds a requeued job about two minutes before it starts again
+@needs_slurm
+def test_a_requeued_job_resumes_from_its_checkpoint_as_the_same_job(
+    workspace: Workspace, tiny_dir: Path
+) -> None:
+    store = workspace.open_store()
+    add_training_data(store, tiny_dir)
+    job_id = _tune(
+        workspace, "--max-steps", "300", "--eval-every", "1000", "--slurm-arg", "requeue"
+    )
+    slurm_id = store.get_job(job_id).scheduler_job_id
+    assert slurm_id
+    wait_for(
+        lambda: _refreshed(workspace, store, job_id).progress.get("step", 0) >= 3,
+        240,
+        "training to start",
+    )
+    # What preemption with requeue does: SIGTERM to the job, then the same job id back to the
+    # queue, started again on a node.
+    subprocess.run(["scontrol", "requeue", slurm_id], check=True, timeout=30)
+
+    def ended() -> Job | None:
+        job = _refreshed(workspace, store, job_id)
+        return job if job.status in DONE else None
+
+    done = wait_for(ended, 420, "the requeued run to finish")
+    assert done.status == "succeeded", done.error
+    assert done.scheduler_job_id == slurm_id and done.progress["step"] == 300
+    events = store.job_events(job_id)
+    stopped = [e for e in events if e.kind == "stopped"]
+    assert stopped and "checkpoint saved" in stopped[0].message
+    assert any(e.kind == "running" and "restart 1" in e.message for e in events)
+    assert any(e.message.startswith("resumed from step") for e in events)
+    assert len(store.job_metrics(job_id, "train_loss")) == 300
