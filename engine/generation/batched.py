@@ -3,7 +3,8 @@
 Batches are left-padded and bucketed by prompt length so little compute goes to padding;
 greedy output does not depend on how rows are batched. Stop strings and logit bias are
 applied per row inside generation, not after it (the controls that do so are built in
-`generation_controls.py`).
+`controls.py`). Prefix and prompt tuning adapters are decoded by a loop of our own on their
+base model (see `models/prompt_learning.py`), since peft's `generate` gets them wrong.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.generation import controls as controls
+from tunelab.engine.models.prompt_learning import VirtualTokens, virtual_cache, virtual_tokens
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import prompt_token_ids
 
@@ -168,12 +170,13 @@ def _run_batch(
 
     began = time.perf_counter()
     with loaded.lock, torch.inference_mode():
-        output = loaded.model.generate(
-            input_ids=input_ids.to(loaded.device),
-            attention_mask=mask.to(loaded.device),
-            logits_processor=controls.processors(loaded, settings) or None,
-            stopping_criteria=StoppingCriteriaList(criteria) if criteria else None,
-            **kwargs,
+        output = _generate(
+            loaded,
+            input_ids.to(loaded.device),
+            mask.to(loaded.device),
+            settings,
+            kwargs,
+            StoppingCriteriaList(criteria) if criteria else None,
         )
     batch_ms = (time.perf_counter() - began) * 1000
     elapsed_ms = batch_ms / len(rows)
@@ -202,6 +205,102 @@ def _run_batch(
             GenerationResult(text, len(row), len(kept), elapsed_ms, finish, batch_ms, len(rows))
         )
     return results
+
+
+def generate_tokens(
+    loaded: LoadedModel, input_ids: Any, attention_mask: Any, settings: GenerationSettings
+) -> Any:
+    """Left-padded token rows → rows followed by their generated tokens (as `generate()`
+    returns them), right for every method; for callers that hold token ids, not prompts."""
+    kwargs = controls.generate_kwargs(loaded, settings)
+    return _generate(loaded, input_ids, attention_mask, settings, kwargs, None)
+
+
+def _generate(
+    loaded: LoadedModel,
+    input_ids: Any,
+    mask: Any,
+    settings: GenerationSettings,
+    kwargs: dict[str, Any],
+    criteria: Any,
+    streamer: Any = None,
+) -> Any:
+    """Left-padded prompts → prompts followed by the generated tokens, as `generate()` returns."""
+    virtual = virtual_tokens(loaded.model)
+    if virtual is not None:
+        return _decode_virtual(
+            loaded, virtual, input_ids, mask, settings, kwargs, criteria, streamer
+        )
+    return loaded.model.generate(
+        input_ids=input_ids,
+        attention_mask=mask,
+        logits_processor=controls.processors(loaded, settings) or None,
+        stopping_criteria=criteria,
+        streamer=streamer,
+        **kwargs,
+    )
+
+
+def _decode_virtual(
+    loaded: LoadedModel,
+    virtual: VirtualTokens,
+    input_ids: Any,
+    mask: Any,
+    settings: GenerationSettings,
+    kwargs: dict[str, Any],
+    criteria: Any,
+    streamer: Any,
+) -> Any:
+    """Decode on the base model behind a cache of the virtual tokens; real token j of each row
+    sits at position count + j whatever its padding, so batching cannot change the output."""
+    import torch  # heavy import
+
+    rows = input_ids.shape[0]
+    device = input_ids.device
+    cache = virtual_cache(virtual, rows, device)
+    attention = torch.cat(
+        [torch.ones((rows, virtual.count), dtype=mask.dtype, device=device), mask], dim=1
+    )
+    positions = virtual.count + (mask.cumsum(-1) - 1).clamp(min=0)
+    chain = controls.decode_processors(loaded, settings)
+    eos = torch.tensor(sorted(controls.eos_ids(kwargs)), dtype=torch.long, device=device)
+    pad = kwargs["pad_token_id"]
+    sequences = input_ids
+    unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+    following = positions[:, -1:] + 1
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+    step_ids, step_positions = input_ids, positions
+    for _ in range(settings.max_new_tokens):
+        out = virtual.base(
+            input_ids=step_ids,
+            attention_mask=attention,
+            position_ids=step_positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        scores = chain(sequences, out.logits[:, -1, :].float())
+        if settings.greedy:
+            chosen = scores.argmax(dim=-1)
+        else:
+            chosen = torch.multinomial(torch.softmax(scores, dim=-1), 1)[:, 0]
+        chosen = torch.where(unfinished, chosen, torch.full_like(chosen, pad))
+        sequences = torch.cat([sequences, chosen[:, None]], dim=1)
+        if streamer is not None:
+            streamer.put(chosen.cpu())
+        unfinished &= ~torch.isin(chosen, eos)
+        if criteria is not None:
+            unfinished &= ~criteria(sequences, scores)
+        if not bool(unfinished.any()):
+            break
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+        step_ids, step_positions = chosen[:, None], following
+        following = following + 1
+    if streamer is not None:
+        streamer.end()
+    return sequences
 
 
 def stream_generate(
@@ -241,15 +340,14 @@ def stream_generate(
                 torch.manual_seed(settings.seed)
             with loaded.lock, torch.inference_mode():
                 produced.append(
-                    loaded.model.generate(
-                        input_ids=torch.tensor([ids], device=loaded.device),
-                        attention_mask=torch.ones(
-                            (1, len(ids)), dtype=torch.long, device=loaded.device
-                        ),
-                        logits_processor=controls.processors(loaded, settings) or None,
-                        stopping_criteria=StoppingCriteriaList(criteria),
-                        streamer=streamer,
-                        **kwargs,
+                    _generate(
+                        loaded,
+                        torch.tensor([ids], device=loaded.device),
+                        torch.ones((1, len(ids)), dtype=torch.long, device=loaded.device),
+                        settings,
+                        kwargs,
+                        StoppingCriteriaList(criteria),
+                        streamer,
                     )
                 )
         except BaseException as exc:  # re-raised in the consumer's thread

@@ -1,6 +1,6 @@
 """Generation settings → Hugging Face generate() controls, and stop-string text handling.
 
-`generation.py` runs the model; this module translates a `GenerationSettings` into what
+`batched.py` runs the model; this module translates a `GenerationSettings` into what
 `model.generate()` takes (keyword arguments, a logit-bias processor, stopping criteria for
 stop strings and cancellation) and cuts or holds back output text at stop strings. Kept apart
 so the runners read as runners. Heavy imports stay inside the functions that need them.
@@ -119,6 +119,31 @@ def stopping(
     if cancel is not None:
         criteria.append(Cancel())
     return criteria, hits
+
+
+def decode_processors(loaded: LoadedModel, settings: GenerationSettings) -> Any:
+    """The processors `generate()` would apply, in its order, for tunelab's own decoding loop
+    (prompt-learning adapters): repetition penalty, logit bias, then the sampling warpers."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    chain = LogitsProcessorList()
+    if settings.repetition_penalty != 1.0:
+        chain.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
+    chain.extend(processors(loaded, settings))
+    if not settings.greedy:
+        if settings.temperature != 1.0:
+            chain.append(TemperatureLogitsWarper(settings.temperature))
+        if settings.top_k > 0:
+            chain.append(TopKLogitsWarper(settings.top_k))
+        if settings.top_p < 1.0:
+            chain.append(TopPLogitsWarper(settings.top_p))
+    return chain
 
 
 def generate_kwargs(loaded: LoadedModel, settings: GenerationSettings) -> dict[str, Any]:

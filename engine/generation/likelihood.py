@@ -3,7 +3,8 @@
 No generation: the prompt tokens shared by every row are run once, each batch of prompts is run
 once on top of that cache, and all labels are scored in one more forward pass over the label
 tokens only. A label is continued with a space when the prompt does not end in whitespace,
-the same rule the templates use to join a few-shot prompt and its answer.
+the same rule the templates use to join a few-shot prompt and its answer. A prefix or prompt
+tuning adapter's virtual tokens head that shared cache, with the positions peft trains with.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.models.prompt_learning import virtual_cache, virtual_tokens
 from tunelab.engine.prompts.templates import prompt_token_ids
 
 if TYPE_CHECKING:
@@ -105,17 +107,27 @@ def score_labels(
         for spaced in {continuation(p, "x") != "x" for p in prompts}
     }
     longest_label = max(len(ids) for sets in label_sets.values() for ids in sets)
+    virtual = virtual_tokens(loaded.model)
+    offset = virtual.count if virtual is not None else 0
+    # The peft wrapper would add its virtual tokens a second time on top of the shared cache.
+    model = virtual.base if virtual is not None else loaded.model
     for i, ids in enumerate(encoded):
-        if len(ids) + longest_label > loaded.context_window:
+        if offset + len(ids) + longest_label > loaded.context_window:
             raise BadInputError(
-                f"prompt {i} is {len(ids)} tokens + {longest_label} label tokens, over the "
-                f"model's context window of {loaded.context_window}; shorten it"
+                f"prompt {i} is {offset + len(ids)} tokens + {longest_label} label tokens, over "
+                f"the model's context window of {loaded.context_window}; shorten it"
             )
     import torch  # heavy import
 
     with loaded.lock, torch.inference_mode():
         prefix_len = _common_prefix(encoded)
-        prefix_cache = _prefix_cache(loaded, encoded[0][:prefix_len]) if prefix_len else None
+        prefix_cache = None
+        if virtual is not None:
+            prefix_cache = virtual_cache(virtual, 1, loaded.device)
+        if prefix_len:
+            prefix_cache = _prefix_cache(
+                model, loaded.device, encoded[0][:prefix_len], prefix_cache, offset
+            )
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
         budget = CPU_BATCH_TOKENS if loaded.device == "cpu" else GPU_BATCH_TOKENS
         width = len(encoded[order[0]]) + longest_label
@@ -126,11 +138,13 @@ def score_labels(
             chunk = order[start : start + size]
             try:
                 scored = _score_chunk(
+                    model,
                     loaded,
                     [encoded[i] for i in chunk],
                     [label_sets[continuation(prompts[i], "x") != "x"] for i in chunk],
                     prefix_len,
                     prefix_cache,
+                    offset,
                 )
             except (RuntimeError, MemoryError) as exc:
                 oom = isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
@@ -159,11 +173,9 @@ def _forward_params(model: Any) -> set[str]:
     return set(inspect.signature(type(base).forward).parameters)
 
 
-def _forward(
-    loaded: LoadedModel, cache: Any, last_only: bool = False, **kwargs: Any
-) -> tuple[Any, Any]:
+def _forward(model: Any, cache: Any, last_only: bool = False, **kwargs: Any) -> tuple[Any, Any]:
     """One forward pass that returns (logits, cache), across transformers' cache-kwarg renames."""
-    params = _forward_params(loaded.model)
+    params = _forward_params(model)
     if cache is not None:
         kwargs["cache" if "cache" in params else "past_key_values"] = cache
     if last_only:
@@ -171,28 +183,43 @@ def _forward(
             if name in params:
                 kwargs[name] = 1
                 break
-    out = loaded.model(**kwargs)
+    out = model(**kwargs)
     new_cache = getattr(out, "past_key_values", None)
     if new_cache is None:
         new_cache = getattr(out, "cache", None)
     return out.logits, new_cache
 
 
-def _prefix_cache(loaded: LoadedModel, prefix: list[int]) -> Any:
+def _prefix_cache(model: Any, device: str, prefix: list[int], cache: Any, offset: int) -> Any:
+    """The cache after the shared prompt tokens, on top of `offset` virtual tokens if any."""
     import torch  # heavy import
 
-    ids = torch.tensor([prefix], device=loaded.device)
-    return _forward(loaded, None, last_only=True, input_ids=ids, use_cache=True)[1]
+    ids = torch.tensor([prefix], device=device)
+    return _forward(
+        model,
+        cache,
+        last_only=True,
+        input_ids=ids,
+        attention_mask=torch.ones((1, offset + len(prefix)), dtype=torch.long, device=device),
+        position_ids=torch.arange(offset, offset + len(prefix), device=device)[None],
+        use_cache=True,
+    )[1]
 
 
 def _score_chunk(
+    model: Any,
     loaded: LoadedModel,
     rows: list[list[int]],
     label_ids: list[list[list[int]]],
     prefix_len: int,
     prefix_cache: Any,
+    offset: int,
 ) -> list[list[float]]:
-    """Scores [row][label] for one batch: one pass over the prompts, one over the labels."""
+    """Scores [row][label] for one batch: one pass over the prompts, one over the labels.
+
+    `prefix_cache` holds `offset` virtual tokens then the first `prefix_len` prompt tokens;
+    token j of a row sits at position offset + j, padded or not.
+    """
     import torch  # heavy import
 
     device = loaded.device
@@ -201,11 +228,12 @@ def _score_chunk(
     suffixes = [r[prefix_len:] for r in rows]
     width = max(len(s) for s in suffixes)
     input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=device)
-    mask_rows = [[1] * prefix_len + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+    held = offset + prefix_len
+    mask_rows = [[1] * held + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
     attention = torch.tensor(mask_rows, dtype=torch.long, device=device)
     positions = torch.tensor(
         [
-            [prefix_len] * (width - len(s)) + list(range(prefix_len, len(r)))
+            [held] * (width - len(s)) + list(range(held, offset + len(r)))
             for s, r in zip(suffixes, rows, strict=True)
         ],
         device=device,
@@ -215,7 +243,7 @@ def _score_chunk(
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(batch)
     logits, cache = _forward(
-        loaded,
+        model,
         cache,
         last_only=True,
         input_ids=input_ids,
@@ -238,9 +266,9 @@ def _score_chunk(
             tokens = label_ids[b][k][:-1]
             feed.append(tokens + [pad] * (rest - len(tokens)))
             label_mask.append(mask_rows[b] + [1] * len(tokens) + [0] * (rest - len(tokens)))
-            label_pos.append([len(rows[b]) + j for j in range(rest)])
+            label_pos.append([offset + len(rows[b]) + j for j in range(rest)])
     label_logits, _ = _forward(
-        loaded,
+        model,
         cache,
         input_ids=torch.tensor(feed, device=device),
         attention_mask=torch.tensor(label_mask, dtype=torch.long, device=device),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.models.cache import builtin_model_dir, convert_gguf, file_hash, short_error
+from tunelab.engine.models.prompt_learning import check_supported
 
 if TYPE_CHECKING:
     from tunelab.store import Model, Store
@@ -259,6 +260,8 @@ def _load_uncached(
             "close other programs, use a smaller model, or load it with dtype=float16"
         ) from exc
     model.eval()
+    # Refuse, at load, an adapter whose virtual tokens evaluation cannot make explicit.
+    check_supported(model, device)
     _prepare_tokenizer(tokenizer, model)
     return LoadedModel(
         model=model,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.engine.errors import BadInputError
+from tunelab.engine.models.prompt_learning import check_supported
 from tunelab.engine.training.checkpoint import (
     Checkpointer,
     CheckpointState,
@@ -163,6 +164,8 @@ def run_training(
     set_seed(cfg.seed)
     resume_dir = latest_checkpoint(request.output_dir) if request.resume else None
     model, tokenizer, virtual = build_model(store, base, cfg, device, resume_dir)
+    # Refuse at launch, not after training, an adapter that evaluation could not run right.
+    check_supported(model, device)
     pad_id = tokenizer.pad_token_id
 
     splits = plan_splits(store, dataset, cfg)

@@ -166,6 +166,12 @@ def exact_match(
     """Greedy generation from each prompt, compared with the reference (whitespace-trimmed)."""
     import torch  # heavy import
 
+    from tunelab.engine.generation.batched import generate_tokens
+    from tunelab.engine.models.loading import LoadedModel
+    from tunelab.engine.prompts.settings import GenerationSettings
+
+    # The decoding evaluation uses, so prefix and prompt tuning validate as they will evaluate.
+    loaded = LoadedModel(model, tokenizer, str(device), "", "", 1 << 30, "training")
     pad_id = tokenizer.pad_token_id
     hits = 0
     with torch.no_grad():
@@ -179,13 +185,8 @@ def exact_match(
                 ids[i, width - len(p) :] = torch.tensor(p)
                 mask[i, width - len(p) :] = 1
             budget = max(len(e) - e.prompt_len for e in chunk) + 2
-            out = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=budget,
-                do_sample=False,
-                pad_token_id=pad_id,
-            )
+            settings = GenerationSettings(temperature=0, max_new_tokens=budget)
+            out = generate_tokens(loaded, ids.to(device), mask.to(device), settings)
             for e, row in zip(chunk, out[:, width:].tolist(), strict=True):
                 text = tokenizer.decode(row, skip_special_tokens=True)
                 hits += int(text.strip() == e.reference.strip())
