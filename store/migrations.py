@@ -257,7 +257,7 @@ def m003_measured_latency(db: Database) -> None:
 
 
 @migrations()
-def m005_job_scheduler(db: Database) -> None:
+def m004_job_scheduler(db: Database) -> None:
     """Jobs run by a scheduler (Slurm): its job id and state, and the events of its remote
     worker already ingested from the job folder (one row per event, so ingesting twice is
     harmless)."""
@@ -278,7 +278,7 @@ def m005_job_scheduler(db: Database) -> None:
 
 
 @migrations()
-def m006_final_answers(db: Database) -> None:
+def m005_final_answers(db: Database) -> None:
     """Answer rules on datasets, and each row's extracted final answers, so a wrong score
     shows whether the answer was wrong or its extraction failed."""
     db.execute("ALTER TABLE datasets ADD COLUMN answer_rule TEXT")
