@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .backup import Backup, backup_database, default_backup_path
 from .cache import CacheStore
+from .change_watch import ChangeWatch
 from .claims import RunClaimStore
 from .connection import ConnectionPool, check_schema, damage_marker, migrate
 from .datasets import DatasetStore
@@ -35,6 +36,7 @@ class Store(PromptStore, DatasetStore, ModelStore, RunClaimStore, JobStore, Cach
             memory_name = f"tunelab-memory-{id(self)}-{next(_memory_counter)}"
         self.path = Path(path) if path is not None else None
         self._pool = ConnectionPool(path, memory_name)
+        self._watch = ChangeWatch(path, memory_name)
         try:
             # Keep one connection open so a shared in-memory database lives as long as the store.
             self._keepalive = self._pool.get()
@@ -130,7 +132,13 @@ class Store(PromptStore, DatasetStore, ModelStore, RunClaimStore, JobStore, Cach
         finding = f"{self.path} failed its integrity check {when}: {problems[0]}{more}"
         return self._pool.guard.mark_damaged(finding)
 
+    def data_version(self) -> int:
+        """Changes whenever anyone commits to the database (this process's other threads,
+        another session, the CLI, a job's worker); cheap enough to poll every second."""
+        return self._watch.version()
+
     def close(self) -> None:
+        self._watch.close()
         self._pool.close_all()
 
     def __enter__(self) -> Store:

@@ -9,14 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 
 from tunelab.themes import BUILTIN_THEMES, UnknownThemeError
 from tunelab.tui.commands import TunelabCommands
 from tunelab.tui.config import UserSettings, config_path, load_settings, save_settings
-from tunelab.tui.messages import RunChosen, RunsChosenForCompare, VersionChosenForPlayground
+from tunelab.tui.messages import (
+    DatabaseChecked,
+    RunChosen,
+    RunsChosenForCompare,
+    VersionChosenForPlayground,
+)
 from tunelab.tui.screens.help import HelpModal, describe_bindings
 
 if TYPE_CHECKING:
@@ -28,6 +33,9 @@ if TYPE_CHECKING:
     from tunelab.tui.screens.base import TunelabScreen
 
 _GO = Binding.Group("Go", compact=True)
+
+WATCH_SECONDS = 1.0
+"""How often the app asks the database whether anyone committed (a one-row query)."""
 
 
 def _go(key: str, mode: str, title: str) -> Binding:
@@ -104,6 +112,8 @@ class TunelabApp(App[None]):
         self.settings = settings or UserSettings()
         self.settings_path = settings_path
         self.workspace = workspace
+        self.data_version: int | None = None
+        """The database's change counter at the last watch; screens compare theirs to it."""
         for theme in [*BUILTIN_THEMES.values(), *(user_themes or [])]:
             self.register_theme(theme)
         if self.settings.theme not in self.available_themes:
@@ -125,7 +135,26 @@ class TunelabApp(App[None]):
     def screen_titles(self) -> dict[str, str]:
         return {mode: title for mode, (title, _module, _cls) in SCREENS_BY_MODE.items()}
 
+    def screen_type(self, mode: str) -> type[TunelabScreen]:
+        return screen_class(mode)
+
+    def key_for(self, binding: Binding) -> str:
+        """How the footer shows a binding's key, after the user's keymap."""
+        remapped = self._keymap.get(binding.id or "", "") if binding.id else ""
+        keys = remapped or binding.key
+        first = keys.split(",")[0].strip()
+        display = binding.key_display if not remapped else None
+        return self.get_key_display(Binding(first, binding.action, key_display=display))
+
+    async def run_screen_action(self, mode: str, action: str) -> None:
+        """Run a screen's action from anywhere (the palette): switch to its screen first."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        await self.run_action(action, self.get_screen_stack(mode)[0])
+
     def on_mount(self) -> None:
+        self.check_database()
+        self.set_interval(WATCH_SECONDS, self.check_database)
         self.switch_mode("home")
         if self.welcome:
             from tunelab.tui.screens.modals import TextViewModal
@@ -149,6 +178,35 @@ class TunelabApp(App[None]):
                 severity="warning",
                 timeout=10,
             )
+
+    # Following the database --------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="watch", description="Watch")
+    def check_database(self) -> None:
+        """Off the UI thread: reap ended job workers, then read the change counter."""
+        from tunelab.engine.training.jobs import reap_workers
+
+        reap_workers()
+        try:
+            version = self.store.data_version()
+        except Exception:  # a closed or damaged store: the screens' own loads report it
+            return
+        self.post_message(DatabaseChecked(version))
+
+    @on(DatabaseChecked)
+    def database_checked(self, event: DatabaseChecked) -> None:
+        if event.version == self.data_version:
+            return
+        first = self.data_version is None
+        self.data_version = event.version
+        if first:
+            return
+        from tunelab.tui.screens.base import TunelabScreen
+
+        # The current mode's screens reload now (beneath a modal too); the other modes' screens
+        # catch up when shown again (`TunelabScreen.catch_up`).
+        for screen in self.screen_stack:
+            if isinstance(screen, TunelabScreen):
+                screen.data_changed(event.version)
 
     async def action_show_screen(self, mode: str) -> None:
         await self.switch_mode(mode)

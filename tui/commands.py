@@ -1,11 +1,21 @@
-"""The command palette provider: every screen switch and every action of the current screen."""
+"""The command palette provider: every screen switch and every action of every screen.
+
+An action of another screen switches to that screen first, then runs there, so ctrl+p on Home
+finds "Eval (Runs)" or "Launch (Fine-tune)". Each command shows its key (after any remapping).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
+from textual.markup import escape
+from textual.screen import Screen
 
 
 class PaletteHost(Protocol):
@@ -13,41 +23,109 @@ class PaletteHost(Protocol):
 
     def screen_titles(self) -> dict[str, str]: ...
 
+    def screen_type(self, mode: str) -> type[DOMNode]: ...
+
     def show_screen(self, mode: str) -> object: ...
 
-    async def run_action(self, action: str, default_namespace: object = None) -> bool: ...
+    def key_for(self, binding: Binding) -> str: ...
+
+    async def run_screen_action(self, mode: str, action: str) -> None: ...
+
+    async def run_action(self, action: str, default_namespace: DOMNode | None = None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PaletteCommand:
+    title: str
+    help: str
+    run: Callable[[], Awaitable[object] | object]
+
+
+def screen_bindings(screen_type: type[DOMNode], stop_at: type[DOMNode]) -> list[Binding]:
+    """The bindings a screen class declares itself or inherits from its own bases (a shared
+    base such as the catalog's), not those of `stop_at` and above (the help key)."""
+    found: list[Binding] = []
+    for cls in reversed(screen_type.__mro__):
+        if not isinstance(cls, type) or not issubclass(cls, stop_at) or cls is stop_at:
+            continue
+        found.extend(b for b in cls.__dict__.get("BINDINGS", []) if isinstance(b, Binding))
+    return found
+
+
+def palette_commands(app: PaletteHost, screen: Screen[Any]) -> list[PaletteCommand]:
+    """Go-to commands, the app's own actions, every screen's actions and, for the screen on
+    show, the keys of its focused widgets (a table's rating keys)."""
+    from tunelab.tui.screens.base import TunelabScreen
+
+    titles = app.screen_titles()
+    commands: list[PaletteCommand] = []
+    seen: set[str] = set()
+    for mode, title in titles.items():
+        go = f"show-{mode}"
+        seen.add(go)
+        key = _key_of(app, go)
+        commands.append(
+            PaletteCommand(f"Go to {title}", f"Switch to the {title} screen{key}",
+                           partial(app.show_screen, mode))
+        )  # fmt: skip
+    for entry in screen.active_bindings.values():
+        binding = entry.binding
+        binding_id = binding.id or binding.action
+        if binding.system or binding_id in seen or isinstance(entry.node, Screen):
+            continue  # screen actions are listed per screen below
+        seen.add(binding_id)
+        title = binding.description or binding.action
+        commands.append(
+            PaletteCommand(title, _help(app, binding), partial(app.run_action, binding.action,
+                                                               entry.node))
+        )  # fmt: skip
+    for binding in screen_bindings(TunelabScreen, DOMNode):
+        binding_id = binding.id or binding.action
+        if binding_id not in seen:
+            seen.add(binding_id)
+            commands.append(
+                PaletteCommand(binding.description, _help(app, binding),
+                               partial(app.run_action, binding.action))
+            )  # fmt: skip
+    for mode, title in titles.items():
+        for binding in screen_bindings(app.screen_type(mode), TunelabScreen):
+            commands.append(
+                PaletteCommand(f"{binding.description or binding.action} ({title})",
+                               _help(app, binding),
+                               partial(app.run_screen_action, mode, binding.action))
+            )  # fmt: skip
+    return commands
+
+
+def _help(app: PaletteHost, binding: Binding) -> str:
+    """The tooltip and the key; help text is markup, so the brackets are escaped."""
+    return escape(f"{binding.tooltip or binding.description}  [{app.key_for(binding)}]")
+
+
+def _key_of(app: PaletteHost, binding_id: str) -> str:
+    from tunelab.tui.keys import all_bindings
+
+    for _owner, binding in all_bindings(type(app)):  # type: ignore[arg-type]
+        if binding.id == binding_id:
+            return escape(f"  [{app.key_for(binding)}]")
+    return ""
 
 
 class TunelabCommands(Provider):
-    """Lists `Go to <screen>` commands and the active bindings, so ctrl+p reaches everything."""
+    """Lists every command `palette_commands` builds, so ctrl+p reaches everything from anywhere."""
 
-    def _commands(self) -> list[tuple[str, str, object]]:
+    def _commands(self) -> list[PaletteCommand]:
         app: PaletteHost = self.app  # type: ignore[assignment]
-        commands: list[tuple[str, str, object]] = []
-        for mode, title in app.screen_titles().items():
-            commands.append(
-                (f"Go to {title}", f"Switch to the {title} screen", partial(app.show_screen, mode))
-            )
-        seen: set[str] = set()
-        for key, entry in self.screen.active_bindings.items():
-            binding = entry.binding
-            binding_id = binding.id or binding.action
-            if binding.system or binding_id in seen:
-                continue
-            seen.add(binding_id)
-            title = binding.description or binding.action
-            help_text = f"{binding.tooltip or title}  [{key}]"
-            run = partial(app.run_action, binding.action, entry.node)
-            commands.append((title, help_text, run))
-        return commands
+        return palette_commands(app, self.screen)
 
     async def discover(self) -> Hits:
-        for title, help_text, run in self._commands():
-            yield DiscoveryHit(title, run, help=help_text)  # type: ignore[arg-type]
+        for command in self._commands():
+            yield DiscoveryHit(command.title, command.run, help=command.help)  # type: ignore[arg-type]
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for title, help_text, run in self._commands():
-            score = matcher.match(title)
+        for command in self._commands():
+            score = matcher.match(command.title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), run, help=help_text)  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(command.title), command.run,  # type: ignore[arg-type]
+                          help=command.help)  # fmt: skip

@@ -45,6 +45,13 @@ class HomeLoaded(Message):
 
 
 @dataclass
+class DatabaseChecked(Message):
+    """The app's watch read the database's change counter (`Store.data_version`)."""
+
+    version: int
+
+
+@dataclass
 class RunChosen(Message):
     """The user picked a run to open (the app shows it in the Runs screen)."""
 
@@ -196,6 +203,14 @@ class JobsPolled(Message):
     log_lines: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     """`model:ID` and `dataset:ID` to names, for the job table."""
+
+
+@dataclass
+class JobLogRead(Message):
+    """A job's whole log (traceback included) was read, to show in a viewer."""
+
+    job_id: int
+    text: str
 
 
 @dataclass

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +42,10 @@ STALE_HEARTBEAT_S = 120.0
 QUEUE_KICK_AFTER_S = 30.0
 """A queued job with nothing running for this long gets a fresh worker (its own one died)."""
 MAX_RUNNING_ENV = "TUNELAB_MAX_RUNNING_JOBS"
+
+_started_workers: list[subprocess.Popen[bytes]] = []
+"""Workers this process started: detached, but still its children until their exit is read."""
+_started_lock = threading.Lock()
 
 
 def max_running_jobs() -> int:
@@ -303,6 +308,19 @@ def start_worker(workspace: Workspace, job_id: int, log_path: Path | str | None 
         _started_workers.append(process)
     reap_workers()
     return process.pid
+
+
+def reap_workers() -> list[int]:
+    """Read the exit status of the workers this process started that have ended, so none stays
+    a `<defunct>` zombie while a long-lived launcher (the TUI) runs; returns their pids.
+
+    Cheap and never blocks; a front end that stays open calls it now and then.
+    """
+    with _started_lock:
+        ended = [process for process in _started_workers if process.poll() is not None]
+        for process in ended:
+            _started_workers.remove(process)
+    return [process.pid for process in ended]
 
 
 def cancel_job(workspace: Workspace, store: Store, job_id: int) -> Job:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import events, on
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header
@@ -37,12 +37,37 @@ class TunelabScreen(Screen[None]):
         self.engine = engine
         self.settings = settings
         self.sub_title = self.SCREEN_TITLE
+        self.seen_version: int | None = None
+        """The database version this screen last loaded at (see `data_changed`)."""
 
     def compose_header(self) -> ComposeResult:
         yield Header(icon="≡")
 
     def compose_footer(self) -> ComposeResult:
         yield Footer(show_command_palette=True, compact=True)
+
+    def data_changed(self, version: int | None) -> None:
+        """Called by the app when someone committed to the database (another session, the CLI,
+        a job, this app's own workers): reload what the screen shows, keeping its cursor,
+        selection and filter."""
+        if version is not None and version == self.seen_version:
+            return
+        self.seen_version = version
+        if self.is_mounted:
+            self.reload_data()
+
+    def reload_data(self) -> None:
+        """Hook: start the screen's loaders again (each keeps the cursor by row key)."""
+
+    def on_mount(self) -> None:
+        self.seen_version = getattr(self.app, "data_version", None)
+
+    @on(events.ScreenResume)
+    def catch_up(self) -> None:
+        """A screen shown again reloads if the database changed while it was hidden."""
+        version = getattr(self.app, "data_version", None)
+        if version is not None and version != self.seen_version:
+            self.data_changed(version)
 
     def action_show_help(self) -> None:
         self.app.action_show_help()  # type: ignore[attr-defined]

@@ -14,7 +14,14 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Log, Select, Static, TabbedContent, TabPane
 
 from tunelab.tui.data import job_fraction
-from tunelab.tui.messages import JobCancelled, JobLaunched, JobsPolled, TrainingFieldsLoaded
+from tunelab.tui.job_errors import one_line_error, without_tracebacks
+from tunelab.tui.messages import (
+    JobCancelled,
+    JobLaunched,
+    JobLogRead,
+    JobsPolled,
+    TrainingFieldsLoaded,
+)
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.widgets.curves import TrainingCurves
 from tunelab.tui.widgets.nav_table import NavTable
@@ -25,6 +32,8 @@ if TYPE_CHECKING:
     from tunelab.engine.api.facade import TrainingField
 
 POLL_SECONDS = 2.0
+FULL_LOG_LINES = 5000
+"""The most lines `l` shows (the engine reads at most the log's last 64 KiB)."""
 
 
 def parse_field(field: TrainingField, text: str) -> Any:
@@ -73,6 +82,8 @@ class FinetuneScreen(TunelabScreen):
                 tooltip="Cancel the selected job"),
         Binding("R", "resume_job", "Resume", id="finetune-resume",
                 tooltip="Resume the selected failed or cancelled job"),
+        Binding("l", "show_log", "Log", id="finetune-log",
+                tooltip="Read the selected job's whole log, traceback included"),
         Binding("escape", "show_jobs", "Jobs", id="finetune-back", tooltip="Back to the job list"),
     ]  # fmt: skip
 
@@ -108,6 +119,9 @@ class FinetuneScreen(TunelabScreen):
     def poll_jobs(self) -> None:
         self.read_jobs(self.selected_job_id)
 
+    def reload_data(self) -> None:
+        self.poll_jobs()
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Jobs")
     def read_jobs(self, selected_job_id: int | None) -> None:
         self.engine.refresh_jobs()
@@ -135,7 +149,7 @@ class FinetuneScreen(TunelabScreen):
             dataset = event.names.get(f"dataset:{job.dataset_id}", "—")
             table.add_row(
                 str(job.id), job.method, job.status, progress, base, dataset,
-                (job.error or "")[:40], key=str(job.id),
+                one_line_error(job.error), key=str(job.id),
             )  # fmt: skip
         table.move_to_key(keep)
         if event.selected_job_id != self.selected_job_id and self.selected_job_id is not None:
@@ -144,7 +158,26 @@ class FinetuneScreen(TunelabScreen):
         self.query_one(TrainingCurves).show_points(event.metrics)
         log = self.query_one("#job-log", Log)
         log.clear()
-        log.write_lines(event.log_lines)
+        # A traceback is folded to its last line here; `l` shows the whole log.
+        log.write_lines(without_tracebacks(event.log_lines))
+
+    def action_show_log(self) -> None:
+        job_id = self._selected()
+        if job_id is not None:
+            self.read_full_log(job_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="log", description="Log")
+    def read_full_log(self, job_id: int) -> None:
+        text = "\n".join(self.engine.log_tail(job_id, lines=FULL_LOG_LINES))
+        self.post_message(JobLogRead(job_id, text))
+
+    @on(JobLogRead)
+    def show_full_log(self, event: JobLogRead) -> None:
+        from tunelab.tui.screens.modals import TextViewModal
+
+        self.app.push_screen(
+            TextViewModal(f"Job {event.job_id} log", event.text or "(the log is empty)")
+        )
 
     @on(DataTable.RowHighlighted, "#job-list")
     def job_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
     from tunelab.store import Dataset, Job, Run
 
-POLL_SECONDS = 2.0
-
 
 class JobRow(Vertical):
     """One running or queued job: a summary line and a progress bar."""
@@ -41,10 +39,17 @@ class JobRow(Vertical):
         yield ProgressBar(show_eta=False, classes="job-progress")
 
     def on_mount(self) -> None:
-        self.show(self.job)
+        # `is_mounted` turns true only after this handler, so draw here without `show`'s check.
+        self._draw(self.job)
 
     def show(self, job: Job) -> None:
         self.job = job
+        if not self.is_mounted:
+            # A poll can land while the row is still composing: `on_mount` shows the latest job.
+            return
+        self._draw(job)
+
+    def _draw(self, job: Job) -> None:
         done, total = job_fraction(job)
         self.query_one(Label).update(job_summary(job))
         self.query_one(ProgressBar).update(total=total or None, progress=done)
@@ -81,10 +86,14 @@ class HomeScreen(TunelabScreen):
         runs = self.query_one("#home-runs", NavTable)
         runs.add_columns("Run", "Prompt", "Model", "Dataset", "Status", "Main metric")
         self.query_one("#home-best", NavTable).can_focus = False
+        self.shown: HomeLoaded | None = None
         self.action_refresh()
-        self.set_interval(POLL_SECONDS, self.action_refresh)
 
     def action_refresh(self) -> None:
+        self.load_home()
+
+    def reload_data(self) -> None:
+        """The app saw a commit (a job's progress, a run from the CLI): read everything again."""
         self.load_home()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Home")
@@ -107,6 +116,9 @@ class HomeScreen(TunelabScreen):
 
     @on(HomeLoaded)
     def show_home(self, event: HomeLoaded) -> None:
+        if event == self.shown:
+            return  # nothing new: leave the tables (and their scroll) alone
+        self.shown = event
         table = self.query_one("#home-runs", NavTable)
         keep = table.selected_key()
         table.clear()

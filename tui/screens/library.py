@@ -62,12 +62,19 @@ class CatalogScreen(TunelabScreen):
     def action_refresh(self) -> None:
         self.load_catalog()
 
+    def reload_data(self) -> None:
+        self.load_catalog()
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Catalog")
     def load_catalog(self) -> None:
         self.post_message(CatalogLoaded(self.store.list_models(), self.store.list_datasets()))
 
     @on(CatalogLoaded)
     def catalog_loaded(self, event: CatalogLoaded) -> None:
+        models = {m.id: m for m in event.models}
+        datasets = {d.id: d for d in event.datasets}
+        if (models, datasets) == (self.models, self.datasets) and (models or datasets):
+            return  # unchanged: leave the tables (cursor, scroll, preview) alone
         self.models = {m.id: m for m in event.models}
         self.datasets = {d.id: d for d in event.datasets}
         self.show_catalog()
@@ -137,6 +144,7 @@ class DatasetsScreen(CatalogScreen):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.split_index = 0
+        self.previewed: str | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -171,6 +179,10 @@ class DatasetsScreen(CatalogScreen):
 
     @on(DataTable.RowHighlighted, "#dataset-list")
     def dataset_highlighted(self) -> None:
+        key = self.query_one("#dataset-list", NavTable).selected_key()
+        if key == self.previewed:
+            return  # the same dataset after a reload: keep its split
+        self.previewed = key
         self.split_index = 0
         self.preview_selected()
 

@@ -25,7 +25,7 @@ from tunelab.tui.widgets.nav_table import NavTable
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tunelab.store import PromptVersion
+    from tunelab.store import Prompt, PromptVersion
 
 NEW_TEMPLATE = "{{ text }}"
 
@@ -58,6 +58,7 @@ class PromptsScreen(TunelabScreen):
         self.prompt_name: str | None = None
         self.versions: list[PromptVersion] = []
         self.marked_ref: str | None = None
+        self.prompts_shown: list[Prompt] | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -91,9 +92,18 @@ class PromptsScreen(TunelabScreen):
     def load_prompts(self) -> None:
         self.post_message(PromptsLoaded(self.store.list_prompts()))
 
+    def reload_data(self) -> None:
+        """Another session or the CLI may have saved a version or moved a label; the editor's
+        text is left alone (only a different prompt or version, chosen by the user, loads)."""
+        self.load_prompts()
+
     @on(PromptsLoaded)
     def show_prompts(self, event: PromptsLoaded) -> None:
         table = self.query_one("#prompt-list", NavTable)
+        if event.prompts == self.prompts_shown and table.row_count:
+            return
+        changed = self.prompts_shown is not None
+        self.prompts_shown = event.prompts
         keep = self.prompt_name or table.selected_key()
         table.clear()
         for prompt in event.prompts:
@@ -102,6 +112,8 @@ class PromptsScreen(TunelabScreen):
         table.move_to_key(keep)
         if self.prompt_name is None and event.prompts:
             self.select_prompt(table.selected_key() or event.prompts[0].name)
+        elif changed and any(p.name == self.prompt_name for p in event.prompts):
+            self.load_versions(str(self.prompt_name))
 
     def select_prompt(self, name: str) -> None:
         self.prompt_name = name
@@ -110,6 +122,8 @@ class PromptsScreen(TunelabScreen):
     @on(DataTable.RowHighlighted, "#prompt-list")
     def prompt_highlighted(self, event: DataTable.RowHighlighted) -> None:
         name = event.row_key.value
+        if name != self.query_one("#prompt-list", NavTable).selected_key():
+            return  # stale: the table was rebuilt and its cursor put back since
         if name is not None and name != self.prompt_name:
             self.select_prompt(str(name))
 

@@ -53,6 +53,8 @@ class RunsScreen(TunelabScreen):
                 tooltip="Mark a run for comparison"),
         Binding("c", "compare_marked", "Compare", id="runs-compare",
                 tooltip="Compare the marked runs (or the two newest)"),
+        Binding("r", "refresh", "Refresh", id="runs-refresh",
+                tooltip="Reload the runs (they also follow the database on their own)"),
         Binding("e", "new_evaluation", "Eval", id="runs-evaluate",
                 tooltip="Start a new evaluation"),
         Binding("x", "cancel_evaluation", "Stop eval", id="runs-cancel-eval",
@@ -103,8 +105,19 @@ class RunsScreen(TunelabScreen):
         self.engine.refresh_jobs()  # a run whose process vanished shows as interrupted
         self.post_message(RunsLoaded(self.store.list_runs()))
 
+    def action_refresh(self) -> None:
+        self.reload_data()
+
+    def reload_data(self) -> None:
+        """Read the runs again (and the open run's outputs); cursor, marks and filter stay."""
+        self.load_runs()
+        if self.open_run_id is not None:
+            self.load_outputs(self.open_run_id)
+
     @on(RunsLoaded)
     def runs_loaded(self, event: RunsLoaded) -> None:
+        if event.runs == self.all_runs and self.query_one("#runs-table", NavTable).row_count:
+            return  # unchanged: leave the table (and its scroll) alone
         self.all_runs = event.runs
         self.show_runs()
 
