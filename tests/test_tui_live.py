@@ -384,3 +384,38 @@ async def test_home_job_row_shows_its_progress_on_first_draw(seeded: Store) -> N
         bar = app.screen.query_one(ProgressBar)
         await wait_until(pilot, lambda: bar.is_mounted, "the job row mounted")
         assert (bar.total, bar.progress) == (100.0, 30.0)
+
+
+async def test_prompt_list_reload_keeps_an_unsaved_new_prompt_in_the_editor(
+    stores: tuple[Store, Store, dict[str, int]],
+) -> None:
+    from textual.widgets import TextArea
+
+    from tunelab.tui.screens.modals import AskTextModal
+    from tunelab.tui.screens.prompts import PromptsScreen
+
+    mine, other, _ids = stores
+    app = app_for(mine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await show_screen(app, pilot, "2", "Prompts")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, AskTextModal), "the name prompt")
+        await pilot.press(*"draft", "enter")
+        screen = app.get_screen_stack("prompts")[0]
+        assert isinstance(screen, PromptsScreen)
+        await wait_until(pilot, lambda: app.screen is screen, "back on Prompts")
+        template = screen.query_one("#edit-template", TextArea)
+        await wait_until(pilot, lambda: template.has_focus, "the editor focused")
+        await pilot.press(*"Unsaved words ")
+        await wait_until(pilot, lambda: "Unsaved words" in template.text, "the typed text")
+        other.save_prompt_version("summarize", PromptContent(template="Sum up: {{ text }}"))
+        await wait_until(
+            pilot,
+            lambda: "summarize" in table_keys(app, "#prompt-list"),
+            "the prompt made elsewhere",
+            LIVE_S,
+        )
+        await settle(app, pilot)
+        assert screen.prompt_name == "draft"
+        assert "Unsaved words" in template.text

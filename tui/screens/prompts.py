@@ -109,6 +109,10 @@ class PromptsScreen(TunelabScreen):
         for prompt in event.prompts:
             labels = ", ".join(f"{k}→{v}" for k, v in prompt.labels.items())
             table.add_row(prompt.name, str(prompt.latest_version), labels, key=prompt.name)
+        if self.prompt_name and all(p.name != self.prompt_name for p in event.prompts):
+            # A new prompt not saved yet: list it, so a reload keeps the cursor (and the
+            # editor's text) on it rather than on another prompt.
+            table.add_row(self.prompt_name, "—", "unsaved", key=self.prompt_name)
         table.move_to_key(keep)
         if self.prompt_name is None and event.prompts:
             self.select_prompt(table.selected_key() or event.prompts[0].name)
