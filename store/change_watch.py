@@ -12,6 +12,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from .errors import StoreError
+
 
 class ChangeWatch:
     """A read-only connection kept only to ask `PRAGMA data_version`; safe from any thread."""
@@ -35,7 +37,7 @@ class ChangeWatch:
         """A number that changes whenever another connection committed since the last call."""
         with self._lock:
             if self._closed:
-                return 0
+                raise StoreError("the store is closed")
             if self._conn is None:
                 self._conn = self._connect()
             row = self._conn.execute("PRAGMA data_version").fetchone()

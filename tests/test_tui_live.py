@@ -419,3 +419,13 @@ async def test_prompt_list_reload_keeps_an_unsaved_new_prompt_in_the_editor(
         await settle(app, pilot)
         assert screen.prompt_name == "draft"
         assert "Unsaved words" in template.text
+
+
+def test_data_version_of_a_closed_store_is_an_error() -> None:
+    from tunelab.store import StoreError
+
+    store = Store.memory()
+    store.data_version()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.data_version()
