@@ -326,6 +326,10 @@ def reap_workers() -> list[int]:
 def cancel_job(workspace: Workspace, store: Store, job_id: int) -> Job:
     """Cancel a job: a queued one at once; a running one checkpoints and stops (SIGTERM)."""
     job = store.get_job(job_id)
+    if job.scheduler == "slurm":
+        from tunelab.engine.training import slurm
+
+        return slurm.cancel(workspace, store, job)
     if job.status == "queued":
         if store.transition_job(
             job_id, ["queued"], ("cancelled", "cancelled while queued"),
