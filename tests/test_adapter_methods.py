@@ -187,3 +187,20 @@ def test_prompt_learning_adapter_it_cannot_run_right_is_refused_at_load(
     with pytest.raises(BadInputError, match="P_TUNING is not supported") as caught:
         load_model(store, adapter, device="cpu")
     assert "\n" not in str(caught.value)
+
+
+def test_streamed_prefix_adapter_output_equals_the_batched_output(
+    store: Store, tmp_path: Path, tiny_dir: Path
+) -> None:
+    from tunelab.engine.generation.batched import stream_generate
+
+    trained = Trained(store, tmp_path / "out", tiny_dir, "prefix")
+    settings = GenerationSettings(temperature=0, max_new_tokens=4)
+    prompt = trained.prompts[0]
+    chunks = list(stream_generate(trained.loaded, prompt, settings))
+    expected = generate_batch(trained.loaded, [prompt], settings)[0]
+    assert "".join(c.text for c in chunks) == expected.text
+    assert (chunks[-1].tokens_out, chunks[-1].finish_reason) == (
+        expected.tokens_out,
+        expected.finish_reason,
+    )
