@@ -39,6 +39,7 @@ ENGINE_ORDER = [
     ["generation"],
     ["evaluation"],
     ["training", "compare"],
+    ["serving"],
     ["demo"],
     ["api"],
 ]

@@ -70,13 +70,14 @@ def _register_commands() -> None:
         cli_init,
         cli_model,
         cli_prompt,
+        cli_serve,
         cli_tui,
         cli_tune,
     )
 
     for module in (
         cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_tune, cli_compare,
-        cli_demo, cli_tui, cli_config, cli_backup,
+        cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
     ):  # fmt: skip
         module.register(app)
 

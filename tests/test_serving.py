@@ -1,0 +1,143 @@
+"""`tunelab serve`: the OpenAI-compatible server, through the official `openai` client."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.tune_helpers import tiny_model_dir
+from tunelab.engine.errors import BadInputError
+from tunelab.engine.generation.batched import generate_batch
+from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.engine.serving.server import ModelServer, ServeConfig
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tunelab.engine.models.loading import ModelRef, load_ref
+
+    folder = tiny_model_dir(tmp_path_factory.mktemp("serve"))
+    return load_ref(ModelRef("tiny", "hf_folder", "base", str(folder)), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def server(tiny: Any) -> Iterator[ModelServer]:
+    with ModelServer(tiny, "tiny", ServeConfig(port=0, token="sekret")) as running:
+        yield running
+
+
+def client(server: ModelServer, key: str = "sekret") -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=60)
+
+
+def test_config_refuses_bad_port_and_empty_token() -> None:
+    with pytest.raises(BadInputError, match="--port"):
+        ServeConfig(port=70000)
+    with pytest.raises(BadInputError, match="--token"):
+        ServeConfig(token=" ")
+
+
+def test_models_lists_the_served_model(server: ModelServer) -> None:
+    assert [m.id for m in client(server).models.list()] == ["tiny"]
+
+
+def test_completion_equals_local_generation(server: ModelServer, tiny: Any) -> None:
+    prompt = "Tweet: what a lovely monday\nLabel:"
+    settings = GenerationSettings(max_new_tokens=6, stop=["\n\n"])
+    [local] = generate_batch(tiny, [prompt], settings)
+    reply = client(server).completions.create(
+        model="tiny", prompt=prompt, max_tokens=6, temperature=0, stop=["\n\n"]
+    )
+    assert reply.choices[0].text == local.text
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (
+        local.tokens_in,
+        local.tokens_out,
+    )
+
+
+def test_streamed_chat_equals_unstreamed_chat(server: ModelServer) -> None:
+    api = client(server)
+    messages: list[Any] = [{"role": "user", "content": "Say something."}]
+    whole = api.chat.completions.create(
+        model="tiny", messages=messages, max_tokens=8, temperature=0
+    )
+    pieces = []
+    usage = None
+    for chunk in api.chat.completions.create(
+        model="tiny",
+        messages=messages,
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        usage = chunk.usage or usage
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert usage is not None and whole.usage is not None
+    assert usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_wrong_token_is_an_auth_error(server: ModelServer) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        client(server, key="wrong").models.list()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"model": "other"}, "not served here"),
+        ({"max_tokens": 0}, "max_new_tokens"),
+    ],
+)
+def test_bad_requests_are_400s(server: ModelServer, extra: dict[str, Any], message: str) -> None:
+    body: dict[str, Any] = {"model": "tiny", "prompt": "hi", "max_tokens": 2, **extra}
+    with pytest.raises(openai.BadRequestError, match=message):
+        client(server).completions.create(**body)
+
+
+@pytest.mark.model
+def test_cli_serves_the_builtin_model(workspace: Any) -> None:
+    """The real command: it prints its URL, answers, and listens on loopback only."""
+    env = {"TUNELAB_WORKSPACE": str(workspace.root)}
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tunelab", "serve", "builtin", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # blocks until the server is listening (or exits)
+        found = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
+        stderr = process.stderr.read() if process.stderr and process.poll() is not None else ""
+        assert found, line + stderr
+        api = openai.OpenAI(base_url=found.group(1), api_key="none", max_retries=0, timeout=120)
+        assert [m.id for m in api.models.list()] == ["builtin"]
+        reply = api.completions.create(
+            model="builtin", prompt="The capital of France is", max_tokens=3
+        )
+        assert reply.usage is not None and reply.usage.completion_tokens >= 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_cli_refuses_a_bad_port(workspace: Any, cli: Any) -> None:
+    done = cli("serve", "builtin", "--port", "-1", workspace=workspace)
+    assert done.returncode == 2, done.stderr
+    assert "--port" in done.stderr and "Traceback" not in done.stderr
+    assert Path(workspace.root).exists()
