@@ -13,6 +13,7 @@ Package map, lowest first; a package may import only those above it (enforced by
 - `evaluation`: requests, plans, the run loop, metrics.
 - `training`: config, data, steps, checkpoints, the loop, detached jobs and their worker.
 - `compare`: comparison records, statistics, cost, trends, run diffs, reports.
+- `optimize`: prompt search over demonstrations, instructions and scoring.
 - `demo`: the built-in demo workspace.
 - `api`: the typed API (`Engine`, `EngineProtocol`) the TUI and tests depend on.
 

@@ -123,6 +123,7 @@ class PromptStore(StoreBase):
         content: PromptContent,
         message: str = "",
         description: str | None = None,
+        parent_version_id: int | None = None,
     ) -> SaveResult:
         """Save a new immutable version; identical content to the latest version is a no-op.
 
@@ -131,6 +132,8 @@ class PromptStore(StoreBase):
             content: template, system message, examples, mode, reasoning and settings.
             message: a commit message for the version.
             description: the prompt's description (only used when creating it).
+            parent_version_id: the version this one derives from (a prompt search makes
+                every candidate a child of its seed); None: the latest version.
         """
         if not PROMPT_NAME_RE.match(name):
             raise StoreError(
@@ -171,7 +174,11 @@ class PromptStore(StoreBase):
                         "mode": content.mode,
                         "reasoning": content.reasoning,
                         "settings": dumps(content.settings),
-                        "parent_version_id": None if latest is None else latest["id"],
+                        "parent_version_id": (
+                            parent_version_id
+                            if parent_version_id is not None
+                            else (None if latest is None else latest["id"])
+                        ),
                         "message": message,
                         "content_hash": digest,
                         "created_at": utc_now(),
@@ -231,6 +238,14 @@ class PromptStore(StoreBase):
             "SELECT * FROM prompt_versions WHERE prompt_id = ? ORDER BY version", [prompt["id"]]
         )
         return [self._version_from_row(r, name) for r in rows]
+
+    def set_version_message(self, version_id: int, message: str) -> None:
+        """Rewrite a version's commit message; its content (and hash) stays as it is. A
+        prompt search saves a candidate before scoring it and writes the score in after."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE prompt_versions SET message = ? WHERE id = ?", [message, version_id]
+            )
 
     def set_label(self, ref: str, label: str) -> tuple[PromptVersion, int | None]:
         """Point `label` at the version `ref` names; returns it and the version it moved from."""

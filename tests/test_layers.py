@@ -38,7 +38,7 @@ ENGINE_ORDER = [
     ["prompts"],
     ["generation"],
     ["evaluation"],
-    ["training", "compare"],
+    ["training", "compare", "optimize"],
     ["serving"],
     ["demo"],
     ["api"],

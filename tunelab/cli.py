@@ -69,6 +69,7 @@ def _register_commands() -> None:
         cli_eval,
         cli_init,
         cli_model,
+        cli_optimize,
         cli_prompt,
         cli_serve,
         cli_tui,
@@ -77,7 +78,7 @@ def _register_commands() -> None:
 
     for module in (
         cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_tune, cli_compare,
-        cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
+        cli_optimize, cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
     ):  # fmt: skip
         module.register(app)
 

@@ -1,0 +1,91 @@
+"""`tunelab optimize` through the real entry point: one-line bad input, and a small search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli, shared_dataset
+from tunelab.store import NewDataset, NewSplit, PromptContent, Workspace
+
+TEMPLATE = "Is this tweet ironic? Answer irony or non_irony.\n\nTweet: {{ text }}\nAnswer:"
+
+
+def _rows(name: str, n: int) -> list[dict[str, str]]:
+    with shared_dataset(name).open(encoding="utf-8") as handle:
+        return [json.loads(next(handle)) for _ in range(n)]
+
+
+@pytest.fixture
+def irony_ws(workspace: Workspace) -> Workspace:
+    with workspace.open_store() as store:
+        store.add_dataset(
+            NewDataset(
+                name="irony",
+                source="tweeteval-irony",
+                fingerprint="f",
+                splits=[
+                    NewSplit("train", _rows("tweeteval-irony-train.jsonl", 6), "a"),
+                    NewSplit("validation", _rows("tweeteval-irony-val.jsonl", 4), "b"),
+                    NewSplit("test", _rows("tweeteval-irony-test.jsonl", 2), "c"),
+                ],
+                task="classification",
+                input_columns=["text"],
+                reference_column="label",
+                labels=["irony", "non_irony"],
+                metrics=["accuracy"],
+            )
+        )
+        store.save_prompt_version("irony", PromptContent(template=TEMPLATE, mode="plain"))
+        store.save_prompt_version(
+            "drawn", PromptContent(template=TEMPLATE, settings={"fewshot": {"k": 2}})
+        )
+    return workspace
+
+
+BASE = ["optimize", "--prompt", "irony@1", "--dataset", "irony"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([*BASE, "--budget", "0"], "budget must be at least 1"),
+        ([*BASE, "--budget", "4", "--strategy", "grid"], "unknown strategy 'grid'"),
+        (
+            ["optimize", "--prompt", "drawn@1", "--dataset", "irony", "--budget", "4"],
+            "draws its own few-shot examples",
+        ),
+        ([*BASE, "--budget", "4"], "fewer than the first halving rung of 8"),
+        ([*BASE, "--budget", "4", "--val-split", "test"], "never uses the 'test' split"),
+        ([*BASE, "--budget", "4", "--k-range", "9..2"], "k range"),
+        ([*BASE, "--budget", "4", "--instructions", "/nonexistent.txt"], "cannot read"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(irony_ws: Workspace, args: list[str], needle: str) -> None:
+    result = run_cli(*args, workspace=irony_ws)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.model
+def test_optimize_runs_a_search_and_labels_the_best(irony_ws: Workspace, tmp_path: Path) -> None:
+    instructions = tmp_path / "instructions.txt"
+    instructions.write_text("Say whether the tweet is ironic.\n\nIs it irony?\n")
+    args = [*BASE, "--budget", "3", "--first-rung", "2", "--k-range", "0..1"]
+    args += ["--pool-size", "3", "--instructions", str(instructions), "--strategy", "tpe"]
+    result = run_cli(*args, "--json", workspace=irony_ws)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["candidates"]) == 3
+    assert data["splits_read"] == ["train", "validation"]
+    with irony_ws.open_store() as store:
+        assert store.get_prompt_version("irony:optimized").ref == data["best_ref"]
+    table = run_cli(*args, workspace=irony_ws)
+    assert table.returncode == 0, table.stderr
+    assert "labelled optimized" in table.stdout
+    assert f"{data['evaluations']} reused" in table.stdout

@@ -1,0 +1,152 @@
+"""`tunelab optimize`: search a prompt's demonstrations, instruction and scoring, in the
+foreground with progress; Ctrl-C stops after the current evaluation keeping what it scored,
+and re-running with the same seed reuses every finished evaluation."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from tunelab.cli_common import console, emit_json, err_console, fail, state
+
+if TYPE_CHECKING:
+    from tunelab.engine.optimize.search import OptimizeProgress, OptimizeResult
+
+
+def read_instructions(path: Path) -> tuple[str, ...]:
+    """Instruction variants: a JSON list of strings, or a text file with one per line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read instructions file {path}: {exc.strerror or exc}")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            fail(f"instructions file {path} is not valid JSON: {exc.msg} at line {exc.lineno}")
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            fail(f"instructions file {path} must hold a JSON list of strings")
+        return tuple(data)
+    lines = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not lines:
+        fail(f"instructions file {path} holds no instruction (one per line)")
+    return lines
+
+
+def _print_result(result: OptimizeResult) -> None:
+    table = Table("version", "what the search changed", "scoring", "validation score")
+    for c in result.candidates:
+        scores = ", ".join(f"{s:.4f} on {n}" for n, s in sorted(c.scores.items()))
+        style = "bold green" if c.version_ref == result.best_ref else ""
+        table.add_row(c.version_ref, c.description, c.scoring, scores, style=style)
+    console.print(table)
+    seed = "—" if result.seed_score is None else f"{result.seed_score:.4f}"
+    console.print(f"seed {result.seed_ref}: {result.metric}={seed}")
+    if result.best_ref is not None and result.best_score is not None:
+        console.print(
+            f"best {result.best_ref} (labelled optimized): {result.metric}="
+            f"{result.best_score:.4f} on {result.rung_rows[-1]} validation rows"
+        )
+    console.print(
+        f"{result.evaluations} evaluations ({result.reused_evaluations} reused), "
+        f"{result.rows_scored} rows scored against {result.rows_without_halving} without "
+        f"halving, {result.generated_rows} run by the model"
+    )
+    if result.interrupted:
+        console.print("[yellow]stopped early[/]: run the same command again to continue")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("optimize")
+    def optimize_command(
+        prompt: str = typer.Option(..., "--prompt", "-p", help="The seed prompt, NAME@VERSION."),
+        dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name."),
+        budget: int = typer.Option(..., "--budget", help="Prompt candidates to evaluate."),
+        model: str = typer.Option("builtin", "--model", "-m", help="Model name or 'builtin'."),
+        train_split: str = typer.Option(
+            "train", "--train-split", help="Split demonstrations come from."
+        ),
+        val_split: str = typer.Option(
+            "validation", "--val-split", help="Split candidates are scored on."
+        ),
+        strategy: str = typer.Option("random", "--strategy", help="random, or tpe (Optuna)."),
+        instructions: Path | None = typer.Option(
+            None, "--instructions", help="Instruction variants: one per line, or a JSON list."
+        ),
+        k_range: str = typer.Option("0..8", "--k-range", help="Demonstrations: LOW..HIGH."),
+        pool_size: int = typer.Option(
+            16, "--pool-size", help="Training rows demonstrations are picked from."
+        ),
+        scoring: list[str] = typer.Option(
+            [],
+            "--scoring",
+            help="Scoring mode to try (repeatable); default: likelihood for "
+            "classification, else generate.",
+        ),
+        first_rung: int = typer.Option(
+            8, "--first-rung", help="Validation rows every candidate is scored on first."
+        ),
+        metric: str | None = typer.Option(None, "--metric", help="Metric to maximise."),
+        seed: int = typer.Option(0, "--seed", help="Seeds the pool and the strategy."),
+        batch_size: int = typer.Option(8, "--batch-size", help="Rows evaluated together."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        """Search demonstrations, instructions and scoring for a prompt on the validation
+        split; every candidate becomes a version and the best is labelled `optimized`."""
+        from tunelab.cli_eval import _stop_on_sigint
+        from tunelab.engine.optimize.search import OptimizeRequest, optimize
+        from tunelab.engine.optimize.space import SearchSpace, parse_k_range
+
+        store = state.store()
+        k_min, k_max = parse_k_range(k_range)
+        if not scoring:
+            data = store.get_dataset(dataset)
+            likely = data.task == "classification" and bool(data.labels)
+            scoring = ["likelihood" if likely else "generate"]
+        space = SearchSpace(
+            k_min=k_min,
+            k_max=k_max,
+            pool_size=pool_size,
+            instructions=read_instructions(instructions) if instructions else (),
+            scorings=tuple(scoring),
+        )
+        request = OptimizeRequest(
+            prompt=prompt,
+            dataset=dataset,
+            model=model,
+            train_split=train_split,
+            val_split=val_split,
+            budget=budget,
+            strategy=strategy,
+            space=space,
+            seed=seed,
+            first_rung=first_rung,
+            metric=metric,
+            batch_size=batch_size,
+        )
+
+        def on_progress(p: OptimizeProgress) -> None:
+            e = p.evaluation
+            best = "—" if p.best_score is None else f"{p.best_score:.4f}"
+            reused = " (reused)" if e.reused else ""
+            err_console.print(
+                f"[{p.evaluations}] {e.version_ref} on {e.rows} rows: {e.score:.4f}{reused}  "
+                f"candidates {p.candidates}/{p.budget}, best {best}"
+            )
+
+        flag, previous = _stop_on_sigint()
+        try:
+            result = optimize(store, request, on_progress, lambda: flag[0])
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if as_json:
+            emit_json(result)
+        else:
+            _print_result(result)
+        if result.interrupted:
+            raise typer.Exit(1)
