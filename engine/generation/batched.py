@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.generation import controls as controls
+from tunelab.engine.generation import threads
+from tunelab.engine.generation.prefix_cache import SharedPrefix, shared_prefix
 from tunelab.engine.models.prompt_learning import VirtualTokens, virtual_cache, virtual_tokens
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import prompt_token_ids
@@ -109,6 +111,8 @@ def generate_batch(
                 f"prompt {i} is {len(ids)} tokens + {settings.max_new_tokens} new tokens, over "
                 f"the model's context window of {loaded.context_window}; shorten it"
             )
+    threads.apply_once()
+    prefix = shared_prefix(loaded, encoded)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
     results: list[GenerationResult | None] = [None] * len(prompts)
     size = batch_size or _auto_batch_size(loaded, len(encoded[order[0]]) if order else 1, settings)
@@ -123,7 +127,7 @@ def generate_batch(
             break
         chunk = order[start : start + size]
         try:
-            batch = _run_batch(loaded, [encoded[i] for i in chunk], settings, should_stop)
+            batch = _run_batch(loaded, [encoded[i] for i in chunk], settings, should_stop, prefix)
         except (RuntimeError, MemoryError) as exc:
             if not _is_oom(exc) or size == 1:
                 raise EngineError(f"generation failed: {str(exc).splitlines()[0]}") from exc
@@ -156,15 +160,23 @@ def _run_batch(
     rows: list[list[int]],
     settings: GenerationSettings,
     should_stop: Callable[[], bool] | None,
+    prefix: SharedPrefix | None = None,
 ) -> list[GenerationResult]:
     import torch  # heavy import
 
     tokenizer = loaded.tokenizer
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
     kwargs = controls.generate_kwargs(loaded, settings)
+    if prefix is None:
+        id_rows = [[pad] * (width - len(r)) + r for r in rows]
+        mask_rows = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+    else:
+        # Shared prefix, then padding, then each row's own tokens; see prefix_cache.py.
+        id_rows, mask_rows = prefix.layout(rows, pad)
+        kwargs[prefix.cache_kwarg] = prefix.for_batch(len(rows))
+    input_ids = torch.tensor(id_rows, dtype=torch.long)
+    mask = torch.tensor(mask_rows, dtype=torch.long)
     criteria, _ = controls.stopping(loaded, width, settings.stop, should_stop)
     from transformers import StoppingCriteriaList
 
@@ -323,6 +335,7 @@ def stream_generate(
             f"prompt is {len(ids)} tokens + {settings.max_new_tokens} new tokens, over the "
             f"model's context window of {loaded.context_window}; shorten it"
         )
+    threads.apply_once()
     closed = threading.Event()
 
     def cancel() -> bool:

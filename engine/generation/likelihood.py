@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.generation import threads
 from tunelab.engine.models.prompt_learning import virtual_cache, virtual_tokens
 from tunelab.engine.prompts.templates import prompt_token_ids
 
@@ -119,6 +120,7 @@ def score_labels(
             )
     import torch  # heavy import
 
+    threads.apply_once()
     with loaded.lock, torch.inference_mode():
         prefix_len = _common_prefix(encoded)
         prefix_cache = None

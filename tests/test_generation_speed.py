@@ -1,0 +1,179 @@
+"""Generation at the speed of the hardware: the thread-count choice and shared-prefix reuse.
+
+The prefix-cached path must give the plain path's greedy tokens on the real built-in model,
+at every batch size; the thread choice never exceeds the cores it may use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import SHARED_DATASETS
+from tunelab.engine.generation import batched, prefix_cache, threads
+from tunelab.engine.generation.batched import generate_batch
+from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.engine.prompts.templates import prompt_token_ids
+
+pytest_plugins = ["tests.model_fixtures"]
+
+
+@given(
+    cores=st.integers(min_value=1, max_value=256),
+    extra=st.integers(min_value=0, max_value=256),
+    load=st.floats(min_value=0.0, max_value=1000.0, allow_nan=False),
+)
+def test_thread_choice_stays_within_the_cores_it_may_use(
+    cores: int, extra: int, load: float
+) -> None:
+    chosen = threads.choose_threads(cores, cores + extra, load)
+    assert 1 <= chosen <= cores
+    # More load never means more threads.
+    assert threads.choose_threads(cores, cores + extra, load + 1.0) <= chosen
+
+
+@given(cores=st.integers(min_value=1, max_value=256))
+def test_an_idle_machine_gets_every_core_and_a_full_one_gets_one(cores: int) -> None:
+    assert threads.choose_threads(cores, cores, 0.0) == cores
+    assert threads.choose_threads(cores, cores, float(cores)) == 1
+
+
+def test_one_busy_core_of_two_leaves_one_thread() -> None:
+    # The issue's case: a CPU hog on a 2-core machine; two threads each would oversubscribe.
+    assert threads.choose_threads(2, 2, 1.0) == 1
+    # Only our share of a bigger machine's load counts against our affinity set.
+    assert threads.choose_threads(4, 16, 4.0) == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "source", "count"),
+    [
+        ({"TUNELAB_THREADS": "3"}, "TUNELAB_THREADS", 3),
+        ({"OMP_NUM_THREADS": "5"}, "OMP_NUM_THREADS", 5),
+    ],
+)
+def test_the_users_thread_setting_wins(env: dict[str, str], source: str, count: int) -> None:
+    choice = threads.thread_choice(env)
+    assert (choice.source, choice.threads) == (source, count)
+    assert source in choice.describe()
+
+
+def test_threads_are_set_once_and_said_under_verbose(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("TUNELAB_THREADS", "2")
+    monkeypatch.setenv("TUNELAB_VERBOSE", "1")
+    calls: list[int] = []
+    threads.forget()
+    try:
+        first = threads.apply_once(calls.append)
+        again = threads.apply_once(calls.append)
+    finally:
+        threads.forget()
+    assert calls == [2]
+    assert again is first
+    assert "torch threads: 2 (from TUNELAB_THREADS)" in capsys.readouterr().err
+
+
+def test_omp_num_threads_is_left_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNELAB_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    calls: list[int] = []
+    threads.forget()
+    try:
+        assert threads.apply_once(calls.append).source == "OMP_NUM_THREADS"
+    finally:
+        threads.forget()
+    assert calls == []
+
+
+def test_common_prefix_leaves_every_row_a_token_of_its_own() -> None:
+    assert prefix_cache.common_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 3]]) == 2
+    assert prefix_cache.common_prefix([[1, 2], [3, 4]]) == 0
+    assert prefix_cache.common_prefix([]) == 0
+
+
+def test_layout_puts_padding_between_prefix_and_suffix() -> None:
+    shared = prefix_cache.SharedPrefix([7, 8], cache=None, cache_kwarg="cache")
+    ids, mask = shared.layout([[7, 8, 1, 2, 3], [7, 8, 4]], pad=0)
+    assert ids == [[7, 8, 1, 2, 3], [7, 8, 0, 0, 4]]
+    assert mask == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 1]]
+
+
+def few_shot_prompts(n: int) -> list[str]:
+    """An 8-shot prompt with fixed examples (the first 8 rows) for each of the next n rows."""
+    path = Path(SHARED_DATASETS) / "tweeteval-irony-val.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} is not present")
+    with path.open() as fh:
+        rows = [json.loads(line) for _, line in zip(range(8 + n), fh, strict=False)]
+    shots = "".join(f"Tweet: {r['text']}\nLabel: {r['label']}\n\n" for r in rows[:8])
+    head = "Label each tweet as irony or non_irony.\n\n"
+    return [f"{head}{shots}Tweet: {r['text']}\nLabel:" for r in rows[8:]]
+
+
+def _plain(loaded: Any, prompts: list[str], settings: GenerationSettings, size: int) -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batched, "shared_prefix", lambda loaded, encoded: None)
+        return generate_batch(loaded, prompts, settings, batch_size=size)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("rows", "size"), [(4, 1), (8, 8), pytest.param(32, 32, marks=pytest.mark.slow)]
+)
+def test_prefix_cached_greedy_equals_the_plain_path(
+    builtin_model: Any, rows: int, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = few_shot_prompts(rows)
+    used: list[prefix_cache.SharedPrefix | None] = []
+
+    def recording(loaded: Any, encoded: list[list[int]]) -> prefix_cache.SharedPrefix | None:
+        used.append(prefix_cache.shared_prefix(loaded, encoded))
+        return used[-1]
+
+    monkeypatch.setattr(batched, "shared_prefix", recording)
+    settings = GenerationSettings(max_new_tokens=6, stop=["\n"])
+    cached = generate_batch(builtin_model, prompts, settings, batch_size=size)
+    shared = used[0]
+    assert shared is not None and shared.length > 300  # the 8 examples, not just the header
+    plain = _plain(builtin_model, prompts, settings, size)
+    assert [r.text for r in cached] == [r.text for r in plain]
+    assert [r.tokens_out for r in cached] == [r.tokens_out for r in plain]
+    assert [r.finish_reason for r in cached] == [r.finish_reason for r in plain]
+    assert any(r.text.strip() for r in cached)
+
+
+@pytest.mark.model
+def test_rows_without_a_long_shared_prefix_take_the_plain_path(builtin_model: Any) -> None:
+    tokenizer = builtin_model.tokenizer
+    encoded = [prompt_token_ids(tokenizer, t) for t in ("Hello there", "Goodbye now")]
+    assert prefix_cache.shared_prefix(builtin_model, encoded) is None
+    assert prefix_cache.shared_prefix(builtin_model, encoded[:1]) is None
+
+
+@pytest.mark.model
+def test_every_way_of_running_a_model_chooses_threads_first(
+    builtin_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunelab.engine.generation.likelihood import score_labels
+
+    calls: list[str] = []
+    choice = threads.ThreadChoice(1, "auto", 1, 0.0)
+
+    def recording() -> threads.ThreadChoice:
+        calls.append("applied")
+        return choice
+
+    monkeypatch.setattr(threads, "apply_once", recording)
+    settings = GenerationSettings(max_new_tokens=1)
+    generate_batch(builtin_model, ["Hi"], settings)
+    list(batched.stream_generate(builtin_model, "Hi", settings))
+    score_labels(builtin_model, ["Hi"], ["yes", "no"])
+    assert calls == ["applied"] * 3
