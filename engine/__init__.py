@@ -11,6 +11,8 @@ Package map, lowest first; a package may import only those above it (enforced by
 - `prompts`: generation settings, template rendering, the text form of a version, diffs.
 - `generation`: batched and streaming generation, generation controls, label likelihood.
 - `evaluation`: requests, plans, the run loop, metrics.
+- `feedback`: SFT and DPO exports of ratings, corrections and preferences (beside
+  `evaluation`; neither imports the other).
 - `training`: config, data, steps, checkpoints, the loop, detached jobs and their worker.
 - `compare`: comparison records, statistics, cost, trends, run diffs, reports.
 - `optimize`: prompt search over demonstrations, instructions and scoring.

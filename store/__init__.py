@@ -23,6 +23,7 @@ from .errors import (
     SchemaTooNewError,
     StoreError,
 )
+from .feedback import Correction, Preference
 from .models import NewModel
 from .prompts import content_hash, parse_prompt_ref
 from .records import (
@@ -51,6 +52,7 @@ __all__ = [
     "Backup",
     "CachedResponse",
     "ConflictError",
+    "Correction",
     "CorruptDatabaseError",
     "DatabaseGuard",
     "DatabaseIOError",
@@ -67,6 +69,7 @@ __all__ = [
     "NewRunOutput",
     "NewSplit",
     "NotFoundError",
+    "Preference",
     "ProbeRequest",
     "Prompt",
     "PromptContent",

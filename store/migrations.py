@@ -286,4 +286,42 @@ def m005_final_answers(db: Database) -> None:
     db.execute("ALTER TABLE run_outputs ADD COLUMN answer_found INTEGER")
 
 
+@migrations()
+def m006_feedback(db: Database) -> None:
+    """Corrections (the output that should have been produced, versioned per output), blind
+    A/B preferences between two runs' outputs of one row, and the lineage of datasets
+    exported from them, so human feedback becomes training data that shows its origin."""
+    db.execute(
+        """
+        CREATE TABLE corrections (
+            id INTEGER PRIMARY KEY,
+            run_output_id INTEGER NOT NULL REFERENCES run_outputs(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (run_output_id, version)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE preferences (
+            id INTEGER PRIMARY KEY,
+            output_a_id INTEGER NOT NULL REFERENCES run_outputs(id) ON DELETE CASCADE,
+            output_b_id INTEGER NOT NULL REFERENCES run_outputs(id) ON DELETE CASCADE,
+            choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie')),
+            author TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE dataset_lineage (
+            dataset_id INTEGER PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE,
+            lineage TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+
+
 KNOWN_MIGRATIONS = frozenset(m.name for m in migrations._migrations)

@@ -15,6 +15,7 @@ from .claims import RunClaimStore
 from .connection import ConnectionPool, check_schema, damage_marker, migrate
 from .datasets import DatasetStore
 from .errors import CorruptDatabaseError, StoreError
+from .feedback import FeedbackStore
 from .jobs import JobStore
 from .models import ModelStore
 from .prompts import PromptStore
@@ -22,7 +23,9 @@ from .prompts import PromptStore
 _memory_counter = itertools.count()
 
 
-class Store(PromptStore, DatasetStore, ModelStore, RunClaimStore, JobStore, CacheStore):
+class Store(
+    PromptStore, FeedbackStore, DatasetStore, ModelStore, RunClaimStore, JobStore, CacheStore
+):
     """Typed access to one workspace database; safe to share across threads.
 
     Each thread gets its own sqlite connection, opened on first use. Opening checks the

@@ -37,7 +37,7 @@ ENGINE_ORDER = [
     ["models"],
     ["prompts"],
     ["generation"],
-    ["evaluation"],
+    ["evaluation", "feedback"],
     ["training", "compare", "optimize"],
     ["serving"],
     ["demo"],

@@ -67,6 +67,7 @@ def _register_commands() -> None:
         cli_dataset,
         cli_demo,
         cli_eval,
+        cli_feedback,
         cli_init,
         cli_model,
         cli_optimize,
@@ -77,8 +78,8 @@ def _register_commands() -> None:
     )
 
     for module in (
-        cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_tune, cli_compare,
-        cli_optimize, cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
+        cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_feedback, cli_tune,
+        cli_compare, cli_optimize, cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
     ):  # fmt: skip
         module.register(app)
 

@@ -132,14 +132,20 @@ def dataset_show(
     split_name = split or dataset.splits[0].name
     dataset.split(split_name)
     preview = store.dataset_rows(name, split_name, limit=rows)
+    lineage = store.dataset_lineage(dataset.id)  # None unless `tunelab export` made it
     if json_output:
         emit_json(
-            {**_summary(dataset), "preview_split": split_name, "preview": [r.data for r in preview]}
-        )
+            {**_summary(dataset), "lineage": lineage, "preview_split": split_name,
+             "preview": [r.data for r in preview]}
+        )  # fmt: skip
         return
     summary = _summary(dataset)
     for key, value in summary.items():
         console.print(Text(f"{key}: {value}"))
+    if lineage is not None:
+        from tunelab.cli_feedback import lineage_line
+
+        console.print(Text(f"made from: {lineage_line(lineage)}"))
     if preview:
         columns = list(preview[0].data.keys())
         table = Table("#", *columns, title=f"{split_name}: first {len(preview)} rows")
