@@ -14,7 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import shared_dataset
+from tunelab.engine.compare.report import render_markdown
+from tunelab.engine.compare.runs import compare_runs
 from tunelab.engine.errors import BadInputError
+from tunelab.engine.evaluation.run import EvalRequest, evaluate
 from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, optimize, rung_sizes
 from tunelab.engine.optimize.space import (
     Candidate,
@@ -23,6 +26,7 @@ from tunelab.engine.optimize.space import (
     parse_k_range,
 )
 from tunelab.engine.optimize.strategies import random_search, tpe_search
+from tunelab.engine.prompts.search_note import SearchNote, parse_note
 from tunelab.store import DatasetRow, NewDataset, NewSplit, PromptContent, Store
 
 LABELS = ["irony", "non_irony"]
@@ -167,6 +171,21 @@ def test_candidate_content_takes_demonstrations_from_the_pool_in_order(irony: St
     assert content.template == seed.template
 
 
+@given(
+    st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=80),
+    st.none() | st.floats(0, 1, allow_nan=False),
+    st.integers(1, 500),
+)
+def test_search_notes_read_back(change: str, score: float | None, rows: int) -> None:
+    change = " ".join(change.split()) or "x"
+    if score is None:
+        note = SearchNote("route@3", change)
+    else:
+        note = SearchNote("route@3", change, "macro_f1", round(score, 4), rows, rows, "d", "val")
+    assert parse_note(note.message()) == note
+    assert parse_note("fixed the typo in the instruction") is None
+
+
 # --- bad input ---------------------------------------------------------------------------
 
 
@@ -242,6 +261,26 @@ def test_a_four_candidate_search_labels_the_best_and_repeats_itself(
     assert again.generated_rows == 0
     assert again.reused_evaluations == again.evaluations == result.evaluations
     assert "test" not in read
+
+    # compare says how hard the prompt side tried, and which split chose the prompt.
+    def run_on(ref: str, split: str) -> int:
+        request = EvalRequest(
+            prompt=ref, dataset="irony", split=split, scoring="likelihood", latency_probe=0
+        )
+        return evaluate(irony, request).run_id
+
+    seed_run, best_run = run_on("irony@1", "test"), run_on("irony:optimized", "test")
+    on_test = compare_runs(irony, [seed_run, best_run], n_boot=100)
+    assert on_test.runs[0].prompt_effort == "one hand-written prompt"
+    searched = sum(1 for c in result.candidates if c.version_ref != "irony@1")
+    assert on_test.runs[1].prompt_effort == (
+        f"best of {searched} prompt candidates searched from irony@1, selected on irony/validation"
+    )
+    assert f"; best of {searched} prompt candidates" in render_markdown(on_test)
+    assert not any("selected on" in n for n in on_test.notes)
+    val_runs = [run_on("irony@1", "validation"), run_on("irony:optimized", "validation")]
+    on_val = compare_runs(irony, val_runs, n_boot=100)
+    assert any("optimistic, not a held-out result" in n for n in on_val.notes)
 
 
 @pytest.mark.model

@@ -28,6 +28,9 @@ class RunSummary:
     settings: dict[str, Any]
     description: str = ""
     """What the run is: "route@4 on builtin", "route-ft@1 on LoRA job 1, step 80"."""
+    prompt_effort: str = ""
+    """How much search went into the prompt: "best of 4 prompt candidates searched from
+    route@1, selected on route/validation", or "one hand-written prompt"."""
 
     @property
     def label(self) -> str:

@@ -188,6 +188,7 @@ def render_markdown(c: Comparison) -> str:
     lines = ["# Run comparison", ""]
     lines += [
         f"- {run_label(c, r.id)}: {r.dataset_name}/{r.split}, {r.rows} rows, {r.status}"
+        + (f"; {r.prompt_effort}" if r.prompt_effort else "")
         for r in c.runs
     ]
     lines += [
@@ -276,7 +277,7 @@ def render_html(c: Comparison) -> str:
     body = ["<h1>Run comparison</h1><ul>"]
     body += [
         f"<li>{_h(run_label(c, r.id))}: {_h(r.dataset_name)}/{_h(r.split)}, {r.rows} rows,"
-        f" {_h(r.status)}</li>"
+        f" {_h(r.status)}" + (f"; {_h(r.prompt_effort)}" if r.prompt_effort else "") + "</li>"
         for r in c.runs
     ]
     body.append(

@@ -21,6 +21,7 @@ from tunelab.engine.compare.records import (
     RowDiff,
     RunSummary,
 )
+from tunelab.engine.compare.search_effort import prompt_effort, selection_note
 from tunelab.engine.compare.series import MetricSeries, build_series
 from tunelab.engine.compare.trend import Trend, TrendPoint, metric_trend
 from tunelab.engine.errors import BadInputError
@@ -376,7 +377,12 @@ def compare_runs(
     wanted = set(rows)
     outputs = [[o for o in outs if o.row_idx in wanted] for outs in all_outputs]
     notes += [f"run {r.id} is {r.status}" for r in runs if r.status != "succeeded"]
-    summaries = [_summary(r, store.get_model_by_id(r.model_id)) for r in runs]
+    efforts = [prompt_effort(store, r) for r in runs]
+    summaries = [
+        replace(_summary(r, store.get_model_by_id(r.model_id)), prompt_effort=e.text())
+        for r, e in zip(runs, efforts, strict=True)
+    ]
+    notes += [n for r, e in zip(runs, efforts, strict=True) if (n := selection_note(r, e))]
     labels = [s.label for s in summaries]
     probes = [store.probe_requests(i) for i in ids]
     series, series_notes = build_series(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tunelab.engine.evaluation.request import EvalRequest, StopCheck
 from tunelab.engine.evaluation.run import evaluate
 from tunelab.engine.optimize.space import Candidate, SearchSpace, candidate_content
+from tunelab.engine.prompts.search_note import SearchNote
 from tunelab.store import Dataset, DatasetRow, PromptVersion, Run, Store, content_hash
 
 
@@ -81,11 +82,11 @@ class CandidateScorer:
         if existing:
             version = existing[0]
         else:
-            message = f"optimize {self.seed.ref}: {candidate.describe(self.pool, self.space)}"
+            note = SearchNote(self.seed.ref, candidate.describe(self.pool, self.space))
             version = self.store.save_prompt_version(
                 self.seed.prompt_name,
                 content,
-                message=message + "; not scored yet",
+                message=note.message(),
                 parent_version_id=self.seed.id,
             ).version
         self.versions[candidate] = version
@@ -150,10 +151,14 @@ class CandidateScorer:
     ) -> None:
         if version.id == self.seed.id:
             return  # the seed keeps the message its author wrote
-        full = self.rung_rows[-1]
-        message = (
-            f"optimize {self.seed.ref}: {candidate.describe(self.pool, self.space)}; "
-            f"validation {self.metric}={evaluation.score:.4f} on {evaluation.rows} of {full} "
-            f"rows of {self.dataset.name}/{self.val_split}"
+        note = SearchNote(
+            self.seed.ref,
+            candidate.describe(self.pool, self.space),
+            self.metric,
+            evaluation.score,
+            evaluation.rows,
+            self.rung_rows[-1],
+            self.dataset.name,
+            self.val_split,
         )
-        self.store.set_version_message(version.id, message)
+        self.store.set_version_message(version.id, note.message())
