@@ -324,4 +324,41 @@ def m006_feedback(db: Database) -> None:
     )
 
 
+_MODEL_CHECKS_WIDENED = (
+    ("'adapter', 'merged'))", "'adapter', 'merged', 'endpoint'))"),
+    ("'hub', 'artifact'))", "'hub', 'artifact', 'openai'))"),
+)
+
+
+@migrations()
+def m007_endpoint_models(db: Database) -> None:
+    """Models served by an OpenAI-compatible API: kind `endpoint`, source `openai`.
+
+    The CHECK constraints on `models.kind` and `models.source` are widened in place through
+    `writable_schema`, the procedure SQLite documents for constraint changes that leave the
+    stored rows valid (every existing row satisfies the wider list). A table rebuild would
+    drop `models` under the foreign keys of runs and jobs, which cannot be switched off inside
+    the migration's transaction.
+    """
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'models'")
+    current = str(sql.fetchone()[0])
+    widened = current
+    for old, new in _MODEL_CHECKS_WIDENED:
+        if widened.count(old) != 1:
+            raise RuntimeError(f"models table has an unexpected CHECK constraint: {current}")
+        widened = widened.replace(old, new)
+    version = int(db.execute("PRAGMA schema_version").fetchone()[0])
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'models'", [widened]
+        )
+        db.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+    check = db.execute("PRAGMA integrity_check").fetchone()[0]
+    if check != "ok":
+        raise RuntimeError(f"integrity check failed after widening models: {check}")
+
+
 KNOWN_MIGRATIONS = frozenset(m.name for m in migrations._migrations)

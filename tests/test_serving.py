@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,35 +101,6 @@ def test_bad_requests_are_400s(server: ModelServer, extra: dict[str, Any], messa
     body: dict[str, Any] = {"model": "tiny", "prompt": "hi", "max_tokens": 2, **extra}
     with pytest.raises(openai.BadRequestError, match=message):
         client(server).completions.create(**body)
-
-
-@pytest.mark.model
-def test_cli_serves_the_builtin_model(workspace: Any) -> None:
-    """The real command: it prints its URL, answers, and listens on loopback only."""
-    env = {"TUNELAB_WORKSPACE": str(workspace.root)}
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tunelab", "serve", "builtin", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # blocks until the server is listening (or exits)
-        found = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
-        stderr = process.stderr.read() if process.stderr and process.poll() is not None else ""
-        assert found, line + stderr
-        api = openai.OpenAI(base_url=found.group(1), api_key="none", max_retries=0, timeout=120)
-        assert [m.id for m in api.models.list()] == ["builtin"]
-        reply = api.completions.create(
-            model="builtin", prompt="The capital of France is", max_tokens=3
-        )
-        assert reply.usage is not None and reply.usage.completion_tokens >= 1
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_cli_refuses_a_bad_port(workspace: Any, cli: Any) -> None:

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli_common import console, emit_json, state
+from tunelab.cli_common import console, emit_json, fail, state
 from tunelab.store import Model
 
 model_app = typer.Typer(help="Register and inspect models.", no_args_is_help=True)
@@ -31,18 +31,50 @@ def lineage(model: Model) -> list[str]:
 @model_app.command("add")
 def model_add(
     source: str = typer.Argument(
-        ..., help="builtin, a Hugging Face folder, a .gguf file, or a hub id."
+        ...,
+        help="builtin, a Hugging Face folder, a .gguf file, a hub id, or openai:MODEL (an "
+        "OpenAI-compatible endpoint; needs --base-url).",
     ),
     name: str | None = typer.Option(None, "--name", "-n", help="Name in the workspace."),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow the model's own code to run."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="openai:MODEL only: the API's base URL, e.g. http://host:8000/v1."
+    ),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="openai:MODEL only: environment variable holding the key."
+    ),
+    price_in: float = typer.Option(
+        0.0, "--price-in", help="openai:MODEL only: USD per 1M input tokens."
+    ),
+    price_out: float = typer.Option(
+        0.0, "--price-out", help="openai:MODEL only: USD per 1M output tokens."
+    ),
+    max_concurrency: int = typer.Option(
+        4, "--max-concurrency", help="openai:MODEL only: requests in flight at once."
+    ),
 ) -> None:
     """Register a model in the workspace (nothing is loaded or copied)."""
+    from tunelab.engine.models.endpoint import SPEC_PREFIX, register_endpoint
     from tunelab.engine.models.sources import register_model
 
-    model = register_model(state.store(), source, name=name, trust_remote_code=trust_remote_code)
+    if source.startswith(SPEC_PREFIX):
+        fields = {
+            "base_url": base_url,
+            "api_key_env": api_key_env,
+            "price_in_per_1m": price_in,
+            "price_out_per_1m": price_out,
+            "max_concurrency": max_concurrency,
+        }
+        model = register_endpoint(state.store(), source, fields, name=name)
+    else:
+        if base_url is not None or api_key_env is not None:
+            fail("--base-url and --api-key-env are for endpoint models: openai:MODEL")
+        model = register_model(
+            state.store(), source, name=name, trust_remote_code=trust_remote_code
+        )
     if json_output:
         emit_json(model)
     else:

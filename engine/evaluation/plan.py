@@ -28,6 +28,7 @@ from tunelab.engine.evaluation.metrics import (
     score_example,
 )
 from tunelab.engine.evaluation.request import EvalRequest
+from tunelab.engine.models.endpoint import is_endpoint
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.store import (
     CachedResponse,
@@ -84,6 +85,8 @@ class RowJob:
     token_count: int
     reference: str | None
     cache_key: str
+    messages: tuple[dict[str, str], ...] = ()
+    """Chat mode on an endpoint model: the messages sent to its chat API."""
 
 
 def _resolve_version(store: Store, prompt: str | PromptVersion) -> PromptVersion:
@@ -154,6 +157,15 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
     rows = store.dataset_rows(dataset.name, split, indices=indices)
     check_variables(version, dataset, rows)
     model = resolve_model_arg(store, request.model)
+    if is_endpoint(model):
+        from tunelab.engine.generation.endpoint import check_settings
+
+        if request.scoring == "likelihood":
+            raise BadInputError(
+                f"likelihood scoring needs the model's logits; endpoint model {model.name!r} "
+                "does not give them: use --scoring generate"
+            )
+        check_settings(settings)
     # Greedy decoding is deterministic; sampling is only when the user fixed the seed.
     cacheable = request.scoring == "likelihood" or settings.greedy or "seed" in raw_settings
     return EvalPlan(
@@ -211,6 +223,11 @@ def load(store: Store, plan: EvalPlan) -> Any:
     from tunelab.engine.generation import likelihood  # noqa: F401 - imported early on purpose
     from tunelab.engine.models.loading import load_model
 
+    if is_endpoint(plan.model):
+        from tunelab.engine.generation.endpoint import EndpointModel
+        from tunelab.engine.models.endpoint import EndpointConfig
+
+        return EndpointModel(EndpointConfig.from_model(plan.model), plan.model.name)
     return load_model(store, plan.model)
 
 
@@ -249,7 +266,10 @@ def render_jobs(store: Store, plan: EvalPlan, loaded: Any) -> list[RowJob]:
         else plan.settings.max_new_tokens
     )
     # The same renderer as `tunelab generate` and the Playground, so a row reads the same.
-    renderer = RowRenderer(store, plan.version, loaded, plan.dataset, plan.split, room)
+    # An endpoint has no tokenizer here: chat mode sends the messages, its chat API templates.
+    endpoint = is_endpoint(plan.model)
+    local = None if endpoint else loaded
+    renderer = RowRenderer(store, plan.version, local, plan.dataset, plan.split, room)
     reference = plan.dataset.reference_column
     jobs: list[RowJob] = []
     for row in plan.rows:
@@ -269,6 +289,7 @@ def render_jobs(store: Store, plan: EvalPlan, loaded: Any) -> list[RowJob]:
                 rendered.token_count or 0,
                 None if ref_value is None else str(ref_value),
                 key,
+                tuple(rendered.messages) if endpoint else (),
             )
         )
     return jobs
@@ -403,9 +424,15 @@ def _generate(
 ) -> tuple[dict[str, tuple[CachedResponse, Timing]], bool]:
     from tunelab.engine.generation.batched import generate_batch
 
-    results = generate_batch(
-        loaded, [j.prompt for j in jobs], plan.settings, on_progress=None, should_stop=should_stop
-    )
+    if is_endpoint(plan.model):
+        from tunelab.engine.generation.endpoint import EndpointPrompt, generate_endpoint
+
+        requests = [EndpointPrompt(j.prompt, list(j.messages)) for j in jobs]
+        results = generate_endpoint(loaded, requests, plan.settings, should_stop=should_stop)
+    else:
+        results = generate_batch(
+            loaded, [j.prompt for j in jobs], plan.settings, should_stop=should_stop
+        )
     fresh: dict[str, tuple[CachedResponse, Timing]] = {}
     for job, result in zip(jobs, results, strict=True):
         if result.finish_reason == "cancelled":

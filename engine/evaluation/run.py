@@ -24,6 +24,7 @@ from tunelab.engine.evaluation.request import (
     ProgressCallback,
     StopCheck,
 )
+from tunelab.engine.models.endpoint import is_endpoint
 from tunelab.store import Run, RunClaimedError, RunOutput, Store
 
 
@@ -229,7 +230,9 @@ def _execute(
             if not complete:
                 interrupted = True
                 break
-        if not interrupted and request.latency_probe > 0 and not stop():
+        # An endpoint's rows are single requests already: their latencies are the probe's.
+        probing = request.latency_probe > 0 and not is_endpoint(plan.model)
+        if not interrupted and probing and not stop():
             probe = run_probe(plan, loaded, jobs, request.latency_probe, request.seed, stop)
             store.add_probe_requests(run.id, probe)
     except KeyboardInterrupt:

@@ -87,6 +87,11 @@ def is_offline() -> bool:
 
 def model_ref(store: Store, model: Model) -> ModelRef:
     """Resolve a store record to where its weights live (converting GGUF, following adapters)."""
+    if model.kind == "endpoint":
+        raise BadInputError(
+            f"model {model.name!r} is served by {model.path}; it has no weights here to load, "
+            "fine-tune or export"
+        )
     if model.source not in SOURCES:
         raise BadInputError(
             f"model {model.name!r} has unknown source {model.source!r}; "

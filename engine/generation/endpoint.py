@@ -1,0 +1,208 @@
+"""Generation on endpoint models: concurrent requests to an OpenAI-compatible API.
+
+Local batching has no meaning here, so rows go out as separate requests, at most
+`max_concurrency` at once, each with its own timeout. A 429, a 5xx, a timeout or a dropped
+connection is retried with exponential backoff (honouring Retry-After); an auth failure or a
+4xx stops the run with one line. Token counts are the API's own `usage`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.generation.batched import GenerationProgress, GenerationResult
+from tunelab.engine.models.endpoint import EndpointConfig, short_cause
+
+if TYPE_CHECKING:
+    from tunelab.engine.prompts.settings import GenerationSettings
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 20.0
+FINISH = {"stop": "stop", "length": "length", "content_filter": "stop", "tool_calls": "stop"}
+"""OpenAI finish reasons → tunelab's (an endpoint cannot tell eos from a stop string)."""
+
+
+@dataclass(frozen=True)
+class EndpointPrompt:
+    """One request: chat messages (chat mode) or the rendered text (plain mode)."""
+
+    text: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class EndpointModel:
+    """An endpoint model ready to take requests; stands where a `LoadedModel` does."""
+
+    config: EndpointConfig
+    name: str
+    fingerprint: str = ""
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    """How retries wait (tests pass a recorder)."""
+
+    def __post_init__(self) -> None:
+        self.fingerprint = self.fingerprint or self.config.fingerprint
+
+
+def check_settings(settings: GenerationSettings) -> None:
+    """Refuse, in one line, what an OpenAI-compatible API cannot be asked for."""
+    if settings.logit_bias:
+        raise BadInputError(
+            "logit_bias cannot be sent to an endpoint model (the API keys it by token id of a "
+            "tokenizer tunelab does not have); remove it from the settings"
+        )
+    if settings.top_k or settings.repetition_penalty != 1.0:
+        raise BadInputError(
+            "top_k and repetition_penalty are not part of the OpenAI API; reset them "
+            "(top_k=0, repetition_penalty=1) for an endpoint model"
+        )
+
+
+def _request_args(
+    prompt: EndpointPrompt, model: str, settings: GenerationSettings
+) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "model": model,
+        "max_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+    }
+    if settings.stop:
+        args["stop"] = list(settings.stop)
+    if not settings.greedy:
+        args["seed"] = settings.seed
+    if prompt.messages:
+        args["messages"] = prompt.messages
+    else:
+        args["prompt"] = prompt.text
+    return args
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _one(
+    client: Any, endpoint: EndpointModel, prompt: EndpointPrompt, settings: GenerationSettings
+) -> GenerationResult:
+    """One request with retries; the latency is the successful attempt's wall time."""
+    import openai  # deferred: only endpoint models need the client
+
+    config = endpoint.config
+    args = _request_args(prompt, config.model, settings)
+    for attempt in range(config.max_retries + 1):
+        began = time.perf_counter()
+        try:
+            if prompt.messages:
+                reply = client.chat.completions.create(**args)
+                text = reply.choices[0].message.content or ""
+            else:
+                reply = client.completions.create(**args)
+                text = reply.choices[0].text or ""
+        except openai.AuthenticationError as exc:
+            raise EngineError(
+                f"{config.base_url} refused the API key ({exc.status_code}); check "
+                + (config.api_key_env or "--api-key-env")
+            ) from exc
+        except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError) as exc:
+            failure: Exception = exc
+            wait = _retry_after(exc)
+        except openai.InternalServerError as exc:
+            failure, wait = exc, _retry_after(exc)
+        except openai.APIStatusError as exc:
+            message = getattr(exc, "message", "") or str(exc)
+            raise EngineError(
+                f"{config.base_url} rejected the request ({exc.status_code}): "
+                f"{message.splitlines()[0] if message else 'no message'}"
+            ) from exc
+        else:
+            elapsed_ms = (time.perf_counter() - began) * 1000
+            usage = reply.usage
+            finish = FINISH.get(str(reply.choices[0].finish_reason), "stop")
+            return GenerationResult(
+                text,
+                int(usage.prompt_tokens) if usage else 0,
+                int(usage.completion_tokens) if usage else 0,
+                elapsed_ms,
+                finish,
+                elapsed_ms,
+                1,
+            )
+        if attempt == config.max_retries:
+            break
+        endpoint.sleep(
+            min(BACKOFF_CAP_S, wait if wait is not None else BACKOFF_BASE_S * 2**attempt)
+        )
+    what = "timed out" if isinstance(failure, openai.APITimeoutError) else short_cause(failure)
+    raise EngineError(
+        f"{config.base_url} failed {config.max_retries + 1} times ({what}); "
+        "check the server or raise max_retries"
+    )
+
+
+def generate_endpoint(
+    endpoint: EndpointModel,
+    prompts: Sequence[EndpointPrompt],
+    settings: GenerationSettings,
+    on_progress: Callable[[GenerationProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[GenerationResult]:
+    """Generate for many prompts, `max_concurrency` requests at a time.
+
+    Args:
+        endpoint: the endpoint model.
+        prompts: one request per row, in order.
+        settings: generation settings (checked by `check_settings`).
+        on_progress: called after each finished row.
+        should_stop: polled before each request; rows not sent come back "cancelled".
+
+    Returns:
+        One result per prompt, in the order given.
+    """
+    import openai  # deferred: only endpoint models need the client
+
+    check_settings(settings)
+    config = endpoint.config
+    client = openai.OpenAI(
+        base_url=config.base_url,
+        api_key=config.api_key(),
+        max_retries=0,  # retried here, with backoff we control and test
+        timeout=config.timeout_s,
+    )
+    results: list[GenerationResult | None] = [None] * len(prompts)
+    lock = threading.Lock()
+    done = [0]
+
+    def work(i: int) -> None:
+        if should_stop is not None and should_stop():
+            return
+        result = _one(client, endpoint, prompts[i], settings)
+        with lock:
+            results[i] = result
+            done[0] += 1
+            if on_progress is not None:
+                on_progress(GenerationProgress(done[0], len(prompts), [i], [result]))
+
+    try:
+        with ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="tunelab-api") as pool:
+            futures = [pool.submit(work, i) for i in range(len(prompts))]
+            for future in futures:
+                error = future.exception()
+                if error is not None:
+                    for other in futures:
+                        other.cancel()
+                    raise error
+    finally:
+        client.close()
+    return [r if r is not None else GenerationResult("", 0, 0, 0.0, "cancelled") for r in results]
