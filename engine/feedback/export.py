@@ -9,83 +9,23 @@ lineage names the runs, outputs, ratings, corrections, preferences and filters b
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
-import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.engine.data.importing import DEFAULT_METRICS, fingerprint_rows
 from tunelab.engine.errors import BadInputError
+from tunelab.engine.feedback.options import ExportOptions
+from tunelab.engine.feedback.writing import ExportResult, register_export
 from tunelab.engine.prompts.templates import RowRenderer
-from tunelab.store import Dataset, NewDataset, NewSplit, Run, RunOutput, Store
+from tunelab.store import Dataset, Run, RunOutput, Store
 
-FORMATS = ("jsonl", "hf")
-"""`jsonl`: one file; `hf`: a folder `datasets.load_from_disk` reads."""
-EXPORT_SPLIT = "train"
-"""The one split an exported dataset has: it exists to be trained on."""
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What to export and where.
-
-    Args:
-        min_rating: SFT keeps outputs rated at least this (corrected rows always qualify).
-        corrected_only: SFT keeps only corrected rows, with the correction as the completion.
-        include_eval_split: keep rows of splits other than `train_split` (leaks them).
-        train_split: the split training may see; rows of every other split are held out.
-        name: the dataset to register; default one named after the source.
-        out: the file (or folder for `hf`); default `exports/NAME.jsonl` in the workspace.
-        format: `jsonl` or `hf`.
-    """
-
-    min_rating: int = field(default=4, metadata={"help": "Keep outputs rated at least this (1-5)."})
-    corrected_only: bool = field(
-        default=False, metadata={"help": "Keep only corrected rows (SFT)."}
-    )
-    include_eval_split: bool = field(
-        default=False,
-        metadata={"help": "Also export rows of splits other than the training split."},
-    )
-    train_split: str = field(
-        default="train", metadata={"help": "The split whose rows training may see."}
-    )
-    name: str | None = field(default=None, metadata={"help": "Name of the dataset to register."})
-    out: Path | None = field(default=None, metadata={"help": "File (or folder) to write."})
-    format: str = field(default="jsonl", metadata={"help": "jsonl, or hf for a datasets folder."})
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_rating <= 5:
-            raise BadInputError(f"--min-rating is 1 to 5, not {self.min_rating}")
-        if self.format not in FORMATS:
-            raise BadInputError(f"--format is one of {', '.join(FORMATS)}, not {self.format!r}")
-        if self.name is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", self.name):
-            raise BadInputError(
-                f"bad dataset name {self.name!r}: use letters, digits, '.', '_' or '-'"
-            )
-
-    def filters(self) -> dict[str, Any]:
-        return {
-            "min_rating": self.min_rating,
-            "corrected_only": self.corrected_only,
-            "include_eval_split": self.include_eval_split,
-            "train_split": self.train_split,
-        }
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """What an export wrote: the registered dataset, the file and what it holds."""
-
-    dataset: Dataset
-    path: Path
-    rows: int
-    lineage: dict[str, Any]
+__all__ = [
+    "ExportOptions",
+    "ExportResult",
+    "export_dpo_from_preferences",
+    "export_dpo_from_ratings",
+    "export_sft",
+]
 
 
 class _Prompts:
@@ -211,7 +151,7 @@ def export_sft(
     }
     default = f"sft-from-run-{'-'.join(str(r.id) for r in runs)}"
     reference = "completion" if modes != {"chat"} else None
-    return _register(store, workspace_root, records, lineage, options, default, reference)
+    return register_export(store, workspace_root, records, lineage, options, default, reference)
 
 
 def export_dpo_from_ratings(
@@ -271,7 +211,7 @@ def export_dpo_from_ratings(
         "excluded": excluded,
     }
     default = f"dpo-from-ratings-{'-'.join(str(r.id) for r in runs)}"
-    return _register(store, workspace_root, records, lineage, options, default, "chosen")
+    return register_export(store, workspace_root, records, lineage, options, default, "chosen")
 
 
 def export_dpo_from_preferences(
@@ -336,7 +276,7 @@ def export_dpo_from_preferences(
         "excluded": excluded,
     }
     suffix = "-".join(str(i) for i in run_pair) if run_pair else "all"
-    return _register(
+    return register_export(
         store, workspace_root, records, lineage, options, f"dpo-from-preferences-{suffix}", "chosen"
     )
 
@@ -363,77 +303,3 @@ def _run_lineage(run: Run) -> dict[str, Any]:
         "dataset": run.dataset_name,
         "split": run.split,
     }
-
-
-def _free_name(store: Store, wanted: str | None, default: str) -> str:
-    if wanted is not None:
-        return wanted  # the store refuses a taken name with a one-line error
-    names = set(store.dataset_names())
-    name, n = default, 1
-    while name in names:
-        n += 1
-        name = f"{default}-{n}"
-    return name
-
-
-def _register(
-    store: Store,
-    workspace_root: Path,
-    records: list[dict[str, Any]],
-    lineage: dict[str, Any],
-    options: ExportOptions,
-    default_name: str,
-    reference: str | None,
-) -> ExportResult:
-    """Write the file, then register the dataset and its lineage; a failed registration
-    removes the file, so neither exists without the other."""
-    name = _free_name(store, options.name, default_name)
-    if name in store.dataset_names():
-        raise BadInputError(f"a dataset named {name!r} already exists; choose another --name")
-    suffix = ".jsonl" if options.format == "jsonl" else ""
-    path = (options.out or workspace_root / "exports" / f"{name}{suffix}").expanduser()
-    if path.exists():
-        raise BadInputError(f"{path} already exists; choose another --out (nothing was written)")
-    rows = json.loads(json.dumps(records, ensure_ascii=False))
-    split_fingerprint = fingerprint_rows(rows)
-    lineage = {**lineage, "file": str(path.resolve()), "file_format": options.format}
-    new = NewDataset(
-        name=name,
-        source=f"export:{lineage['kind']} from {lineage['source']}",
-        fingerprint=hashlib.sha256(f"{EXPORT_SPLIT}:{split_fingerprint}".encode()).hexdigest()[:16],
-        splits=[NewSplit(EXPORT_SPLIT, rows, split_fingerprint)],
-        task="generation",
-        input_columns=["messages" if reference is None else "prompt"],
-        reference_column=reference,
-        metrics=DEFAULT_METRICS["generation"] if reference is not None else [],
-        card=f"Exported by `tunelab export {lineage['kind']}` from {lineage['source']}.",
-    )
-    _write(path, rows, options.format)
-    try:
-        dataset = store.add_exported_dataset(new, lineage)
-    except BaseException:
-        _remove(path)
-        raise
-    return ExportResult(dataset, path, len(rows), lineage)
-
-
-def _write(path: Path, rows: list[dict[str, Any]], fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "hf":
-        # Deferred: `datasets` pulls in pyarrow and pandas.
-        import datasets
-
-        datasets.Dataset.from_list(rows).save_to_disk(str(path))
-        return
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(partial, path)  # a reader never sees half a file
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
