@@ -2,7 +2,8 @@
 
 Two different measurements, never mixed: **latency** is per request, from the run's latency
 probe (rows generated one at a time at batch size 1); **cost** comes from **throughput**, each
-row's share of its batch's wall time, priced at the GPU-hour rate. Training costs its job's
+row's share of its batch's wall time, priced at the GPU-hour rate (an endpoint model's run is
+billed by its API's token prices instead: `api_cost.py`). Training costs its job's
 wall-clock time * its device count at the rate of its device kind (GPU-hour or CPU-hour).
 Prices come from the workspace config (`tunelab config`), the one place they live.
 """
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from tunelab.engine.compare.api_cost import api_cost
 from tunelab.engine.compare.stats import percentile
 from tunelab.store import Job, ProbeRequest, Run, RunOutput, Store
 from tunelab.store.workspace_config import Prices
@@ -51,6 +53,9 @@ class RunCost:
     """Throughput: rows per second of batch wall time (what the cost is built on)."""
     training_device: str | None = None
     """'gpu' or 'cpu': which price the training was charged at."""
+    cost_note: str = ""
+    """Where `cost_per_1k_requests` came from when not from throughput (an endpoint's API
+    token prices: `api_cost.py`)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,11 @@ def run_cost(
     train_s, device_hours, train_note, kind = _training(store, run.model_id)
     cost, note, kind = _priced(device_hours, train_note, kind, prices)
     share_s = busy_s / n if n and busy_s > 0 else None
+    per_1k = None if share_s is None else share_s / 3600 * prices.gpu_hour * 1000
+    # An endpoint run is billed per token by its API, not per second of a GPU we rent.
+    billed = api_cost(store.get_model_by_id(run.model_id), outputs)
+    if billed is not None:
+        per_1k = billed.cost_per_1k_requests
     return RunCost(
         run_id=run.id,
         requests_timed=len(latencies),
@@ -182,7 +192,7 @@ def run_cost(
         tokens_in_per_request=sum(o.tokens_in for o in timed) / n if n else None,
         tokens_out_per_request=sum(o.tokens_out for o in timed) / n if n else None,
         tokens_per_second=sum(o.tokens_out for o in timed) / busy_s if busy_s > 0 else None,
-        cost_per_1k_requests=(None if share_s is None else share_s / 3600 * prices.gpu_hour * 1000),
+        cost_per_1k_requests=per_1k,
         training_seconds=train_s,
         training_gpu_hours=device_hours,
         training_cost=cost,
@@ -191,6 +201,7 @@ def run_cost(
         ttft_p50_ms=percentile(ttfts, 50) if ttfts else None,
         rows_per_second=n / busy_s if busy_s > 0 else None,
         training_device=kind,
+        cost_note=billed.note if billed is not None else "",
     )
 
 
