@@ -9,7 +9,7 @@ import pytest
 
 from tests.compare_helpers import base_model, classification_run, dataset, prompt
 from tests.conftest import run_cli
-from tunelab.store import Workspace
+from tunelab.store import NewModel, Workspace
 
 
 @pytest.fixture
@@ -63,6 +63,21 @@ def test_correct_prefer_and_export_round_trip(feedback_ws: Workspace) -> None:
     assert "made from: dpo export from preferences; runs 1 " in shown.stdout
     as_json = run_cli("dataset", "show", report["dataset"], "--json", workspace=feedback_ws)
     assert json.loads(as_json.stdout)["lineage"] == report["lineage"]
+
+    # A model trained on the export shows where its data came from.
+    with feedback_ws.open_store() as store:
+        data = store.get_dataset(pairs["dataset"])
+        store.add_model(
+            NewModel("tuned", "adapter", "artifact", "/models/tuned", base_model_id=1,
+                     method="lora", training_dataset_id=data.id,
+                     training_dataset_fingerprint=data.fingerprint)
+        )  # fmt: skip
+    model = run_cli("model", "show", "tuned", "--json", workspace=feedback_ws)
+    assert model.returncode == 0, model.stderr
+    assert any(
+        line.startswith("training data made from: dpo export from preferences; runs 1 ")
+        for line in json.loads(model.stdout)["lineage"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,11 @@ def lineage(model: Model) -> list[str]:
     if model.training_dataset_id is not None:
         data = store.get_dataset_by_id(model.training_dataset_id)
         parts.append(f"trained on: {data.name} ({model.training_dataset_fingerprint})")
+        made_from = store.dataset_lineage(data.id)  # an export of ratings or preferences
+        if made_from is not None:
+            from tunelab.cli_feedback import lineage_line
+
+            parts.append(f"training data made from: {lineage_line(made_from)}")
     if model.prompt_version_id is not None:
         parts.append(f"prompt: {store.get_prompt_version_by_id(model.prompt_version_id).ref}")
     if model.job_id is not None:
