@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,8 @@ BASE = ["optimize", "--prompt", "irony@1", "--dataset", "irony"]
         ([*BASE, "--budget", "4", "--val-split", "test"], "never uses the 'test' split"),
         ([*BASE, "--budget", "4", "--k-range", "9..2"], "k range"),
         ([*BASE, "--budget", "4", "--instructions", "/nonexistent.txt"], "cannot read"),
+        ([*BASE, "--budget", "4", "--detach"], "fewer than the first halving rung of 8"),
+        ([*BASE, "--budget", "4", "--first-rung", "2", "--train-split", "nope"], "nope"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(irony_ws: Workspace, args: list[str], needle: str) -> None:
@@ -73,6 +77,7 @@ def test_bad_input_exits_2_with_one_line(irony_ws: Workspace, args: list[str], n
 
 
 @pytest.mark.model
+@pytest.mark.slow  # ~40 s on 2 busy cores; the detached test below covers the CLI by default
 def test_optimize_runs_a_search_and_labels_the_best(irony_ws: Workspace, tmp_path: Path) -> None:
     instructions = tmp_path / "instructions.txt"
     instructions.write_text("Say whether the tweet is ironic.\n\nIs it irony?\n")
@@ -89,3 +94,31 @@ def test_optimize_runs_a_search_and_labels_the_best(irony_ws: Workspace, tmp_pat
     assert table.returncode == 0, table.stderr
     assert "labelled optimized" in table.stdout
     assert f"{data['evaluations']} reused" in table.stdout
+
+
+@pytest.mark.model
+def test_a_detached_search_outlives_its_command_and_labels_the_best(irony_ws: Workspace) -> None:
+    args = [*BASE, "--budget", "2", "--first-rung", "4", "--k-range", "1..1", "--pool-size", "2"]
+    started = run_cli(*args, "--detach", "--json", workspace=irony_ws)
+    assert started.returncode == 0, started.stderr
+    launched = json.loads(started.stdout)
+    log = Path(launched["log"])
+    assert log.parent == irony_ws.logs_dir and log.stat().st_mode & 0o077 == 0
+    deadline = time.monotonic() + 240
+    while _alive(launched["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling a condition with a deadline, not a fixed pause
+    assert not _alive(launched["pid"]), "the detached search did not finish in time"
+    with irony_ws.open_store() as store:
+        best = store.get_prompt_version("irony:optimized")
+    assert best.parent_version_id is not None, log.read_text()
+    assert "labelled optimized" in log.read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A finished child of an exited parent is reaped by init; a zombie counts as finished.
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split(")")[-1].split()[0] != "Z"

@@ -1,11 +1,16 @@
 """`tunelab optimize`: search a prompt's demonstrations, instruction and scoring, in the
-foreground with progress; Ctrl-C stops after the current evaluation keeping what it scored,
-and re-running with the same seed reuses every finished evaluation."""
+foreground with progress or `--detach`ed into its own session; Ctrl-C (SIGINT) stops after
+the current evaluation keeping what it scored, and re-running with the same seed reuses
+every finished evaluation."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +66,37 @@ def _print_result(result: OptimizeResult) -> None:
         console.print("[yellow]stopped early[/]: run the same command again to continue")
 
 
+def _detach(as_json: bool) -> None:
+    """Start this same command without --detach in its own session (closing the terminal or
+    the SSH connection does not stop it), its output in a log in the workspace."""
+    workspace = state.workspace()
+    # The log gets the readable table; --json answers for the command that detached.
+    args = [a for a in sys.argv[1:] if a not in ("--detach", "--json")]
+    logs = workspace.logs_dir
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"optimize-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    env = {**os.environ, "TUNELAB_WORKSPACE": str(workspace.root)}
+    with os.fdopen(fd, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tunelab", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=str(workspace.root),
+        )
+    if as_json:
+        emit_json({"pid": process.pid, "log": str(log)})
+        return
+    console.print(
+        f"optimizing in process {process.pid}; log {log}. Stop it with kill -INT "
+        f"{process.pid} (keeps what it scored); run the command again to continue."
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("optimize")
     def optimize_command(
@@ -95,11 +131,16 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seeds the pool and the strategy."),
         batch_size: int = typer.Option(8, "--batch-size", help="Rows evaluated together."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+        detach: bool = typer.Option(
+            False,
+            "--detach",
+            help="Run in a detached process that outlives the terminal; prints its pid and log.",
+        ),
     ) -> None:
         """Search demonstrations, instructions and scoring for a prompt on the validation
         split; every candidate becomes a version and the best is labelled `optimized`."""
         from tunelab.cli_eval import _stop_on_sigint
-        from tunelab.engine.optimize.search import OptimizeRequest, optimize
+        from tunelab.engine.optimize.search import OptimizeRequest, check_request, optimize
         from tunelab.engine.optimize.space import SearchSpace, parse_k_range
 
         store = state.store()
@@ -129,6 +170,11 @@ def register(app: typer.Typer) -> None:
             metric=metric,
             batch_size=batch_size,
         )
+
+        if detach:
+            check_request(store, request)  # bad input is refused here, not in the log
+            _detach(as_json)
+            return
 
         def on_progress(p: OptimizeProgress) -> None:
             e = p.evaluation

@@ -18,7 +18,7 @@ from tunelab.engine.evaluation.request import SCORING_MODES, StopCheck
 from tunelab.engine.optimize.scorer import CandidateScorer, Evaluation
 from tunelab.engine.optimize.space import SearchSpace, check_seed
 from tunelab.engine.optimize.strategies import STRATEGIES, Trial, check_strategy, run_strategy
-from tunelab.store import Dataset, DatasetRow, Store
+from tunelab.store import Dataset, DatasetRow, PromptVersion, Store
 
 OPTIMIZED_LABEL = "optimized"
 FORBIDDEN_SPLITS = ("test",)
@@ -131,15 +131,12 @@ def _pool(store: Store, dataset: Dataset, split: str, size: int, seed: int) -> l
     return [by_idx[i] for i in chosen]
 
 
-def optimize(
-    store: Store,
-    request: OptimizeRequest,
-    on_progress: Callable[[OptimizeProgress], None] | None = None,
-    should_stop: StopCheck | None = None,
-) -> OptimizeResult:
-    """Search, make every candidate a version (a child of the seed), label the best
-    `optimized`. A stopped search keeps its scored candidates; re-running it with the same
-    seed repeats the same candidates and reuses their finished runs."""
+def check_request(
+    store: Store, request: OptimizeRequest
+) -> tuple[PromptVersion, Dataset, str, list[str], int]:
+    """Everything about a search that can be refused before it starts (a front end calls it
+    before detaching): returns the seed, the dataset, the metric, the metrics the runs
+    compute and the validation split's size."""
     seed = store.get_prompt_version(request.prompt)
     dataset = store.get_dataset(request.dataset)
     space = request.space
@@ -149,6 +146,8 @@ def optimize(
             f"{dataset.name!r} is a {dataset.task} dataset"
         )
     check_seed(seed, dataset, space)
+    if space.searches_demonstrations:
+        dataset.split(request.train_split)  # an unknown split is refused with the known ones
     val_rows = dataset.split(request.val_split).row_count
     if val_rows < request.first_rung:
         raise BadInputError(
@@ -160,6 +159,20 @@ def optimize(
     if not metric:
         raise BadInputError(f"dataset {dataset.name!r} has no metric; name one with --metric")
     metrics = list(dataset.metrics) if metric in dataset.metrics else [metric]
+    return seed, dataset, metric, metrics, val_rows
+
+
+def optimize(
+    store: Store,
+    request: OptimizeRequest,
+    on_progress: Callable[[OptimizeProgress], None] | None = None,
+    should_stop: StopCheck | None = None,
+) -> OptimizeResult:
+    """Search, make every candidate a version (a child of the seed), label the best
+    `optimized`. A stopped search keeps its scored candidates; re-running it with the same
+    seed repeats the same candidates and reuses their finished runs."""
+    seed, dataset, metric, metrics, val_rows = check_request(store, request)
+    space = request.space
     model = resolve_model_arg(store, request.model)  # fails before any version is saved
     pool = (
         _pool(store, dataset, request.train_split, space.pool_size, request.seed)
