@@ -286,3 +286,49 @@ def test_migration_widens_model_checks_and_keeps_existing_rows(tmp_path: Any) ->
         )
     assert [r[0] for r in db.execute("SELECT name FROM models ORDER BY id")] == ["old", "e"]
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+@pytest.mark.parametrize("mode", ["plain", "chat"])
+def test_streamed_endpoint_text_equals_the_unstreamed_text(
+    server: ModelServer, store: Store, mode: str
+) -> None:
+    """The Playground path (the engine facade) streams an endpoint model as eval sees it."""
+    from tunelab.engine.api.facade import Engine
+    from tunelab.engine.api.types import RowInput
+    from tunelab.engine.generation.endpoint import stream_endpoint
+
+    endpoint = EndpointModel(config(server.base_url), "tiny")
+    settings = GenerationSettings(max_new_tokens=6)
+    messages = [{"role": "user", "content": "Hello"}] if mode == "chat" else []
+    prompt = EndpointPrompt("Hello", messages)
+    chunks = list(stream_endpoint(endpoint, prompt, settings))
+    [whole] = generate_endpoint(endpoint, [prompt], settings)
+    assert "".join(c.text for c in chunks) == whole.text
+    assert chunks[-1].done and chunks[-1].tokens_out == whole.tokens_out
+    _register(store, server.base_url)
+    content = PromptContent(template="Tweet: {{ text }}\nLabel:", mode=mode)
+    row = RowInput({"text": "great, more rain"})
+    engine = Engine(store)
+    assert engine.render_preview(content, row, "tiny").token_count is None
+    streamed = list(engine.stream_generate("tiny", content, row, settings, lambda: False))
+    rendered = engine.render_preview(content, row, "tiny")
+    direct = EndpointPrompt(rendered.text, list(rendered.messages))
+    [expected] = generate_endpoint(endpoint, [direct], settings)
+    assert "".join(c.text for c in streamed) == expected.text
+
+
+def test_cli_generate_streams_from_an_endpoint_model(
+    server: ModelServer, workspace: Any, cli: Any
+) -> None:
+    with workspace.open_store() as ws_store:
+        _register(ws_store, server.base_url)
+        ws_store.save_prompt_version("p", PromptContent(template="Say {{ x }}", mode="plain"))
+    done = cli("generate", "--prompt", "p", "--model", "tiny", "--input", "x=hi",
+               "--set", "max_new_tokens=4", workspace=workspace)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [expected] = generate_endpoint(
+        EndpointModel(config(server.base_url), "tiny"),
+        [EndpointPrompt("Say hi")],
+        GenerationSettings(max_new_tokens=4),
+    )
+    assert done.stdout == expected.text + "\n"

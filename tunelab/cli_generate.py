@@ -67,17 +67,28 @@ def stream_one(
                 f"prompt {version.ref} needs {', '.join(missing)}; pass --input "
                 + " ".join(f"{name}=..." for name in missing)
             )
-    loaded = load_model(store, resolve_model_arg(store, model_arg))
+    from tunelab.engine.generation.endpoint import EndpointPrompt, endpoint_of, stream_endpoint
+
+    model_record = resolve_model_arg(store, model_arg)
+    endpoint = endpoint_of(model_record)
+    loaded = None if endpoint is not None else load_model(store, model_record)
     # Rendered as `eval` renders this row (the same few-shot draw), and as the Playground does.
     renderer = RowRenderer(store, version, loaded, record, split_name, settings.max_new_tokens)
     rendered = renderer.render(data, row, must_fit=True)
     if show_prompt:
-        err_console.print(f"[dim]--- prompt ({rendered.token_count} tokens) ---[/]")
+        count = "?" if rendered.token_count is None else rendered.token_count
+        err_console.print(f"[dim]--- prompt ({count} tokens) ---[/]")
         err_console.print(rendered.text, markup=False, highlight=False)
         err_console.print("[dim]--- output ---[/]")
     ready = time.perf_counter()
     last = None
-    for chunk in stream_generate(loaded, rendered.text, settings):
+    if loaded is None:
+        assert endpoint is not None
+        request = EndpointPrompt(rendered.text, list(rendered.messages))
+        chunks = stream_endpoint(endpoint, request, settings)
+    else:
+        chunks = stream_generate(loaded, rendered.text, settings)
+    for chunk in chunks:
         if chunk.text:
             sys.stdout.write(chunk.text)
             sys.stdout.flush()

@@ -37,6 +37,7 @@ from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.text_diff import WordDiffSegment, word_diff
 
 if TYPE_CHECKING:
+    from tunelab.engine.generation.endpoint import EndpointModel
     from tunelab.engine.models.loading import LoadedModel
     from tunelab.engine.prompts.templates import RowRenderer
     from tunelab.store import PromptContent, PromptVersion, Store, Workspace
@@ -121,7 +122,7 @@ class Engine:
         self,
         content: PromptContent,
         row: RowInput,
-        loaded: LoadedModel,
+        loaded: LoadedModel | None,
         max_new_tokens: int | None = None,
     ) -> RowRenderer:
         """The renderer evaluation uses, over the row's dataset, so few-shot draws match."""
@@ -130,7 +131,17 @@ class Engine:
         dataset = self.store.get_dataset(row.dataset) if row.dataset else None
         return RowRenderer(self.store, content, loaded, dataset, row.split, max_new_tokens)
 
+    def _endpoint(self, model: str) -> EndpointModel | None:
+        """The endpoint behind `model`, or None for a model loaded here."""
+        from tunelab.engine.evaluation.plan import resolve_model_arg
+        from tunelab.engine.generation.endpoint import endpoint_of
+
+        return endpoint_of(resolve_model_arg(self.store, model))
+
     def render_preview(self, content: PromptContent, row: RowInput, model: str) -> RenderedPrompt:
+        if self._endpoint(model) is not None:
+            # No tokenizer here: the text without token counts; chat messages go as they are.
+            return self._renderer(content, row, None).render(row.values, row.idx)
         loaded = self._load(model)
         return self._renderer(content, row, loaded).render(row.values, row.idx)
 
@@ -144,6 +155,15 @@ class Engine:
     ) -> Iterator[TokenChunk]:
         from tunelab.engine.generation.batched import stream_generate
 
+        endpoint = self._endpoint(model)
+        if endpoint is not None:
+            from tunelab.engine.generation.endpoint import EndpointPrompt, stream_endpoint
+
+            shown = self._renderer(content, row, None, settings.max_new_tokens)
+            rendered = shown.render(row.values, row.idx)
+            request = EndpointPrompt(rendered.text, list(rendered.messages))
+            yield from stream_endpoint(endpoint, request, settings, should_stop)
+            return
         loaded = self._load(model)
         renderer = self._renderer(content, row, loaded, settings.max_new_tokens)
         rendered = renderer.render(row.values, row.idx, must_fit=True)

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
-from tunelab.engine.generation.batched import GenerationProgress, GenerationResult
-from tunelab.engine.models.endpoint import EndpointConfig, short_cause
+from tunelab.engine.generation.batched import GenerationProgress, GenerationResult, TokenChunk
+from tunelab.engine.models.endpoint import EndpointConfig, is_endpoint, short_cause
 
 if TYPE_CHECKING:
     from tunelab.engine.prompts.settings import GenerationSettings
+    from tunelab.store import Model
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
@@ -206,3 +207,70 @@ def generate_endpoint(
     finally:
         client.close()
     return [r if r is not None else GenerationResult("", 0, 0, 0.0, "cancelled") for r in results]
+
+
+def stream_endpoint(
+    endpoint: EndpointModel,
+    prompt: EndpointPrompt,
+    settings: GenerationSettings,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[TokenChunk]:
+    """One streamed request (the Playground, `tunelab generate`): text as the API sends it,
+    then a last chunk with the API's output token count and finish reason.
+
+    A stream is not retried once it has started (its text is already shown); a failure
+    before or during it is one line.
+    """
+    import openai  # deferred: only endpoint models need the client
+
+    check_settings(settings)
+    config = endpoint.config
+    client = openai.OpenAI(
+        base_url=config.base_url, api_key=config.api_key(), max_retries=0, timeout=config.timeout_s
+    )
+    args = {
+        **_request_args(prompt, config.model, settings),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    began = time.perf_counter()
+    first: float | None = None
+    tokens_out = 0
+    finish = "stop"
+    try:
+        create = client.chat.completions.create if prompt.messages else client.completions.create
+        stream = create(**args)
+        for event in stream:
+            if event.usage is not None:
+                tokens_out = int(event.usage.completion_tokens)
+            for choice in event.choices:
+                piece = choice.delta.content if prompt.messages else choice.text  # type: ignore[union-attr]
+                if choice.finish_reason is not None:
+                    finish = FINISH.get(str(choice.finish_reason), "stop")
+                if piece:
+                    now = time.perf_counter() - began
+                    first = now if first is None else first
+                    yield TokenChunk(piece, now, first)
+            if should_stop is not None and should_stop():
+                stream.close()
+                finish = "cancelled"
+                break
+    except openai.AuthenticationError as exc:
+        raise EngineError(
+            f"{config.base_url} refused the API key ({exc.status_code}); check "
+            + (config.api_key_env or "--api-key-env")
+        ) from exc
+    except openai.APIStatusError as exc:
+        raise EngineError(f"{config.base_url} rejected the request ({exc.status_code})") from exc
+    except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+        raise EngineError(f"{config.base_url} failed: {short_cause(exc)}") from exc
+    finally:
+        client.close()
+    yield TokenChunk("", time.perf_counter() - began, first, tokens_out, True, finish)
+
+
+def endpoint_of(model: Model) -> EndpointModel | None:
+    """The endpoint behind a model record, or None for a model loaded here."""
+    if not is_endpoint(model):
+        return None
+    return EndpointModel(EndpointConfig.from_model(model), model.name)
