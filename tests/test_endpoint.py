@@ -104,6 +104,8 @@ class FaultProxy:
     def __init__(self, target: str, failures: int, status: int | None) -> None:
         self.target, self.failures, self.status, self.seen = target, failures, status, 0
         self.release = threading.Event()
+        self.in_flight, self.most_in_flight = 0, 0
+        self.lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,9 +114,30 @@ class FaultProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                import urllib.request
+
+                with urllib.request.urlopen(proxy.target + self.path[len("/v1") :]) as reply:
+                    data = reply.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                proxy.seen += 1
+                with proxy.lock:
+                    proxy.seen += 1
+                    proxy.in_flight += 1
+                    proxy.most_in_flight = max(proxy.most_in_flight, proxy.in_flight)
+                try:
+                    self._answer(body)
+                finally:
+                    with proxy.lock:
+                        proxy.in_flight -= 1
+
+            def _answer(self, body: bytes) -> None:
                 if proxy.seen <= proxy.failures:
                     if proxy.status is None:
                         proxy.release.wait(30)  # a hung server: the client must time out
@@ -332,3 +355,18 @@ def test_cli_generate_streams_from_an_endpoint_model(
         GenerationSettings(max_new_tokens=4),
     )
     assert done.stdout == expected.text + "\n"
+
+
+def test_an_eval_keeps_max_concurrency_requests_in_flight(
+    store: Store, server: ModelServer
+) -> None:
+    proxy = FaultProxy(server.base_url, failures=0, status=429)
+    try:
+        _add_data(store)
+        _register(store, proxy.base_url, max_concurrency=3)
+        # batch_size 1 would send one row at a time; an endpoint fills its concurrency instead.
+        done = evaluate(store, _request(batch_size=1, use_cache=False))
+    finally:
+        proxy.close()
+    assert done.rows == 3 and proxy.seen == 3
+    assert proxy.most_in_flight == 3

@@ -181,6 +181,9 @@ def _execute(
 ) -> EvalResult:
     stop = should_stop or (lambda: False)
     batch_size = request.batch_size
+    if is_endpoint(plan.model):
+        # A chunk's rows are the requests in flight together: fill every concurrency slot.
+        batch_size = max(batch_size, loaded.config.max_concurrency)
     done_before = store.done_row_indices(run.id)
     pending = [job for job in jobs if job.row.idx not in done_before]
     total = len(jobs)
