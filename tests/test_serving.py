@@ -108,3 +108,36 @@ def test_cli_refuses_a_bad_port(workspace: Any, cli: Any) -> None:
     assert done.returncode == 2, done.stderr
     assert "--port" in done.stderr and "Traceback" not in done.stderr
     assert Path(workspace.root).exists()
+
+
+def test_prompt_version_templates_and_settings_apply_to_each_request(tiny: Any, store: Any) -> None:
+    """`--prompt`: the request's text fills the one variable; the version's settings are the
+    defaults (here its max_new_tokens), which a request may override."""
+    from tunelab.engine.prompts.templates import render_prompt
+    from tunelab.store import PromptContent
+
+    version = store.save_prompt_version(
+        "p",
+        PromptContent(
+            template="Tweet: {{ text }}\nLabel:", mode="plain", settings={"max_new_tokens": 5}
+        ),
+    ).version
+    two = store.save_prompt_version(
+        "two", PromptContent(template="{{ a }} and {{ b }}", mode="plain")
+    ).version
+    expected_prompt = render_prompt(version, {"text": "more rain, great"}, tiny).text
+    [local] = generate_batch(tiny, [expected_prompt], GenerationSettings(max_new_tokens=5))
+    [longer] = generate_batch(tiny, [expected_prompt], GenerationSettings(max_new_tokens=7))
+    with ModelServer(tiny, "tiny", ServeConfig(port=0), version) as templated:
+        api = openai.OpenAI(base_url=templated.base_url, api_key="x", max_retries=0)
+        reply = api.completions.create(model="tiny", prompt="more rain, great")
+        assert reply.choices[0].text == local.text
+        assert reply.usage is not None and reply.usage.prompt_tokens == local.tokens_in
+        chat = api.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "more rain, great"}], max_tokens=7
+        )
+        assert chat.choices[0].message.content == longer.text
+    with ModelServer(tiny, "tiny", ServeConfig(port=0), two) as bad:
+        api = openai.OpenAI(base_url=bad.base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="exactly one"):
+            api.completions.create(model="tiny", prompt="x")
