@@ -1,0 +1,172 @@
+"""tunelab eval against lm-evaluation-harness, whole processes, same prompts, same rows.
+
+Every figure is the wall time of a fresh process (start-up, imports, model load, the run,
+store writes), cache off, greedy, stop at newline, on TweetEval irony validation rows:
+
+- zero-shot generation: tunelab vs `lm_eval --model hf` (target >= 1.5x);
+- 8-shot with fixed examples (the first 8 rows, ~400 shared tokens): tunelab, which prefills
+  the shared prefix once, vs the harness (target >= 3x);
+- label-likelihood scoring of the 8-shot rows vs tunelab's own generation (target >= 3x);
+- process overhead: `tunelab eval --limit 1`, as a share of the zero-shot run (<= 15%);
+- under load: zero-shot again beside a CPU hog, as a share of quiet throughput (>= 40%).
+
+Ratios are taken within one invocation, so a busy machine slows both sides alike.
+
+    .venv/bin/python benchmarks/bench_eval_harness.py [--rows 256] [--no-harness]
+
+Without lm-eval installed (it is in the `dev` extra) the harness figures are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "datasets" / "tweeteval-irony-val.jsonl"
+SHOTS = 8
+HEAD = "Label each tweet as irony or non_irony.\n\n"
+TEXT = "Tweet: {{ text }}\nLabel:"
+MAX_NEW = 16
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.pop("OMP_NUM_THREADS", None)  # let each side choose its threads, as users run them
+    env.update(extra)
+    return env
+
+
+def _timed(cmd: list[str], cwd: Path) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return wall
+
+
+def _tunelab(*args: str) -> list[str]:
+    return [str(ROOT / ".venv" / "bin" / "tunelab"), *args]
+
+
+def _setup(work: Path, rows: list[dict[str, str]]) -> str:
+    """A workspace with the rows and the zero-shot, 8-shot prompts; returns the shot block."""
+    shots = "".join(f"Tweet: {r['text']}\nLabel: {r['label']}\n\n" for r in rows[:SHOTS])
+    (work / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[SHOTS:]))
+    (work / "zs.txt").write_text(HEAD + TEXT)
+    (work / "fs.txt").write_text(HEAD + shots.replace("{", "{{ '{' }}") + TEXT)
+    ws = ["-w", str(work)]
+    _timed(_tunelab("init", str(work)), work)
+    labels = ["--labels", "irony,non_irony", "--task", "classification"]
+    add = ["dataset", "add", str(work / "rows.jsonl"), "--name", "irony", "--input", "text"]
+    _timed(_tunelab(*ws, *add, "--reference", "label", *labels), work)
+    settings = ["--mode", "plain", "--stop", "\n", "--max-tokens", str(MAX_NEW), "-m", "bench"]
+    for name in ("zs", "fs"):
+        _timed(
+            _tunelab(*ws, "prompt", "new", name, "-t", str(work / f"{name}.txt"), *settings), work
+        )
+    return shots
+
+
+def _tunelab_eval(work: Path, prompt: str, rows: int, scoring: str = "generate") -> list[str]:
+    return _tunelab(
+        "-w", str(work), "eval", "-p", prompt, "-d", "irony", "--limit", str(rows),
+        "--scoring", scoring, "--no-cache", "--no-latency-probe", "--batch-size", "32",
+    )  # fmt: skip
+
+
+def _harness_task(work: Path, name: str, shots: int) -> None:
+    """An lm-eval task reading the same rows from the local file, the same prompt text."""
+    train, test = json.dumps(str(work / "shots.jsonl")), json.dumps(str(work / "rows.jsonl"))
+    # doc_to_text + " " + label + "\n\n" per shot: the same text as tunelab's 8-shot template.
+    few = (
+        f'num_fewshot: {shots}\nfewshot_split: train\nfewshot_delimiter: "\\n\\n"\n'
+        "fewshot_config:\n  sampler: first_n\n"
+        if shots
+        else ""
+    )
+    (work / "tasks" / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    train: {train}\n    test: {test}\n"
+        "test_split: test\noutput_type: generate_until\n"
+        f"description: {json.dumps(HEAD)}\n"
+        'doc_to_text: "Tweet: {{text}}\\nLabel:"\ndoc_to_target: "{{label}}"\n'
+        "target_delimiter: ' '\n"
+        f"{few}"
+        f"generation_kwargs:\n  until: ['\\n']\n  max_gen_toks: {MAX_NEW}\n  do_sample: false\n"
+        "metric_list:\n  - metric: exact_match\n"
+    )
+
+
+def _harness(work: Path, task: str, rows: int, model_dir: str) -> list[str]:
+    return [
+        str(ROOT / ".venv" / "bin" / "lm_eval"), "--model", "hf",
+        "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu",
+        "--tasks", task, "--include_path", str(work / "tasks"), "--batch_size", "32",
+        "--limit", str(rows),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--no-harness", action="store_true")
+    args = parser.parse_args()
+    with DATA.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for _, line in zip(range(SHOTS + args.rows), handle, strict=False)]
+    harness = not args.no_harness and importlib.util.find_spec("lm_eval") is not None
+    from tunelab.engine.models.cache import builtin_model_dir
+
+    model_dir = str(builtin_model_dir())
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        _setup(work, rows)
+        n = args.rows
+        print(f"rows: {n}, max_new_tokens: {MAX_NEW}, cores: {len(os.sched_getaffinity(0))}")
+        if harness:
+            (work / "tasks").mkdir()
+            # The harness's few-shot examples come from "train": the same 8 fixed rows.
+            shots = "".join(json.dumps(r) + "\n" for r in rows[:SHOTS])
+            (work / "shots.jsonl").write_text(shots)
+            _harness_task(work, "bench_zs", 0)
+            _harness_task(work, "bench_fs", SHOTS)
+        overhead = _timed(_tunelab_eval(work, "zs", 1), work)
+        zs = _timed(_tunelab_eval(work, "zs", n), work)
+        fs = _timed(_tunelab_eval(work, "fs", n), work)
+        fs_ll = _timed(_tunelab_eval(work, "fs", n, "likelihood"), work)
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            loaded = _timed(_tunelab_eval(work, "zs", n), work)
+        finally:
+            hog.kill()
+            hog.wait()
+        print(f"tunelab zero-shot:        {zs:7.1f}s  ({n / zs:5.1f} rows/s)")
+        print(f"tunelab 8-shot:           {fs:7.1f}s  ({n / fs:5.1f} rows/s)")
+        print(f"tunelab 8-shot likelihood:{fs_ll:7.1f}s  ({fs / fs_ll:5.2f}x its generation; >= 3)")
+        print(
+            f"process overhead (1 row): {overhead:7.1f}s  "
+            f"({overhead / zs:5.1%} of zero-shot; <= 15%)"
+        )
+        print(
+            f"zero-shot beside a hog:   {loaded:7.1f}s  "
+            f"({zs / loaded:5.1%} of quiet throughput; >= 40%)"
+        )
+        if harness:
+            h_zs = _timed(_harness(work, "bench_zs", n, model_dir), work)
+            h_fs = _timed(_harness(work, "bench_fs", n, model_dir), work)
+            print(f"harness zero-shot:        {h_zs:7.1f}s  (tunelab {h_zs / zs:5.2f}x; >= 1.5)")
+            print(f"harness 8-shot:           {h_fs:7.1f}s  (tunelab {h_fs / fs:5.2f}x; >= 3)")
+        else:
+            print("harness: skipped (lm-eval not installed, or --no-harness)")
+
+
+if __name__ == "__main__":
+    main()
