@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,28 @@ def test_prompt_version_templates_and_settings_apply_to_each_request(tiny: Any, 
         api = openai.OpenAI(base_url=bad.base_url, api_key="x", max_retries=0)
         with pytest.raises(openai.BadRequestError, match="exactly one"):
             api.completions.create(model="tiny", prompt="x")
+
+
+def test_malformed_bodies_get_one_line_errors(server: ModelServer) -> None:
+    import http.client
+
+    port = server.port
+    for body, headers, status in [
+        (b"{not json", {"Content-Type": "application/json"}, 400),
+        (b"[]", {}, 400),
+        (b"{}", {"Content-Length": "lots"}, 413),
+    ]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        sent = {"Authorization": "Bearer sekret", **headers}
+        if "Content-Length" in sent:
+            connection.putrequest("POST", "/v1/completions")
+            for key, value in sent.items():
+                connection.putheader(key, value)
+            connection.endheaders(body)
+        else:
+            connection.request("POST", "/v1/completions", body=body, headers=sent)
+        reply = connection.getresponse()
+        payload = reply.read()
+        connection.close()
+        assert reply.status == status, payload
+        assert "\n" not in json.loads(payload)["error"]["message"]

@@ -178,9 +178,14 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in kinds:
             self._error(404, f"no route {path}", "not_found_error")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._error(413, "request body too large", "invalid_request_error")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self._error(
+                413, "the request body must be a JSON object under 8 MiB", "invalid_request_error"
+            )
             return
         served = self.server_model
         try:
@@ -195,6 +200,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, str(exc), "invalid_request_error")
         except EngineError as exc:
             self._error(500, str(exc), "server_error")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away mid-answer
+        except Exception as exc:  # one line to the client instead of a traceback in the server
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            self._error(500, f"generation failed: {first}", "server_error")
 
     def _stream(self, request: ServeRequest) -> None:
         loaded = self.server_model.loaded
