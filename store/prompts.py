@@ -243,9 +243,7 @@ class PromptStore(StoreBase):
         """Rewrite a version's commit message; its content (and hash) stays as it is. A
         prompt search saves a candidate before scoring it and writes the score in after."""
         with self._write() as db:
-            db.execute(
-                "UPDATE prompt_versions SET message = ? WHERE id = ?", [message, version_id]
-            )
+            db.execute("UPDATE prompt_versions SET message = ? WHERE id = ?", [message, version_id])
 
     def set_label(self, ref: str, label: str) -> tuple[PromptVersion, int | None]:
         """Point `label` at the version `ref` names; returns it and the version it moved from."""
