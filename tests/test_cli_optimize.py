@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -122,3 +123,29 @@ def _alive(pid: int) -> bool:
     # A finished child of an exited parent is reaped by init; a zombie counts as finished.
     status = Path(f"/proc/{pid}/stat")
     return status.exists() and status.read_text().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.model
+@pytest.mark.slow  # ~35 s: two processes load the model; the engine's stop test is the quick one
+def test_a_killed_search_resumes_when_run_again(irony_ws: Workspace) -> None:
+    args = [*BASE, "--budget", "3", "--first-rung", "2", "--k-range", "1..2", "--pool-size", "3"]
+    started = run_cli(*args, "--detach", "--json", workspace=irony_ws)
+    assert started.returncode == 0, started.stderr
+    pid = json.loads(started.stdout)["pid"]
+    deadline = time.monotonic() + 240
+    with irony_ws.open_store() as store:
+        while time.monotonic() < deadline and _alive(pid):
+            if sum(1 for r in store.list_runs() if r.status == "succeeded") >= 2:
+                break
+            time.sleep(0.1)  # polling a condition with a deadline, not a fixed pause
+        finished_before = {r.id for r in store.list_runs() if r.status == "succeeded"}
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)  # no chance to stop cleanly: the worst case
+    assert len(finished_before) >= 2
+    again = run_cli(*args, "--json", workspace=irony_ws)
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert not result["interrupted"]
+    assert result["reused_evaluations"] >= 2
+    with irony_ws.open_store() as store:
+        assert store.get_prompt_version("irony:optimized").ref == result["best_ref"]
