@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +172,52 @@ def test_malformed_bodies_get_one_line_errors(server: ModelServer) -> None:
         connection.close()
         assert reply.status == status, payload
         assert "\n" not in json.loads(payload)["error"]["message"]
+
+
+def test_cli_serves_an_adapter_by_its_workspace_name(
+    tiny: Any, workspace: Any, tmp_path: Path
+) -> None:
+    """`tunelab serve ADAPTER`: the adapter on its base, as a local load of it generates."""
+    from peft import LoraConfig, get_peft_model
+
+    from tunelab.engine.models.loading import load_model
+    from tunelab.store import NewModel
+
+    folder = tmp_path / "lora"
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(copy.deepcopy(tiny.model), lora).save_pretrained(str(folder))
+    with workspace.open_store() as ws_store:
+        assert tiny.ref is not None
+        base = ws_store.add_model(
+            NewModel(name="tiny", kind="base", source="hf_folder", path=tiny.ref.path)
+        )
+        adapter = ws_store.add_model(
+            NewModel(
+                name="ft",
+                kind="adapter",
+                source="artifact",
+                path=str(folder),
+                base_model_id=base.id,
+            )
+        )
+        loaded = load_model(ws_store, adapter, device="cpu")
+    [local] = generate_batch(loaded, ["Hello there"], GenerationSettings(max_new_tokens=6))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tunelab", "serve", "ft", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TUNELAB_WORKSPACE": str(workspace.root), "CUDA_VISIBLE_DEVICES": ""},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
+        assert found, line
+        api = openai.OpenAI(base_url=found.group(1), api_key="x", max_retries=0, timeout=120)
+        assert [m.id for m in api.models.list()] == ["ft"]
+        reply = api.completions.create(model="ft", prompt="Hello there", max_tokens=6)
+        assert reply.choices[0].text == local.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
