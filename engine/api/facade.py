@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tunelab.engine.api.training_form import (
     JOB_FIELDS,
@@ -25,6 +25,7 @@ from tunelab.engine.api.types import (
     EvalOutcome,
     EvalProgress,
     EvalSpec,
+    FormValues,
     ProgressCallback,
     RenderedPrompt,
     RowInput,
@@ -197,7 +198,7 @@ class Engine:
     def training_fields(self) -> list[TrainingField]:
         return training_fields()
 
-    def training_command(self, values: dict[str, Any]) -> str:
+    def training_command(self, values: FormValues) -> str:
         defaults = {f.name: f.default for f in self.training_fields()}
         return training_command_line(values, defaults)
 
@@ -206,7 +207,7 @@ class Engine:
             raise EngineError("fine-tuning needs a workspace folder; open tunelab in one")
         return self.workspace
 
-    def launch_job(self, values: dict[str, Any]) -> int:
+    def launch_job(self, values: FormValues) -> int:
         return launch_from_form(self.store, self._workspace(), values)
 
     def cancel_job(self, job_id: int) -> None:

@@ -8,9 +8,9 @@ options are generated from, so the form's command line always runs.
 from __future__ import annotations
 
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from tunelab.engine.api.types import TrainingField
+from tunelab.engine.api.types import FormValues, TrainingField
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.training.options import ConfigOption, config_options
 
@@ -39,7 +39,7 @@ def training_fields() -> list[TrainingField]:
     return [*JOB_FIELDS, *config_fields()]
 
 
-def _toml_value(value: Any) -> str:
+def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -49,7 +49,7 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def training_command_line(values: dict[str, Any], defaults: dict[str, Any]) -> str:
+def training_command_line(values: FormValues, defaults: FormValues) -> str:
     """The `tunelab tune` command equal to a form: settings that differ from the defaults.
 
     Settings the CLI has no flag for go into a TOML file passed with --config; its content
@@ -80,7 +80,7 @@ def training_command_line(values: dict[str, Any], defaults: dict[str, Any]) -> s
     return shlex.join(parts) + "\n# training.toml:\n" + "\n".join(config_lines)
 
 
-def given_settings(values: dict[str, Any]) -> dict[str, Any]:
+def given_settings(values: FormValues) -> FormValues:
     """The form's config settings that differ from their defaults: what the user set, as
     `tunelab tune` sees the flags its command line passes."""
     defaults = {f.name: f.default for f in config_fields()}
@@ -91,7 +91,7 @@ def given_settings(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def launch_from_form(store: Store, workspace: Workspace, values: dict[str, Any]) -> int:
+def launch_from_form(store: Store, workspace: Workspace, values: FormValues) -> int:
     """Queue the job a form describes, checked as `tunelab tune` checks its flags; its id."""
     from tunelab.engine.evaluation.plan import resolve_model_arg
     from tunelab.engine.training.config import TrainingConfig
@@ -110,6 +110,6 @@ def launch_from_form(store: Store, workspace: Workspace, values: dict[str, Any])
     dataset = store.get_dataset(str(job_values["dataset"]))
     job = launch_job(
         workspace, store, config, base, dataset, str(job_values["prompt"]),
-        gpus=int(job_values["gpus"] or 0), given=list(given),
+        gpus=int(str(job_values["gpus"] or 0)), given=list(given),
     )  # fmt: skip
     return job.id
