@@ -23,7 +23,7 @@ test check: $(STAMP) lint typecheck pytest
 # processes fighting over each other's threads. Collecting no test at all (exit 5) means a
 # broken selection or conftest, so it fails too, with a line that says so.
 pytest: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -n $${PYTEST_WORKERS:-2} $(PYTEST_ARGS); \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -n $${PYTEST_WORKERS:-2} --durations=15 $(PYTEST_ARGS); \
 	status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
