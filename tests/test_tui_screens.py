@@ -194,7 +194,7 @@ async def test_runs_filter_sort_and_compare(seeded: Store) -> None:
         await wait_until(pilot, lambda: compare.comparison is not None, "the comparison")
         await settle(app, pilot)
         text = screen_text(app)
-        assert "run 2 vs run 3 on accuracy: not significant" in text
+        assert "not significant: run 2 (classify@2 on builtin) differs from run 3" in text
         assert "accuracy" in text and "-0.250" in text
 
 
@@ -251,7 +251,7 @@ async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store
         assert any(e.change == "fixed" for e in comparison.examples)
         text = screen_text(app)
         assert "accuracy" in text and "0.750" in text and "1.000" in text
-        assert "run 3 vs run 2 on accuracy:" in text
+        assert "run 3 (classify@2 on builtin-lora-1) differs from run 2" in text
         await pilot.press("t")
         await settle(app, pilot)
         await pilot.press("w")

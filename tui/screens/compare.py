@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
-from tunelab.engine.compare.report import cost_lines
+from tunelab.engine.compare.report import cost_lines, fmt_p
 from tunelab.tui.messages import OutputsDiffed, RunsCompared
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.widgets.nav_table import NavTable
@@ -30,11 +30,8 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def headline(comparison: Comparison) -> str:
-    """The verdict line: the first metric's verdict for the second run against the first."""
-    ids = [r.id for r in comparison.runs]
-    if not comparison.metrics or len(ids) < 2:
-        return comparison.verdict
-    return f"run {ids[1]} vs run {ids[0]} on {comparison.metrics[0].name}: {comparison.verdict}"
+    """The verdict line: the engine's verdict, which already names both runs and the metric."""
+    return comparison.verdict
 
 
 def counts_text(comparison: Comparison) -> str:
@@ -134,7 +131,7 @@ class CompareScreen(TunelabScreen):
             ci = f"[{_num(metric.ci_low)}, {_num(metric.ci_high)}]"
             table.add_row(
                 metric.name, *(_num(v) for v in metric.values), _num(metric.delta), ci,
-                _num(metric.p_value, 4), "yes" if metric.significant else "no", key=metric.name,
+                fmt_p(metric.p_value), "yes" if metric.significant else "no", key=metric.name,
             )  # fmt: skip
         self.query_one("#compare-cost", Static).update(
             "\n".join(
