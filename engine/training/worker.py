@@ -44,6 +44,22 @@ PROGRESS_EVERY_S = 2.0
 RESULT_FILE = "result.json"
 
 
+def _finished(outcome: str) -> tuple[str, str]:
+    """The job status and message for how training ended ('stopped', 'early_stopped', ...)."""
+    status = "cancelled" if outcome == "stopped" else "succeeded"
+    message = {"stopped": "cancelled; checkpoint saved", "early_stopped":
+               "stopped early (no improvement)"}.get(outcome, "finished")  # fmt: skip
+    return status, message
+
+
+def _failure_line(exc: BaseException) -> str:
+    """A failed job's one-line error: a user error's own message, else the exception's type too."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, EngineError | ValueError):
+        return first if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {first}"
+
+
 def _now() -> str:
     from datetime import UTC, datetime
 
@@ -246,14 +262,9 @@ def run_job(workspace: Workspace, job_id: int) -> int:
             outcome = train_distributed(workspace, job, stop)["status"]
         else:
             outcome = train_in_process(workspace, store, job, stop, worker).status
-        status = "cancelled" if outcome == "stopped" else "succeeded"
-        message = {"stopped": "cancelled; checkpoint saved", "early_stopped":
-                   "stopped early (no improvement)"}.get(outcome, "finished")  # fmt: skip
-    except (EngineError, ValueError) as exc:
-        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        traceback.print_exc()
+        status, message = _finished(outcome)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        error = _failure_line(exc)
         traceback.print_exc()
     finally:
         done.set()
@@ -333,14 +344,9 @@ def run_spec_job(spec_path: Path) -> int:
     status, error, message = "failed", None, ""
     try:
         outcome = run_training(SpecStore(spec, events), request, recorder, stop).status
-        status = "cancelled" if outcome == "stopped" else "succeeded"
-        message = {"stopped": "cancelled; checkpoint saved", "early_stopped":
-                   "stopped early (no improvement)"}.get(outcome, "finished")  # fmt: skip
-    except (EngineError, ValueError) as exc:
-        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        traceback.print_exc()
+        status, message = _finished(outcome)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        error = _failure_line(exc)
         traceback.print_exc()
     if status == "cancelled" and not stop.marker.exists():
         # A signal without a cancel request: preemption or the time limit. The checkpoint is
