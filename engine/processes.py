@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,20 @@ def process_alive(pid: int) -> bool:
         return True
     fields = _proc_stat(pid)
     return not (fields and fields[0] == "Z")
+
+
+def start_detached(
+    command: list[str], out: IO[bytes], cwd: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start `command` so it outlives its launcher: its own session (no SIGHUP from a closed
+    terminal or SSH connection), no stdin, stdout and stderr into `out`."""
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+        env=env,
+        cwd=str(cwd),
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import typer
 from rich.table import Table
 
 from tunelab.cli_common import console, emit_json, err_console, fail, state
+from tunelab.engine.processes import start_detached
 
 if TYPE_CHECKING:
     from tunelab.engine.optimize.search import OptimizeProgress, OptimizeResult
@@ -78,16 +78,7 @@ def _detach(as_json: bool) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     env = {**os.environ, "TUNELAB_WORKSPACE": str(workspace.root)}
     with os.fdopen(fd, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tunelab", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=str(workspace.root),
-        )
+        process = start_detached([sys.executable, "-m", "tunelab", *args], out, workspace.root, env)
     if as_json:
         emit_json({"pid": process.pid, "log": str(log)})
         return

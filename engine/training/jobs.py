@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.processes import boot_id, process_alive, process_start_ticks
+from tunelab.engine.processes import boot_id, process_alive, process_start_ticks, start_detached
 from tunelab.engine.training.checkpoint import STEP_PREFIX, latest_checkpoint
 from tunelab.engine.training.config import TrainingConfig, check_target_modules
 from tunelab.engine.training.job_events import job_dir, stop_file
@@ -294,16 +294,7 @@ def start_worker(workspace: Workspace, job_id: int, log_path: Path | str | None 
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNELAB_WORKSPACE": str(workspace.root)}
     with open(log, "ab") as out:
-        process = subprocess.Popen(
-            worker_command(workspace, job_id),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=str(workspace.root),
-        )
+        process = start_detached(worker_command(workspace, job_id), out, workspace.root, env)
     with _started_lock:
         _started_workers.append(process)
     reap_workers()
