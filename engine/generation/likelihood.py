@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.generation import threads
+from tunelab.engine.generation.prefix_cache import common_prefix
 from tunelab.engine.models.prompt_learning import virtual_cache, virtual_tokens
 from tunelab.engine.prompts.templates import prompt_token_ids
 
@@ -68,18 +69,6 @@ def _label_ids(tokenizer: Any, labels: list[str], spaced: bool) -> list[list[int
     return out
 
 
-def _common_prefix(rows: list[list[int]]) -> int:
-    """Tokens shared by the start of every row, leaving each row at least one of its own."""
-    if not rows:
-        return 0
-    limit = min(len(r) for r in rows) - 1
-    first = rows[0]
-    n = 0
-    while n < limit and all(r[n] == first[n] for r in rows):
-        n += 1
-    return n
-
-
 def score_labels(
     loaded: LoadedModel,
     prompts: list[str],
@@ -122,7 +111,7 @@ def score_labels(
 
     threads.apply_once()
     with loaded.lock, torch.inference_mode():
-        prefix_len = _common_prefix(encoded)
+        prefix_len = common_prefix(encoded)
         prefix_cache = None
         if virtual is not None:
             prefix_cache = virtual_cache(virtual, 1, loaded.device)
