@@ -214,13 +214,11 @@ def test_auth_failure_is_one_clear_line(tiny: Any, monkeypatch: pytest.MonkeyPat
             generate_endpoint(endpoint, [EndpointPrompt("Hi")], GenerationSettings())
 
 
-def test_logit_bias_and_likelihood_are_refused(store: Store, server: ModelServer) -> None:
+def test_logit_bias_is_refused(store: Store, server: ModelServer) -> None:
     _add_data(store)
     _register(store, server.base_url)
     with pytest.raises(BadInputError, match="logit_bias"):
         evaluate(store, _request(settings={"logit_bias": {"irony": 5}}))
-    with pytest.raises(BadInputError, match="likelihood scoring"):
-        evaluate(store, _request(scoring="likelihood"))
     assert store.list_runs() == []
 
 

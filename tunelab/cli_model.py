@@ -60,6 +60,12 @@ def model_add(
     max_concurrency: int = typer.Option(
         4, "--max-concurrency", help="openai:MODEL only: requests in flight at once."
     ),
+    api: str = typer.Option(
+        "auto",
+        "--api",
+        help="openai:MODEL only: auto (chat prompts to the chat API, plain ones to "
+        "completions), chat (a chat-only endpoint) or completions (no chat API).",
+    ),
 ) -> None:
     """Register a model in the workspace (nothing is loaded or copied)."""
     from tunelab.engine.models.endpoint import SPEC_PREFIX, register_endpoint
@@ -72,11 +78,12 @@ def model_add(
             "price_in_per_1m": price_in,
             "price_out_per_1m": price_out,
             "max_concurrency": max_concurrency,
+            "api": api,
         }
         model = register_endpoint(state.store(), source, fields, name=name)
     else:
-        if base_url is not None or api_key_env is not None:
-            fail("--base-url and --api-key-env are for endpoint models: openai:MODEL")
+        if base_url is not None or api_key_env is not None or api != "auto":
+            fail("--base-url, --api-key-env and --api are for endpoint models: openai:MODEL")
         model = register_model(
             state.store(), source, name=name, trust_remote_code=trust_remote_code
         )

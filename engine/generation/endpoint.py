@@ -85,6 +85,15 @@ def _request_args(
     return args
 
 
+def routed(prompt: EndpointPrompt, api: str) -> EndpointPrompt:
+    """The request as the endpoint's API takes it: a chat-only endpoint gets a plain prompt
+    as one user message (its chat template then wraps it); the plan refuses chat prompts for
+    a completions-only endpoint before any request."""
+    if api == "chat" and not prompt.messages:
+        return EndpointPrompt(prompt.text, [{"role": "user", "content": prompt.text}])
+    return prompt
+
+
 def _retry_after(exc: Any) -> float | None:
     response = getattr(exc, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
@@ -94,23 +103,20 @@ def _retry_after(exc: Any) -> float | None:
         return None
 
 
-def _one(
-    client: Any, endpoint: EndpointModel, prompt: EndpointPrompt, settings: GenerationSettings
-) -> GenerationResult:
-    """One request with retries; the latency is the successful attempt's wall time."""
+def with_retries(endpoint: EndpointModel, call: Callable[[], Any]) -> tuple[Any, float]:
+    """Run one API call, retrying 429s, 5xx, timeouts and dropped connections with backoff.
+
+    Returns:
+        (the reply, the successful attempt's wall time in ms). An auth failure or another
+        4xx is one line at once; the last failure after `max_retries` retries is one line.
+    """
     import openai  # deferred: only endpoint models need the client
 
     config = endpoint.config
-    args = _request_args(prompt, config.model, settings)
     for attempt in range(config.max_retries + 1):
         began = time.perf_counter()
         try:
-            if prompt.messages:
-                reply = client.chat.completions.create(**args)
-                text = reply.choices[0].message.content or ""
-            else:
-                reply = client.completions.create(**args)
-                text = reply.choices[0].text or ""
+            reply = call()
         except openai.AuthenticationError as exc:
             raise EngineError(
                 f"{config.base_url} refused the API key ({exc.status_code}); check "
@@ -128,18 +134,7 @@ def _one(
                 f"{message.splitlines()[0] if message else 'no message'}"
             ) from exc
         else:
-            elapsed_ms = (time.perf_counter() - began) * 1000
-            usage = reply.usage
-            finish = FINISH.get(str(reply.choices[0].finish_reason), "stop")
-            return GenerationResult(
-                text,
-                int(usage.prompt_tokens) if usage else 0,
-                int(usage.completion_tokens) if usage else 0,
-                elapsed_ms,
-                finish,
-                elapsed_ms,
-                1,
-            )
+            return reply, (time.perf_counter() - began) * 1000
         if attempt == config.max_retries:
             break
         endpoint.sleep(
@@ -149,6 +144,44 @@ def _one(
     raise EngineError(
         f"{config.base_url} failed {config.max_retries + 1} times ({what}); "
         "check the server or raise max_retries"
+    )
+
+
+def _one(
+    client: Any, endpoint: EndpointModel, prompt: EndpointPrompt, settings: GenerationSettings
+) -> GenerationResult:
+    """One request with retries; the latency is the successful attempt's wall time."""
+    prompt = routed(prompt, endpoint.config.api)
+    args = _request_args(prompt, endpoint.config.model, settings)
+    if prompt.messages:
+        reply, elapsed_ms = with_retries(endpoint, lambda: client.chat.completions.create(**args))
+        text = reply.choices[0].message.content or ""
+    else:
+        reply, elapsed_ms = with_retries(endpoint, lambda: client.completions.create(**args))
+        text = reply.choices[0].text or ""
+    usage = reply.usage
+    finish = FINISH.get(str(reply.choices[0].finish_reason), "stop")
+    return GenerationResult(
+        text,
+        int(usage.prompt_tokens) if usage else 0,
+        int(usage.completion_tokens) if usage else 0,
+        elapsed_ms,
+        finish,
+        elapsed_ms,
+        1,
+    )
+
+
+def open_client(endpoint: EndpointModel) -> Any:
+    """The official client for an endpoint, with our retries instead of its own."""
+    import openai  # deferred: only endpoint models need the client
+
+    config = endpoint.config
+    return openai.OpenAI(
+        base_url=config.base_url,
+        api_key=config.api_key(),
+        max_retries=0,  # retried here, with backoff we control and test
+        timeout=config.timeout_s,
     )
 
 
@@ -171,16 +204,9 @@ def generate_endpoint(
     Returns:
         One result per prompt, in the order given.
     """
-    import openai  # deferred: only endpoint models need the client
-
     check_settings(settings)
     config = endpoint.config
-    client = openai.OpenAI(
-        base_url=config.base_url,
-        api_key=config.api_key(),
-        max_retries=0,  # retried here, with backoff we control and test
-        timeout=config.timeout_s,
-    )
+    client = open_client(endpoint)
     results: list[GenerationResult | None] = [None] * len(prompts)
     lock = threading.Lock()
     done = [0]
@@ -228,6 +254,7 @@ def stream_endpoint(
     client = openai.OpenAI(
         base_url=config.base_url, api_key=config.api_key(), max_retries=0, timeout=config.timeout_s
     )
+    prompt = routed(prompt, config.api)
     args = {
         **_request_args(prompt, config.model, settings),
         "stream": True,

@@ -27,6 +27,7 @@ SPEC_PREFIX = "openai:"
 CONFIG_KEY = "endpoint"
 NO_KEY = "none"
 """The key sent when no --api-key-env is given (local servers ignore it; the client needs one)."""
+API_KINDS = ("auto", "chat", "completions")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -43,6 +44,8 @@ class EndpointConfig:
         max_concurrency: requests in flight at once during an evaluation.
         timeout_s: seconds one request may take before it is retried.
         max_retries: retries of one request after a 429, a 5xx, a timeout or a dropped connection.
+        api: auto, chat or completions: the APIs the endpoint serves (hosted chat models
+            often have no completions API; some local servers have no chat template).
     """
 
     base_url: str = field(metadata={"help": "the API's base URL (ends in /v1 for most servers)"})
@@ -55,6 +58,14 @@ class EndpointConfig:
     max_concurrency: int = field(default=4, metadata={"help": "requests in flight at once"})
     timeout_s: float = field(default=60.0, metadata={"help": "seconds per request before retry"})
     max_retries: int = field(default=4, metadata={"help": "retries on 429, 5xx and timeouts"})
+    api: str = field(
+        default="auto",
+        metadata={
+            "help": "which API the endpoint has: auto (chat prompts to /chat/completions, "
+            "plain ones to /completions), chat (chat only: plain prompts go as one user "
+            "message) or completions (completions only: chat prompts are refused)"
+        },
+    )
 
     def __post_init__(self) -> None:
         parsed = urlparse(self.base_url)
@@ -82,6 +93,8 @@ class EndpointConfig:
             )
         if not self.timeout_s > 0:
             raise BadInputError(f"timeout_s must be > 0 seconds, got {self.timeout_s}")
+        if self.api not in API_KINDS:
+            raise BadInputError(f"--api must be one of {', '.join(API_KINDS)}, got {self.api!r}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise BadInputError(f"max_retries must be >= 0, got {self.max_retries}")
 

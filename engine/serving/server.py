@@ -16,8 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
-from tunelab.engine.generation.batched import generate_batch, stream_generate
+from tunelab.engine.generation.batched import GenerationResult, generate_batch, stream_generate
 from tunelab.engine.prompts.templates import prompt_token_ids
+from tunelab.engine.serving.prompt_logprobs import echo_request, score_prompt
 from tunelab.engine.serving.protocol import (
     ServeRequest,
     chunk_body,
@@ -190,7 +191,15 @@ class _Handler(BaseHTTPRequestHandler):
         served = self.server_model
         try:
             body = json.loads(self.rfile.read(length) or b"null")
-            request = parse_request(kinds[path], body, served.loaded, served.name, served.version)
+            echo = kinds[path] == "completion" and isinstance(body, dict) and body.get("echo")
+            top = echo_request(body) if echo else None
+            if top is not None:
+                # max_tokens 0 is valid for scoring, not for generation settings.
+                scoring = {k: v for k, v in body.items() if k not in ("max_tokens", "logprobs")}
+                request = parse_request("completion", scoring, *self._served())
+                self._send_json(200, self._echo(request, top, int(body.get("max_tokens", 16))))
+                return
+            request = parse_request(kinds[path], body, *self._served())
             if request.stream:
                 self._stream(request)
             else:
@@ -205,6 +214,26 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # one line to the client instead of a traceback in the server
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             self._error(500, f"generation failed: {first}", "server_error")
+
+    def _served(self) -> tuple[LoadedModel, str, PromptVersion | None]:
+        served = self.server_model
+        return served.loaded, served.name, served.version
+
+    def _echo(self, request: ServeRequest, top: int, new_tokens: int) -> dict[str, Any]:
+        """A scoring request: the prompt's token log-probabilities (see `prompt_logprobs`)."""
+        if self.server_model.version is not None:
+            raise BadInputError(
+                "echo scoring scores the prompt as sent; it is not available with --prompt"
+            )
+        scored = score_prompt(self.server_model.loaded, request.prompt, top, new_tokens)
+        body = response_body(
+            request,
+            GenerationResult(
+                scored["text"], scored["tokens_in"], scored["tokens_out"], 0.0, "length"
+            ),
+        )
+        body["choices"][0]["logprobs"] = scored["logprobs"]
+        return body
 
     def _stream(self, request: ServeRequest) -> None:
         loaded = self.server_model.loaded
