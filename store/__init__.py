@@ -45,6 +45,7 @@ from .records import (
     SaveResult,
     Split,
 )
+from .robustness import NewRobustnessItem, RobustnessItem, RobustnessSuite
 from .store import Store
 from .workspace import Workspace, find_workspace, init_workspace
 
@@ -66,6 +67,7 @@ __all__ = [
     "Model",
     "NewDataset",
     "NewModel",
+    "NewRobustnessItem",
     "NewRunOutput",
     "NewSplit",
     "NotFoundError",
@@ -76,6 +78,8 @@ __all__ = [
     "PromptVersion",
     "ReadOnlyDatabaseError",
     "Run",
+    "RobustnessItem",
+    "RobustnessSuite",
     "RunClaimedError",
     "RunOutput",
     "SaveResult",

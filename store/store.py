@@ -19,12 +19,20 @@ from .feedback import FeedbackStore
 from .jobs import JobStore
 from .models import ModelStore
 from .prompts import PromptStore
+from .robustness import RobustnessStore
 
 _memory_counter = itertools.count()
 
 
 class Store(
-    PromptStore, FeedbackStore, DatasetStore, ModelStore, RunClaimStore, JobStore, CacheStore
+    PromptStore,
+    FeedbackStore,
+    DatasetStore,
+    ModelStore,
+    RunClaimStore,
+    JobStore,
+    CacheStore,
+    RobustnessStore,
 ):
     """Typed access to one workspace database; safe to share across threads.
 

@@ -28,6 +28,7 @@ from tunelab.engine.api.types import (
     GenerationSettings,
     ProgressCallback,
     RenderedPrompt,
+    RobustnessSummary,
     RowInput,
     StopCallback,
     TokenChunk,
@@ -201,6 +202,11 @@ class FakeEngine:
 
     def diff_words(self, before: str, after: str) -> list[WordDiffSegment]:
         return word_diff(before, after)
+
+    def robustness_for_run(self, run_id: int) -> RobustnessSummary | None:
+        from tunelab.engine.robustness.summary import robustness_for_run
+
+        return robustness_for_run(self.store, run_id)
 
 
 def _as_protocol(store: Store) -> EngineProtocol:

@@ -28,6 +28,7 @@ from tunelab.engine.api.types import (
     FormValues,
     ProgressCallback,
     RenderedPrompt,
+    RobustnessSummary,
     RowInput,
     StopCallback,
     TokenChunk,
@@ -244,6 +245,13 @@ class Engine:
         return compare_runs(
             self.store, list(run_ids), shared_rows_only=True, price_per_gpu_hour=price_per_gpu_hour
         )
+
+    # Robustness --------------------------------------------------------------------------
+    def robustness_for_run(self, run_id: int) -> RobustnessSummary | None:
+        """The latest robustness suite of a run, summarised; None when it has none."""
+        from tunelab.engine.robustness.summary import robustness_for_run
+
+        return robustness_for_run(self.store, run_id)
 
 
 __all__ = [

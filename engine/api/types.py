@@ -19,6 +19,7 @@ from tunelab.engine.generation.batched import TokenChunk
 from tunelab.engine.generation.controls import BiasEntry
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import RenderedPrompt
+from tunelab.engine.robustness.records import RobustnessSummary
 from tunelab.engine.text_diff import WordDiffSegment
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ class EngineProtocol(Protocol):
 
     def diff_words(self, before: str, after: str) -> list[WordDiffSegment]: ...
 
+    def robustness_for_run(self, run_id: int) -> RobustnessSummary | None: ...
+
 
 __all__ = [
     "BiasEntry",
@@ -135,6 +138,7 @@ __all__ = [
     "GenerationSettings",
     "ProgressCallback",
     "RenderedPrompt",
+    "RobustnessSummary",
     "RowInput",
     "StopCallback",
     "TokenChunk",

@@ -39,7 +39,7 @@ HIGHLIGHTS = 5
 
 __all__ = [
     "Trend", "TrendPoint", "classify_rows", "compare_row", "compare_runs", "count_changes",
-    "describe_model", "metric_trend", "row_diff", "verdict_text",
+    "describe_model", "metric_trend", "paired_procedure", "row_diff", "verdict_text",
 ]  # fmt: skip
 
 
@@ -110,7 +110,7 @@ def count_changes(
     return moved.count(changes.FIXED), moved.count(changes.BROKEN)
 
 
-def _procedure(
+def paired_procedure(
     series: MetricSeries, i: int, *, seed: int, n_boot: int
 ) -> stats.ExactPairedAccuracy | stats.BootstrapDelta:
     """McNemar's exact test for right/wrong rows, a BCa bootstrap for anything else."""
@@ -164,7 +164,9 @@ def _compare_metric(
     everything = np.arange(series.rows)[None, :]
     values = [float(stat(everything)[0]) for stat in series.statistics]
     alpha = 1 - confidence
-    procedures = [_procedure(series, i, seed=seed, n_boot=n_boot) for i in range(1, len(run_ids))]
+    procedures = [
+        paired_procedure(series, i, seed=seed, n_boot=n_boot) for i in range(1, len(run_ids))
+    ]
     p_values = [p.p_value for p in procedures]
     levels = stats.holm_levels(p_values, alpha)
     adjusted = stats.holm_adjusted(p_values)

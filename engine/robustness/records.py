@@ -31,6 +31,10 @@ class PerturbationResult:
     """Paired rows behind the drop."""
     detail: str = ""
     """What was changed: "typos at 5% of characters, seed 0", "instruction paraphrase 2"."""
+    test: str = ""
+    """The paired test behind `p_value` ("mcnemar-exact", "paired bootstrap (BCa)")."""
+    p_adjusted: float | None = None
+    """`p_value` after Holm's adjustment for the suite's perturbations."""
 
 
 @dataclass(frozen=True)
