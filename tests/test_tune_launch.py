@@ -46,7 +46,8 @@ def ws(workspace: Workspace, tiny_dir: Path) -> Workspace:
     ("args", "needles"),
     [
         (["--method", "prompt", "--lora-r", "16"],
-         ["--lora-r applies only to method lora, not prompt", "drop it or use --method lora"]),
+         ["--lora-r applies only to method lora or dpo, not prompt",
+          "drop it or use --method lora"]),
         (["--method", "lora", "--num-virtual-tokens", "8"],
          ["--num-virtual-tokens applies only to method prefix or prompt, not lora"]),
         (["--prompt", "tweet@1"], ["prompt tweet@1 uses tweet, which dataset 'irony' lacks"]),

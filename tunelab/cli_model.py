@@ -26,6 +26,9 @@ def lineage(model: Model) -> list[str]:
             from tunelab.cli_feedback import lineage_line
 
             parts.append(f"training data made from: {lineage_line(made_from)}")
+    start = (model.training_config or {}).get("from_adapter")
+    if start:
+        parts.append(f"started from adapter: {start} (also the DPO reference)")
     if model.prompt_version_id is not None:
         parts.append(f"prompt: {store.get_prompt_version_by_id(model.prompt_version_id).ref}")
     if model.job_id is not None:

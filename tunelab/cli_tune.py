@@ -25,7 +25,12 @@ jobs_app = typer.Typer(help="Fine-tuning jobs: list, inspect, follow, cancel, re
 def tune(
     base: str = typer.Option("builtin", "--base", help="Base model: builtin, a name, a folder."),
     dataset: str = typer.Option(..., "--dataset", help="Dataset name in the workspace."),
-    prompt: str = typer.Option(..., "--prompt", help="Prompt version that renders rows: NAME@V."),
+    prompt: str = typer.Option(
+        "",
+        "--prompt",
+        help="Prompt version that renders rows: NAME@V (dpo: default the one its export's "
+        "runs used).",
+    ),
     gpus: int = typer.Option(0, "--gpus", help="N > 1 trains data-parallel in N processes."),
     config_file: Path | None = typer.Option(
         None, "--config", help="A .json or .toml training config; flags override it."

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.models.cache import short_error
 from tunelab.engine.training.config import (
+    LORA_METHODS,
     TrainingConfig,
     check_target_modules,
     default_target_modules,
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 
 STATE_FILE = "trainer_state.pt"
 STEP_PREFIX = "step-"
+POLICY_ADAPTER = "default"
+REFERENCE_ADAPTER = "reference"
+"""DPO from an SFT adapter: the adapter is loaded twice on the one base model, frozen as the
+reference and trainable as the policy, so the base weights are in memory once."""
 
 
 @dataclass
@@ -117,7 +122,10 @@ def build_model(
     if config.is_peft:
         from peft import get_peft_model, set_peft_model_state_dict
 
-        model = get_peft_model(model, _peft_config(model, config))
+        if config.method == "dpo" and config.from_adapter:
+            model = _policy_and_reference(store, base, config.from_adapter, model)
+        else:
+            model = get_peft_model(model, _peft_config(model, config))
         if resume_dir is not None:
             from safetensors.torch import load_file
 
@@ -127,10 +135,62 @@ def build_model(
     return model, tokenizer, config.num_virtual_tokens if config.method == "prompt" else 0
 
 
+def start_adapter(store: Store, base: Model, name: str) -> Model:
+    """The LoRA adapter a DPO job starts from, checked: a LoRA adapter on `base` whose files
+    are there."""
+    import json
+
+    adapter = store.get_model(name)
+    if adapter.kind != "adapter":
+        raise BadInputError(
+            f"--from-adapter {name!r} is a {adapter.kind} model, not a LoRA adapter; give a "
+            "LoRA fine-tune (see `tunelab model list`)"
+        )
+    settings = Path(adapter.path).expanduser() / "adapter_config.json"
+    try:
+        peft_type = json.loads(settings.read_text(encoding="utf-8")).get("peft_type")
+    except (OSError, ValueError):
+        raise BadInputError(
+            f"--from-adapter {name!r}: no readable adapter_config.json in {adapter.path}"
+        ) from None
+    if peft_type != "LORA":
+        raise BadInputError(
+            f"--from-adapter {name!r} is a {peft_type} adapter; DPO starts only from a LoRA one"
+        )
+    if adapter.base_model_id != base.id:
+        trained_on = (
+            store.get_model_by_id(adapter.base_model_id).name
+            if adapter.base_model_id is not None
+            else "an unknown base"
+        )
+        raise BadInputError(
+            f"--from-adapter {name!r} was trained on {trained_on}, not {base.name}; "
+            f"pass --base {trained_on}"
+        )
+    return adapter
+
+
+def _policy_and_reference(store: Store, base: Model, adapter_name: str, model: Any) -> Any:
+    """The SFT adapter on the base twice: frozen (the reference) and trainable (the policy)."""
+    from peft import PeftModel
+
+    path = str(Path(start_adapter(store, base, adapter_name).path).expanduser())
+    peft_model = PeftModel.from_pretrained(
+        model, path, adapter_name=REFERENCE_ADAPTER, is_trainable=False
+    )
+    peft_model.load_adapter(path, adapter_name=POLICY_ADAPTER, is_trainable=True)
+    peft_model.set_adapter(POLICY_ADAPTER)  # also freezes the reference adapter
+    return peft_model
+
+
+def has_reference_adapter(model: Any) -> bool:
+    return REFERENCE_ADAPTER in getattr(model, "peft_config", {})
+
+
 def _peft_config(model: Any, config: TrainingConfig) -> Any:
     from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit
 
-    if config.method == "lora":
+    if config.method in LORA_METHODS:
         available = linear_module_names(model)
         targets = config.target_modules or default_target_modules(
             model.config.model_type, available
@@ -243,7 +303,11 @@ class Checkpointer:
             # renamed into place last: a crash or a full disk never leaves a half checkpoint
             # that looks complete, and the previous checkpoint keeps its state until then.
             unwrapped = getattr(model, "module", model)
-            unwrapped.save_pretrained(str(tmp), safe_serialization=True)
+            # Only the policy: the frozen reference copy is the adapter the job started from.
+            only = (
+                {"selected_adapters": [POLICY_ADAPTER]} if has_reference_adapter(unwrapped) else {}
+            )
+            unwrapped.save_pretrained(str(tmp), safe_serialization=True, **only)
             self.tokenizer.save_pretrained(str(tmp))
             config.to_json(tmp)
             size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())

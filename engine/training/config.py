@@ -20,12 +20,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 CONFIG_FILE = "training_config.json"
-METHODS = ("lora", "prefix", "prompt", "full")
-PEFT_METHODS = ("lora", "prefix", "prompt")
+METHODS = ("lora", "prefix", "prompt", "full", "dpo")
+PEFT_METHODS = ("lora", "prefix", "prompt", "dpo")
+LORA_METHODS = ("lora", "dpo")
+"""Methods that train a LoRA adapter: `dpo` is LoRA with the DPO loss on preference pairs."""
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-BEST_METRICS = ("val_loss", "val_accuracy", "val_exact_match")
+BEST_METRICS = ("val_loss", "val_accuracy", "val_macro_f1", "val_exact_match")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_LR = {"lora": 2e-4, "prefix": 3e-3, "prompt": 3e-3, "full": 2e-5}
+DEFAULT_LR = {"lora": 2e-4, "prefix": 3e-3, "prompt": 3e-3, "full": 2e-5, "dpo": 5e-5}
 """Learning rates that work for each method when the user gives none."""
 
 # Attention projections per architecture; LoRA on all four is the usual strong default.
@@ -47,10 +49,14 @@ class TrainingConfig:
     """How to fine-tune: method, schedule, adapter shape, evaluation and checkpoints.
 
     Args:
-        method: lora, prefix, prompt (peft adapters) or full (every weight).
+        method: lora, prefix, prompt (peft adapters), full (every weight) or dpo (a LoRA
+            adapter trained with the DPO loss on prompt/chosen/rejected rows).
         lr: learning rate; None picks the method's default (see DEFAULT_LR).
         target_modules: LoRA target module names; None picks the architecture's default.
         max_steps: optimizer steps to run; None derives them from epochs.
+        beta: DPO's KL strength; small lets the policy drift further from the reference.
+        from_adapter: DPO only: a workspace LoRA adapter (an SFT model) to start from; it is
+            also the reference policy.
     """
 
     method: str = field(
@@ -68,7 +74,10 @@ class TrainingConfig:
     )
     lr: float | None = field(
         default=None,
-        metadata={"help": "Peak learning rate (default 2e-4 lora, 3e-3 prefix/prompt, 2e-5 full)."},
+        metadata={
+            "help": "Peak learning rate (default 2e-4 lora, 3e-3 prefix/prompt, 2e-5 full, "
+            "5e-5 dpo)."
+        },
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay.", "cli": False})
     warmup_ratio: float = field(
@@ -83,20 +92,36 @@ class TrainingConfig:
             "cli": False,
         },
     )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank.", "methods": ("lora",)})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank.", "methods": LORA_METHODS})
     lora_alpha: int = field(
         default=16,
-        metadata={"help": "LoRA scaling numerator (alpha/r).", "methods": ("lora",)},
+        metadata={"help": "LoRA scaling numerator (alpha/r).", "methods": LORA_METHODS},
     )
     lora_dropout: float = field(
-        default=0.05, metadata={"help": "Dropout on the LoRA input.", "methods": ("lora",)}
+        default=0.05, metadata={"help": "Dropout on the LoRA input.", "methods": LORA_METHODS}
     )
     target_modules: list[str] | None = field(
         default=None,
         metadata={
             "help": "Module names LoRA adapts, comma-separated (default per architecture: "
             "q/k/v/o_proj).",
-            "methods": ("lora",),
+            "methods": LORA_METHODS,
+        },
+    )
+    beta: float = field(
+        default=0.1,
+        metadata={
+            "help": "DPO: how strongly the policy is held to the reference (TRL's default 0.1; "
+            "lower lets it move further).",
+            "methods": ("dpo",),
+        },
+    )
+    from_adapter: str = field(
+        default="",
+        metadata={
+            "help": "DPO: start from this LoRA adapter (an SFT model in the workspace); it is "
+            "also the reference policy (empty: a new adapter on the base model).",
+            "methods": ("dpo",),
         },
     )
     num_virtual_tokens: int = field(
@@ -180,6 +205,8 @@ class TrainingConfig:
             raise BadInputError(f"epochs must be a positive number, not {self.epochs}")
         if self.max_steps is not None:
             _at_least("max_steps", self.max_steps, 1)
+        if not (math.isfinite(self.beta) and self.beta > 0):
+            raise BadInputError(f"beta must be a positive number (e.g. 0.1), not {self.beta}")
         for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "num_virtual_tokens"):
             _at_least(name, getattr(self, name), 1)
         _at_least("max_seq_len", self.max_seq_len, 8)
@@ -197,8 +224,8 @@ class TrainingConfig:
                 isinstance(m, str) and m for m in self.target_modules
             ):
                 raise BadInputError("target_modules must be a non-empty list of module names")
-            if self.method != "lora":
-                raise BadInputError("target_modules applies only to method lora")
+            if self.method not in LORA_METHODS:
+                raise BadInputError("target_modules applies only to method lora or dpo")
         if self.packing and self.method not in ("lora", "full"):
             raise BadInputError(
                 f"packing applies only to lora and full fine-tuning, not {self.method}; "

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.processes import boot_id, process_alive, process_start_ticks, start_detached
 from tunelab.engine.training.checkpoint import STEP_PREFIX, latest_checkpoint
-from tunelab.engine.training.config import TrainingConfig, check_target_modules
+from tunelab.engine.training.config import LORA_METHODS, TrainingConfig, check_target_modules
 from tunelab.engine.training.job_events import job_dir, stop_file
 from tunelab.engine.training.options import check_options_apply
 from tunelab.engine.training.progress import TrainingProgress
@@ -62,6 +62,24 @@ def resolve_prompt(store: Store, prompt_ref: str | PromptVersion) -> PromptVersi
     return store.get_prompt_version(prompt_ref)
 
 
+def job_prompt(
+    store: Store, prompt_ref: str | PromptVersion, config: TrainingConfig, dataset: Dataset
+) -> PromptVersion:
+    """The prompt version a job records. DPO rows carry their rendered prompt, so a DPO job
+    on an export defaults to the version its runs rendered with (the one to evaluate with)."""
+    if prompt_ref:
+        return resolve_prompt(store, prompt_ref)
+    if config.method != "dpo":
+        raise BadInputError("give --prompt NAME@V: the prompt version that renders each row")
+    runs = (store.dataset_lineage(dataset.id) or {}).get("runs") or []
+    if not runs:
+        raise BadInputError(
+            f"dataset {dataset.name!r} was not exported from runs, so it names no prompt; pass "
+            "--prompt NAME@V (the prompt version the adapter will be evaluated with)"
+        )
+    return store.get_prompt_version_by_id(int(runs[0]["prompt_version_id"]))
+
+
 def launch_job(
     workspace: Workspace,
     store: Store,
@@ -91,7 +109,9 @@ def launch_job(
     Returns:
         The job, queued; the worker moves it to running as soon as the queue allows.
     """
-    prompt = resolve_prompt(store, prompt_ref)
+    prompt = job_prompt(store, prompt_ref, config, dataset)
+    if slurm is not None and config.from_adapter:
+        raise BadInputError("--from-adapter trains locally only (drop --on slurm)")
     if slurm is not None:
         from tunelab.engine.training import slurm as scheduler
 
@@ -150,7 +170,9 @@ def check_job_inputs(
             f"dataset {dataset.name!r} has no split {config.val_split!r}; "
             f"splits: {', '.join(dataset.split_names)}"
         )
-    if not dataset.reference_column:
+    if config.method == "dpo":
+        check_preferences(store, config, dataset, base)
+    elif not dataset.reference_column:
         raise BadInputError(
             f"dataset {dataset.name!r} has no reference column; fine-tuning needs the expected "
             "output of each row (re-add it with --reference COLUMN)"
@@ -159,7 +181,7 @@ def check_job_inputs(
     check_base_files(base)
     if workspace is not None:
         check_writable(workspace.models_dir)
-    if prompt is not None:
+    if prompt is not None and config.method != "dpo":
         check_rows(store, config, dataset, prompt)
     if local and config.device not in ("auto", "cpu"):
         from tunelab.engine.models.loading import (
@@ -167,7 +189,7 @@ def check_job_inputs(
         )  # imports torch: only for an explicit accelerator
 
         pick_device(config.device)  # no CUDA here: say so now, not in the job's log
-    if config.method == "lora" and config.target_modules:
+    if config.method in LORA_METHODS and config.target_modules:
         available = weight_module_names(store, base)
         if available:  # unknown layout: the worker checks against the loaded model
             check_target_modules(config.target_modules, available)
@@ -224,6 +246,21 @@ def check_rows(
                 f"{'s' if len(empty) > 1 else ''} with an empty reference {column!r} (row "
                 f"{some}); fill them in or remove them, since there is nothing to learn"
             )
+
+
+def check_preferences(store: Store, config: TrainingConfig, dataset: Dataset, base: Model) -> None:
+    """A DPO job's rows are complete preference pairs and its start adapter fits the base."""
+    from tunelab.engine.training.checkpoint import start_adapter
+    from tunelab.engine.training.data import VAL_SPLIT_NAMES
+    from tunelab.engine.training.dpo import check_preference_rows
+
+    val_split = config.val_split or next(
+        (n for n in VAL_SPLIT_NAMES if n in dataset.split_names and n != config.train_split), ""
+    )
+    for split in dict.fromkeys(s for s in (config.train_split, val_split) if s):
+        check_preference_rows(dataset, split, store.dataset_rows(dataset.name, split))
+    if config.from_adapter:
+        start_adapter(store, base, config.from_adapter)
 
 
 def _blank(value: object) -> bool:

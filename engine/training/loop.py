@@ -1,10 +1,12 @@
-"""The fine-tuning loop: LoRA, prefix or prompt tuning (peft) or full fine-tuning, on CPU or GPU.
+"""The fine-tuning loop: LoRA, prefix or prompt tuning (peft), full fine-tuning or DPO.
 
 A plain torch loop rather than HF Trainer: the loss covers completion tokens only and logits
 are computed only there, examples are batched by length, and every optimizer step is ours to
-checkpoint, so `should_stop` and resume are exact. Each checkpoint is registered in the store
-as a model with its lineage. Under torchrun (WORLD_SIZE > 1) gradients are averaged with DDP
-and only rank 0 talks to the store or writes files.
+checkpoint, so `should_stop` and resume are exact. DPO (`dpo.py`) trains a LoRA adapter on
+preference pairs in this same loop, so its jobs queue, cancel, resume and checkpoint alike.
+Each checkpoint is registered in the store as a model with its lineage. Under torchrun
+(WORLD_SIZE > 1) gradients are averaged with DDP and only rank 0 talks to the store or writes
+files.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from tunelab.engine.training.progress import TrainingProgress
 from tunelab.engine.training.steps import (
     collate,
     collate_packed,
-    label_accuracy,
+    label_metrics,
+    label_predictions,
     loss_sum,
     validation_loss,
 )
@@ -169,12 +172,24 @@ def run_training(
     pad_id = tokenizer.pad_token_id
 
     splits = plan_splits(store, dataset, cfg)
-    builder = ExampleBuilder(store, dataset, version, tokenizer, cfg)
-    train = builder.examples(splits.train)
-    val = builder.examples(splits.val)
-    labels = list(dataset.labels) if dataset.task == "classification" else []
-    candidates = [[builder.example(r, answer=lab) for lab in labels] for r in splits.val]
-    answers = [labels.index(e.reference) if e.reference in labels else -1 for e in val]
+    dpo = cfg.method == "dpo"
+    train: list[Any]
+    val: list[Any]
+    labels: list[str] = []
+    candidates: list[list[Any]] = []
+    if dpo:  # rows are prompt/chosen/rejected, already rendered: no prompt version applies
+        from tunelab.engine.training.dpo import PairTotals, pair_loss, preference_pairs
+
+        train = preference_pairs(splits.train, tokenizer, cfg.max_seq_len)
+        val = preference_pairs(splits.val, tokenizer, cfg.max_seq_len)
+    else:
+        builder = ExampleBuilder(store, dataset, version, tokenizer, cfg)
+        train = builder.examples(splits.train)
+        val = builder.examples(splits.val)
+        labels = list(dataset.labels) if dataset.task == "classification" else []
+        candidates = [[builder.example(r, answer=lab) for lab in labels] for r in splits.val]
+    answers = [labels.index(e.reference) if e.reference in labels else -1
+               for e in val] if labels else []  # fmt: skip
 
     def epoch_batches(epoch: int) -> list[list[Any]]:
         lengths = [len(e) for e in train]
@@ -219,12 +234,15 @@ def run_training(
     def evaluate() -> dict[str, float]:
         model.eval()
         out: dict[str, float] = {}
-        if val:
+        if dpo and val:
+            from tunelab.engine.training.dpo import validate_pairs
+
+            out = validate_pairs(model, val, eval_bs, cfg.beta, pad_id, device)
+        elif val:
             out["val_loss"] = validation_loss(model, val, eval_bs, pad_id, device, virtual)
         if labels and val:
-            out["val_accuracy"] = label_accuracy(
-                model, candidates, answers, eval_bs, pad_id, device, virtual
-            )
+            picked = label_predictions(model, candidates, eval_bs, pad_id, device, virtual)
+            out.update(label_metrics(picked, answers, labels))
         elif val and cfg.metric_for_best == "val_exact_match":
             from tunelab.engine.training.steps import exact_match
 
@@ -249,20 +267,31 @@ def run_training(
             cache[epoch] = epoch_batches(epoch)
         window = cache[epoch][within * cfg.grad_accum : (within + 1) * cfg.grad_accum]
         started = time.perf_counter()
+        batches: list[Any]
         if cfg.packing:
             batches = [collate_packed([[train[i] for i in row] for row in b], pad_id, device)
                        for b in window]  # fmt: skip
             tokens = sum(len(train[i]) for b in window for row in b for i in row)
+        elif dpo:  # batches of pairs; the loss is a mean over pairs, not completion tokens
+            batches = [[train[i] for i in b] for b in window]
+            tokens = sum(len(train[i]) for b in window for i in b)
         else:
             batches = [collate([train[i] for i in b], pad_id, device) for b in window]
             tokens = sum(len(train[i]) for b in window for i in b)
-        targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+        if dpo:
+            targets, pair_totals = sum(len(b) for b in window), PairTotals()
+        else:
+            targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
         total_loss = 0.0
         for n, batch in enumerate(batches):
             sync = n == len(batches) - 1 or dist_ctx.world_size == 1
             context = ddp_model.no_sync() if not sync else _nullcontext()
             with context:
-                value, _ = loss_sum(ddp_model, batch, virtual)
+                if dpo:
+                    value = pair_loss(model, ddp_model, batch, cfg.beta, pad_id, device,
+                                      pair_totals)  # fmt: skip
+                else:
+                    value, _ = loss_sum(ddp_model, batch, virtual)
                 (value / max(targets, 1)).backward()
             total_loss += float(value.detach())
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -292,8 +321,10 @@ def run_training(
             kind,
             dict(state.last_val),
             state.best_dict(),
-            {"train_loss": train_loss, "lr": lr, "tokens_per_s": speed},
-        )
+            {"train_loss": train_loss, "lr": lr, "tokens_per_s": speed,
+             **({k: v for k, v in pair_totals.means("train_").items() if k != "train_loss"}
+                if dpo else {})},
+        )  # fmt: skip
         report(progress)
         last_progress = progress
 
