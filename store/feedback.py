@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,16 @@ class Preference:
     row_idx: int
 
 
+AUTHOR_ENV = "TUNELAB_USER"
+"""Names who gives feedback when `--by` does not (a shared login, a container)."""
+
+
 def default_author() -> str:
-    """Who is giving feedback when nobody says: the login name (or 'unknown' without one)."""
+    """Who is giving feedback when nobody says: `TUNELAB_USER`, else the login name (or
+    'unknown' without one)."""
+    named = os.environ.get(AUTHOR_ENV, "").strip()
+    if named:
+        return named
     try:
         return getpass.getuser() or "unknown"
     except (OSError, KeyError):  # no login name in a bare container

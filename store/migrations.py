@@ -362,6 +362,13 @@ def m007_endpoint_models(db: Database) -> None:
 
 
 @migrations()
+def m010_feedback_authors(db: Database) -> None:
+    """Who gave each rating, as corrections and preferences already record: feedback that
+    becomes training data shows whose judgement it was. Older ratings read 'unknown'."""
+    db.execute("ALTER TABLE ratings ADD COLUMN author TEXT NOT NULL DEFAULT 'unknown'")
+
+
+@migrations()
 def m013_robustness(db: Database) -> None:
     """Robustness suites: a clean run re-run on perturbed copies of its rows (each a derived
     dataset with lineage) or with small changes to its prompt (each a child version), so

@@ -283,7 +283,12 @@ class RunStore(StoreBase):
             )
             return cursor.rowcount > 0
 
-    def rate_output(self, run_output_id: int, rating: int, note: str = "") -> None:
+    def rate_output(
+        self, run_output_id: int, rating: int, note: str = "", author: str | None = None
+    ) -> None:
+        """Record a 1-5 rating of one output; `author` defaults to `default_author()`."""
+        from .feedback import default_author
+
         if not 1 <= rating <= 5:
             raise StoreError(f"a rating is 1 to 5, not {rating}")
         with self._write() as db:
@@ -295,5 +300,6 @@ class RunStore(StoreBase):
                     "rating": rating,
                     "note": note,
                     "created_at": utc_now(),
+                    "author": author or default_author(),
                 }
             )

@@ -352,9 +352,12 @@ def register(app: typer.Typer) -> None:
         output_id: int = typer.Argument(..., help="The output's id (see run show --outputs)."),
         rating: int = typer.Argument(..., help="1 (bad) to 5 (good)."),
         note: str = typer.Option("", "--note", help="Why."),
+        by: str | None = typer.Option(
+            None, "--by", help="Who rates (default: TUNELAB_USER, else the login name)."
+        ),
     ) -> None:
         """Rate one output of a run, 1 to 5."""
-        state.store().rate_output(output_id, rating, note)
+        state.store().rate_output(output_id, rating, note, by)
         console.print(f"Rated output {output_id}: {rating}")
 
     app.add_typer(run_app, name="run")

@@ -64,7 +64,9 @@ def register(app: typer.Typer) -> None:
     def run_correct(
         output_id: int = typer.Argument(..., help="The output's id (see run show --outputs)."),
         text: str = typer.Option(..., "--text", help="The output that should have been produced."),
-        by: str | None = typer.Option(None, "--by", help="Who corrects (default: login name)."),
+        by: str | None = typer.Option(
+            None, "--by", help="Who corrects (default: TUNELAB_USER, else the login name)."
+        ),
     ) -> None:
         """Store the output that should have been produced, beside the original (versioned)."""
         correction = state.store().correct_output(output_id, text, by)
@@ -94,7 +96,9 @@ def register(app: typer.Typer) -> None:
         run_b: int = typer.Argument(..., help="Run shown as B."),
         row: int = typer.Option(..., "--row", help="The row both runs answered (its index)."),
         choice: str = typer.Option(..., "--choice", help="a, b or tie."),
-        by: str | None = typer.Option(None, "--by", help="Who judged (default: login name)."),
+        by: str | None = typer.Option(
+            None, "--by", help="Who judged (default: TUNELAB_USER, else the login name)."
+        ),
     ) -> None:
         """Record a blind A/B preference between two runs' outputs of one row."""
         store = state.store()
