@@ -298,6 +298,38 @@ def prompt_diff(
     diff_prompt_command(a, b, side_by_side=side_by_side, json_output=json_output)
 
 
+@prompt_app.command("calibrate")
+def prompt_calibrate(
+    ref: str = typer.Argument(..., help="The version to calibrate, NAME@VERSION."),
+    method: str = typer.Option(
+        ..., "--method", help="contextual (content-free inputs) or batch (unlabelled rows)."
+    ),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="A classification dataset."),
+    split: str = typer.Option(
+        "validation", "--split", help="Split whose inputs a batch prior averages."
+    ),
+    model: str = typer.Option("builtin", "--model", help="Model the prior is measured with."),
+    per_run: bool = typer.Option(
+        False, "--per-run", help="batch: store no prior; each run averages the rows it scores."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="batch: average the first N rows."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Save a child version that calibrates its label-likelihood scores (Zhao et al. 2021,
+    Zhou et al. 2023) from unlabelled inputs; likelihood evaluations of it apply the prior."""
+    from tunelab.engine.evaluation.calibrate import calibrate_version
+
+    version = calibrate_version(
+        state.store(), ref, dataset, split, method, model, per_run=per_run, limit=limit
+    )
+    if json_output:
+        emit_json(
+            {"prompt": version.prompt_name, "version": version.version, "message": version.message}
+        )
+    else:
+        console.print(f"Saved {version.ref}: {version.message}")
+
+
 @prompt_app.command("label")
 def prompt_label(
     ref: str = typer.Argument(..., help="NAME@VERSION to label (or NAME with --remove/--history)."),

@@ -13,7 +13,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tunelab.engine.errors import BadInputError
@@ -29,7 +29,8 @@ from tunelab.engine.evaluation.metrics import (
 )
 from tunelab.engine.evaluation.request import EvalRequest
 from tunelab.engine.models.endpoint import is_endpoint
-from tunelab.engine.prompts.settings import GenerationSettings
+from tunelab.engine.prompts.calibration import Calibration, calibrated_prediction
+from tunelab.engine.prompts.settings import VERSION_SECTIONS, GenerationSettings
 from tunelab.store import (
     CachedResponse,
     Dataset,
@@ -65,6 +66,13 @@ class EvalPlan:
     """Reads the final answer out of each output: the prompt version's rule, else the dataset's."""
     reference_rule: AnswerRule | None = None
     """Reads the final answer out of each reference: the dataset's rule."""
+    calibration: Calibration | None = None
+    """The version's label-score calibration (likelihood scoring only)."""
+    calibration_prior: list[float] | None = None
+    """The prior divided out of each row's label distribution: the version's stored vector,
+    or for a per-run batch calibration the mean over this run's rows once measured."""
+    prescored: dict[str, tuple[CachedResponse, Timing]] = field(default_factory=dict)
+    """Responses scored ahead of the run loop (to measure a per-run prior), by cache key."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +129,7 @@ def select_indices(row_count: int, limit: int | None, sample: int | None, seed: 
 
 def merged_settings(version: PromptVersion, overrides: dict[str, Any]) -> dict[str, Any]:
     """The prompt version's generation settings with the request's overrides on top."""
-    base = dict(version.settings)
-    base.pop("fewshot", None)
-    base.pop(RULE_SETTING, None)
+    base = {k: v for k, v in version.settings.items() if k not in VERSION_SECTIONS}
     return {**base, **overrides}
 
 
@@ -150,6 +156,14 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
     if output_rule is not None and not any(m.name.startswith("final_answer") for m in metrics):
         # A rule means the final answer is what counts; its accuracy and failure rate show.
         metrics.append(get_metric("final_answer"))
+    calibration = Calibration.from_settings(version.settings)
+    if calibration is not None:
+        if request.scoring != "likelihood":
+            raise BadInputError(
+                f"prompt {version.ref} carries a {calibration.method} calibration of label "
+                "scores, which applies to likelihood scoring; use --scoring likelihood"
+            )
+        calibration.check_labels(dataset.labels)
     row_count = dataset.split(split).row_count
     indices = select_indices(row_count, request.limit, request.sample, request.seed)
     if not indices:
@@ -184,6 +198,10 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
         sample_seed=request.seed if request.sample is not None else None,
         output_rule=output_rule,
         reference_rule=reference_rule,
+        calibration=calibration,
+        calibration_prior=(
+            list(calibration.vector) if calibration is not None and calibration.vector else None
+        ),
     )
 
 
@@ -372,17 +390,21 @@ def score_chunk(
         (scored outputs, how many came from the cache, whether the whole chunk was scored).
     """
     use_cache = plan.cacheable and plan.use_cache
-    hits = store.cached_responses(j.cache_key for j in chunk) if use_cache else {}
-    missing = [j for j in chunk if j.cache_key not in hits]
+    ahead = plan.prescored
+    prescored = {j.cache_key: ahead[j.cache_key] for j in chunk if j.cache_key in ahead}
+    unscored = [j for j in chunk if j.cache_key not in prescored]
+    hits = store.cached_responses(j.cache_key for j in unscored) if use_cache else {}
+    missing = [j for j in unscored if j.cache_key not in hits]
     fresh: dict[str, tuple[CachedResponse, Timing]] = {}
     complete = True
     if missing:
         if plan.scoring == "likelihood":
-            fresh = _likelihood(plan, loaded, missing)
+            fresh = likelihood_responses(plan, loaded, missing)
         else:
             fresh, complete = _generate(plan, loaded, missing, should_stop)
         if use_cache and fresh:
             store.cache_responses({k: v for k, (v, _) in fresh.items()})
+    fresh.update(prescored)  # scored ahead by this run: fresh rows with their own timing
     outputs: list[NewRunOutput] = []
     from_cache = 0
     for job in chunk:
@@ -405,6 +427,9 @@ def _from_response(
     if plan.scoring == "likelihood":
         label_scores: dict[str, float] = json.loads(response.output)
         prediction = max(label_scores, key=lambda k: label_scores[k]) if label_scores else INVALID
+        if label_scores and plan.calibration_prior is not None:
+            labels = list(plan.dataset.labels)
+            prediction = calibrated_prediction(label_scores, labels, plan.calibration_prior)
         return _scored(plan, job, prediction, prediction, timing, response.tokens_in, 0)
     prediction, answer_found = _prediction(plan, response.output)
     return _scored(
@@ -444,9 +469,10 @@ def _generate(
     return fresh, len(fresh) == len(jobs)
 
 
-def _likelihood(
+def likelihood_responses(
     plan: EvalPlan, loaded: Any, jobs: Sequence[RowJob]
 ) -> dict[str, tuple[CachedResponse, Timing]]:
+    """Label log-likelihoods of each job's prompt, as cacheable responses by cache key."""
     from tunelab.engine.generation.likelihood import score_labels
 
     started = time.perf_counter()

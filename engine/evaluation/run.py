@@ -14,6 +14,7 @@ from typing import Any
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.evaluation import plan as eval_plan
+from tunelab.engine.evaluation.calibrate import applied_calibration, measure_run_prior
 from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS, probe_stats, run_probe
 from tunelab.engine.evaluation.metrics import Example, aggregate_metrics
 from tunelab.engine.evaluation.plan import EvalPlan, RowJob
@@ -48,6 +49,9 @@ def evaluate(
         _check_resumable(store.get_run(request.resume_run_id), plan)
     loaded = eval_plan.load(store, plan)
     jobs = eval_plan.render_jobs(store, plan, loaded)
+    if plan.calibration is not None and plan.calibration.per_run:
+        # The prior is the mean over this run's own rows: all are scored before any is written.
+        measure_run_prior(store, plan, loaded, jobs, request.batch_size, should_stop)
     if request.resume_run_id is not None:
         run = store.reopen_run(request.resume_run_id)
     else:
@@ -281,6 +285,9 @@ def run_metrics(store: Store, plan: EvalPlan, run_id: int) -> dict[str, Any]:
             for o in outputs
         ]
         result = aggregate_metrics(plan.metrics, examples, [o.scores for o in outputs])
+    calibration = applied_calibration(plan)
+    if calibration is not None:
+        result["calibration"] = calibration
     result.update(throughput_stats(outputs))
     result.update(probe_stats(store.probe_requests(run_id)))
     result["cached_rows"] = sum(1 for o in outputs if o.cached)

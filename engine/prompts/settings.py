@@ -18,6 +18,9 @@ MAX_NEW_TOKENS_LIMIT = 32_768
 LOGIT_BIAS_LIMIT = 100.0
 """Weights beyond this swamp every other logit; the same bound for every way bias is given."""
 _BARE_UNSAFE = frozenset(",=\"'")
+VERSION_SECTIONS = ("fewshot", "answer", "calibration", "retrieval")
+"""Keys of a version's settings that are not generation settings: drawn few-shot examples,
+the answer rule, label-score calibration and retrieved demonstrations."""
 
 
 @dataclass
@@ -142,9 +145,7 @@ class GenerationSettings:
         A version's settings also carry other sections (e.g. "fewshot"); only the keys that are
         generation fields are read here, and a misspelt generation key still fails loudly.
         """
-        data = dict(settings or {})
-        data.pop("fewshot", None)
-        data.pop("answer", None)  # the answer rule, read by evaluation (`answers.RULE_SETTING`)
+        data = {k: v for k, v in (settings or {}).items() if k not in VERSION_SECTIONS}
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> GenerationSettings:

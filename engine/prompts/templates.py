@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from jinja2 import Template
 
     from tunelab.engine.models.loading import LoadedModel
+    from tunelab.engine.prompts.retrieval import RetrievalSampler
     from tunelab.store import Dataset, PromptContent, PromptVersion, Store
 
 OUTPUT_KEY = "output"
@@ -407,6 +408,14 @@ class RowRenderer:
             if fewshot.k and store is not None and dataset is not None
             else None
         )
+        from tunelab.engine.prompts.retrieval import RetrievalConfig, RetrievalSampler
+
+        retrieval = RetrievalConfig.from_settings(version.settings)
+        self.retriever = (
+            RetrievalSampler(store, dataset, retrieval, split)
+            if retrieval is not None and store is not None and dataset is not None
+            else None
+        )
 
     def render(
         self, row: dict[str, Any], row_idx: int | None = None, *, must_fit: bool = False
@@ -414,6 +423,8 @@ class RowRenderer:
         """Render one row; `must_fit` refuses a prompt that overflows the context window
         (a preview leaves that to the caller, which shows `.fits`)."""
         examples = self.sampler.examples_for(row_idx) if self.sampler is not None else None
+        if self.retriever is not None:
+            examples = self._retrieved(self.retriever, row, row_idx)
         rendered = render_preview(self.version, row, self.loaded, examples, self.room)
         if must_fit and not rendered.fits:
             where = f"row {row_idx}: " if row_idx is not None else ""
@@ -423,6 +434,15 @@ class RowRenderer:
                 "prompt, use fewer examples or lower max_new_tokens"
             )
         return rendered
+
+    @staticmethod
+    def _retrieved(
+        retriever: RetrievalSampler, row: dict[str, Any], row_idx: int | None
+    ) -> list[dict[str, Any]]:
+        """The row's nearest pool rows as examples, the nearest last (next to the row)."""
+        column = retriever.reference_column or OUTPUT_KEY
+        nearest = retriever.nearest(row, row_idx)
+        return [{**r.data, OUTPUT_KEY: r.data.get(column, "")} for r in reversed(nearest)]
 
 
 def extract_answer(version: PromptVersion | PromptContent, output: str) -> str:

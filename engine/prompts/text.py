@@ -160,8 +160,21 @@ def validated_content(content: PromptContent, row: dict[str, Any] | None = None)
     needed = variables_of(content.template)  # a syntax error names its line and column
     system_needs = variables_of(content.system) if content.system else []
     _check_examples(content.examples, needed)
-    generation = {k: v for k, v in content.settings.items() if k not in ("fewshot", "answer")}
+    from tunelab.engine.prompts import calibration, retrieval
+    from tunelab.engine.prompts.settings import VERSION_SECTIONS
+
+    generation = {k: v for k, v in content.settings.items() if k not in VERSION_SECTIONS}
     settings = GenerationSettings.from_dict(generation).to_dict()
+    calibrated = calibration.Calibration.from_settings(content.settings)
+    if calibrated is not None:
+        settings[calibration.SETTING] = calibrated.to_dict()
+    retrieving = retrieval.RetrievalConfig.from_settings(content.settings)
+    if retrieving is not None:
+        if FewShotConfig.from_settings(content.settings).k:
+            raise BadInputError(
+                "settings.fewshot and settings.retrieval both choose the examples; keep one"
+            )
+        settings[retrieval.SETTING] = retrieving.to_dict()
     if "fewshot" in content.settings:
         settings["fewshot"] = FewShotConfig.from_settings(content.settings).to_dict()
     if "answer" in content.settings:
