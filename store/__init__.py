@@ -11,6 +11,7 @@ import_sqlite_utils()
 
 from .backup import Backup
 from .connection import DatabaseGuard
+from .curves import Curve, CurveEntry, NewCurve, NewCurveEntry
 from .datasets import NewDataset, NewSplit
 from .errors import (
     ConflictError,
@@ -55,6 +56,8 @@ __all__ = [
     "ConflictError",
     "Correction",
     "CorruptDatabaseError",
+    "Curve",
+    "CurveEntry",
     "DatabaseGuard",
     "DatabaseIOError",
     "Dataset",
@@ -65,6 +68,8 @@ __all__ = [
     "LabelEvent",
     "MetricPoint",
     "Model",
+    "NewCurve",
+    "NewCurveEntry",
     "NewDataset",
     "NewModel",
     "NewRobustnessItem",

@@ -369,6 +369,97 @@ def m010_feedback_authors(db: Database) -> None:
 
 
 @migrations()
+def m012_curves(db: Database) -> None:
+    """Data-efficiency curves: one row per curve with its settings and prompt side, and one
+    per training-set size and repeat linking its seed, subset, job and evaluation run."""
+    db.execute(
+        """
+        CREATE TABLE curves (
+            id INTEGER PRIMARY KEY,
+            base_model_id INTEGER NOT NULL REFERENCES models(id),
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+            prompt_version_id INTEGER NOT NULL REFERENCES prompt_versions(id),
+            method TEXT NOT NULL,
+            train_split TEXT NOT NULL,
+            eval_split TEXT NOT NULL,
+            eval_limit INTEGER,
+            metric TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            repeats INTEGER NOT NULL,
+            confidence REAL NOT NULL DEFAULT 0.95,
+            config TEXT NOT NULL,
+            launch TEXT NOT NULL DEFAULT '{}',
+            prompt_run_id INTEGER REFERENCES runs(id),
+            prompt_run_source TEXT NOT NULL
+                CHECK (prompt_run_source IN ('given', 'best', 'evaluated')),
+            driver TEXT NOT NULL DEFAULT '{}',
+            log_path TEXT NOT NULL DEFAULT '',
+            error TEXT,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE curve_points (
+            id INTEGER PRIMARY KEY,
+            curve_id INTEGER NOT NULL REFERENCES curves(id) ON DELETE CASCADE,
+            size INTEGER NOT NULL,
+            repeat INTEGER NOT NULL,
+            seed INTEGER NOT NULL,
+            subset_dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+            subset_split TEXT NOT NULL,
+            job_id INTEGER REFERENCES jobs(id),
+            run_id INTEGER REFERENCES runs(id),
+            device TEXT,
+            train_seconds REAL,
+            train_cost REAL,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            UNIQUE (curve_id, size, repeat)
+        )"""
+    )
+
+
+@migrations()
+def m013_robustness(db: Database) -> None:
+    """Robustness suites: a clean run re-run on perturbed copies of its rows (each a derived
+    dataset with lineage) or with small changes to its prompt (each a child version), so
+    every perturbation's paired drop can be recomputed from what is stored."""
+    db.execute(
+        """
+        CREATE TABLE robustness_suites (
+            id INTEGER PRIMARY KEY,
+            clean_run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            seed INTEGER NOT NULL,
+            metric TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL
+                CHECK (status IN ('running', 'finished', 'failed', 'interrupted')),
+            error TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE robustness_items (
+            id INTEGER PRIMARY KEY,
+            suite_id INTEGER NOT NULL REFERENCES robustness_suites(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            perturbation TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('input', 'prompt')),
+            detail TEXT NOT NULL DEFAULT '',
+            dataset_id INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
+            prompt_version_id INTEGER REFERENCES prompt_versions(id),
+            run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            UNIQUE (suite_id, position)
+        )"""
+    )
+
+
+
+@migrations()
 def m013_robustness(db: Database) -> None:
     """Robustness suites: a clean run re-run on perturbed copies of its rows (each a derived
     dataset with lineage) or with small changes to its prompt (each a child version), so

@@ -13,6 +13,7 @@ from .cache import CacheStore
 from .change_watch import ChangeWatch
 from .claims import RunClaimStore
 from .connection import ConnectionPool, check_schema, damage_marker, migrate
+from .curves import CurveStore
 from .datasets import DatasetStore
 from .errors import CorruptDatabaseError, StoreError
 from .feedback import FeedbackStore
@@ -32,6 +33,7 @@ class Store(
     RunClaimStore,
     JobStore,
     CacheStore,
+    CurveStore,
     RobustnessStore,
 ):
     """Typed access to one workspace database; safe to share across threads.

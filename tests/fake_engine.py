@@ -20,6 +20,7 @@ from tunelab.engine.api.facade import (
 from tunelab.engine.api.types import (
     BiasEntry,
     Comparison,
+    CurveSummary,
     EngineProtocol,
     EvalOutcome,
     EvalProgress,
@@ -207,6 +208,18 @@ class FakeEngine:
         from tunelab.engine.robustness.summary import robustness_for_run
 
         return robustness_for_run(self.store, run_id)
+
+    def summarize_curve(self, curve_id: int) -> CurveSummary:
+        from tunelab.engine.curves.summary import summarize_curve
+
+        return summarize_curve(self.store, curve_id)
+
+    def latest_curve(
+        self, dataset: str | None = None, base_model: str | None = None
+    ) -> CurveSummary | None:
+        from tunelab.engine.curves.summary import latest_curve
+
+        return latest_curve(self.store, dataset=dataset, base_model=base_model)
 
 
 def _as_protocol(store: Store) -> EngineProtocol:

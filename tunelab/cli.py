@@ -64,6 +64,7 @@ def _register_commands() -> None:
         cli_backup,
         cli_compare,
         cli_config,
+        cli_curve,
         cli_dataset,
         cli_demo,
         cli_eval,
@@ -79,6 +80,7 @@ def _register_commands() -> None:
 
     for module in (
         cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_feedback, cli_tune,
+        cli_curve,
         cli_compare, cli_optimize, cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
     ):  # fmt: skip
         module.register(app)

@@ -21,6 +21,7 @@ from tunelab.engine.api.training_form import (
 from tunelab.engine.api.types import (
     BiasEntry,
     Comparison,
+    CurveSummary,
     EngineProtocol,
     EvalOutcome,
     EvalProgress,
@@ -252,6 +253,21 @@ class Engine:
         from tunelab.engine.robustness.summary import robustness_for_run
 
         return robustness_for_run(self.store, run_id)
+
+    # Curves ------------------------------------------------------------------------------
+    def summarize_curve(self, curve_id: int) -> CurveSummary:
+        """A data-efficiency curve as it stands: points, prompt band, crossover, state."""
+        from tunelab.engine.curves.summary import summarize_curve
+
+        return summarize_curve(self.store, curve_id)
+
+    def latest_curve(
+        self, dataset: str | None = None, base_model: str | None = None
+    ) -> CurveSummary | None:
+        """The newest curve (on this dataset and base model, when named); None when none."""
+        from tunelab.engine.curves.summary import latest_curve
+
+        return latest_curve(self.store, dataset=dataset, base_model=base_model)
 
 
 __all__ = [

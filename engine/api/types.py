@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from tunelab.engine.compare.records import Comparison
+from tunelab.engine.curves.records import CurveSummary
 from tunelab.engine.evaluation.request import EvalProgress, ProgressCallback
 from tunelab.engine.generation.batched import TokenChunk
 from tunelab.engine.generation.controls import BiasEntry
@@ -126,10 +127,19 @@ class EngineProtocol(Protocol):
 
     def robustness_for_run(self, run_id: int) -> RobustnessSummary | None: ...
 
+    def summarize_curve(self, curve_id: int) -> CurveSummary:
+        """A data-efficiency curve as it stands: points, prompt band, crossover, state."""
+        ...
+
+    def latest_curve(
+        self, dataset: str | None = None, base_model: str | None = None
+    ) -> CurveSummary | None: ...
+
 
 __all__ = [
     "BiasEntry",
     "Comparison",
+    "CurveSummary",
     "EngineProtocol",
     "EvalOutcome",
     "EvalProgress",

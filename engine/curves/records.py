@@ -37,6 +37,10 @@ class CurvePoint:
     """Paired test against the prompt run on the same rows."""
     significantly_better: bool
     """The fine-tune beats the prompt run at the curve's confidence level."""
+    devices: tuple[str, ...] = ()
+    """What the finished repeats trained on ('cpu', 'gpu'), as their cost was priced."""
+    errors: tuple[str, ...] = ()
+    """Why repeats failed (their job, or their evaluation), one line each."""
 
 
 @dataclass(frozen=True)
@@ -62,3 +66,10 @@ class CurveSummary:
     confidence: float = 0.95
     wall_seconds: float | None = None
     """From the first job's start to the last evaluation's end, once finished."""
+    notes: tuple[str, ...] = ()
+    """What the state means and what to do: failed points, a driver that is gone."""
+    repeats: int = 1
+    """Repeats planned per size."""
+    prompt_run_source: str = "best"
+    """How the prompt run was chosen: 'given' (--against), 'best' (the best finished run of
+    the prompt on the base model and rows), or 'evaluated' (by the curve's driver)."""
