@@ -132,16 +132,28 @@ def validation_loss(
     return total / max(count, 1)
 
 
-def label_accuracy(
+def label_metrics(predicted: list[int], answers: list[int], labels: list[str]) -> dict[str, float]:
+    """Validation accuracy and macro-F1 of picked label indices (the evaluation's own F1)."""
+    from tunelab.engine.evaluation.metrics import f1_scores
+
+    hits = sum(1 for p, answer in zip(predicted, answers, strict=True) if p == answer)
+    name = dict(enumerate(labels))
+    per_class = f1_scores([name.get(a, "") for a in answers], [name[p] for p in predicted], labels)
+    return {
+        "val_accuracy": hits / max(len(answers), 1),
+        "val_macro_f1": sum(per_class.values()) / max(len(per_class), 1),
+    }
+
+
+def label_predictions(
     model: Any,
     candidates: list[list[Example]],
-    answers: list[int],
     batch_size: int,
     pad_id: int,
     device: Any,
     virtual_tokens: int = 0,
-) -> float:
-    """Accuracy of picking, per row, the candidate label with the highest likelihood."""
+) -> list[int]:
+    """Per row, the index of the candidate label with the highest likelihood."""
     import torch  # heavy import
 
     flat = [(r, c, e) for r, row in enumerate(candidates) for c, e in enumerate(row)]
@@ -154,10 +166,7 @@ def label_accuracy(
             logprobs = sequence_logprobs(model, batch, virtual_tokens).tolist()
             for (r, c, _), lp in zip(chunk, logprobs, strict=True):
                 scores[r][c] = lp
-    hits = sum(
-        1 for row, answer in zip(scores, answers, strict=True) if row.index(max(row)) == answer
-    )
-    return hits / max(len(answers), 1)
+    return [row.index(max(row)) for row in scores]
 
 
 def exact_match(
