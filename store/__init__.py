@@ -48,6 +48,7 @@ from .records import (
 )
 from .robustness import NewRobustnessItem, RobustnessItem, RobustnessSuite
 from .store import Store
+from .sweeps import NewSweep, Sweep, SweepTrial
 from .workspace import Workspace, find_workspace, init_workspace
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "NewRobustnessItem",
     "NewRunOutput",
     "NewSplit",
+    "NewSweep",
     "NotFoundError",
     "Preference",
     "ProbeRequest",
@@ -92,6 +94,8 @@ __all__ = [
     "Split",
     "Store",
     "StoreError",
+    "Sweep",
+    "SweepTrial",
     "Workspace",
     "content_hash",
     "find_workspace",

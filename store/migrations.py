@@ -369,6 +369,67 @@ def m010_feedback_authors(db: Database) -> None:
 
 
 @migrations()
+def m011_sweeps(db: Database) -> None:
+    """Hyperparameter sweeps and their trials (each trial one fine-tuning job), and movable
+    model labels, so a sweep's best checkpoint has a name `compare` and `eval` accept."""
+    db.execute(
+        """
+        CREATE TABLE sweeps (
+            id INTEGER PRIMARY KEY,
+            status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'cancelled')),
+            method TEXT NOT NULL,
+            base_model_id INTEGER NOT NULL REFERENCES models(id),
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+            prompt_version_id INTEGER NOT NULL REFERENCES prompt_versions(id),
+            space TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('maximize', 'minimize')),
+            n_trials INTEGER NOT NULL,
+            parallel INTEGER NOT NULL,
+            pruner TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            scheduler TEXT NOT NULL DEFAULT 'local',
+            slurm TEXT NOT NULL DEFAULT '{}',
+            config TEXT NOT NULL,
+            study_path TEXT NOT NULL,
+            log_path TEXT NOT NULL DEFAULT '',
+            pid INTEGER,
+            host TEXT,
+            worker TEXT NOT NULL DEFAULT '{}',
+            best_trial INTEGER,
+            best_model_id INTEGER REFERENCES models(id) ON DELETE SET NULL,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE sweep_trials (
+            sweep_id INTEGER NOT NULL REFERENCES sweeps(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+            params TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('running', 'complete', 'pruned', 'failed')),
+            value REAL,
+            pruned_at_step INTEGER,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            PRIMARY KEY (sweep_id, number)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE model_labels (
+            label TEXT PRIMARY KEY,
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            set_at TEXT NOT NULL
+        )"""
+    )
+
+
+@migrations()
 def m012_curves(db: Database) -> None:
     """Data-efficiency curves: one row per curve with its settings and prompt side, and one
     per training-set size and repeat linking its seed, subset, job and evaluation run."""

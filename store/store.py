@@ -21,6 +21,7 @@ from .jobs import JobStore
 from .models import ModelStore
 from .prompts import PromptStore
 from .robustness import RobustnessStore
+from .sweeps import SweepStore
 
 _memory_counter = itertools.count()
 
@@ -35,6 +36,7 @@ class Store(
     CacheStore,
     CurveStore,
     RobustnessStore,
+    SweepStore,
 ):
     """Typed access to one workspace database; safe to share across threads.
 

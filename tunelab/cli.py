@@ -74,6 +74,7 @@ def _register_commands() -> None:
         cli_optimize,
         cli_prompt,
         cli_serve,
+        cli_sweep,
         cli_tui,
         cli_tune,
     )
@@ -82,6 +83,7 @@ def _register_commands() -> None:
         cli_init, cli_dataset, cli_prompt, cli_model, cli_eval, cli_feedback, cli_tune,
         cli_curve,
         cli_compare, cli_optimize, cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
+        cli_sweep,
     ):  # fmt: skip
         module.register(app)
 

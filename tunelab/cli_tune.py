@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -17,6 +17,9 @@ from rich.text import Text
 
 from tunelab.cli_common import EXIT_FAILURE, console, emit_json, fail, state
 from tunelab.store import Job
+
+if TYPE_CHECKING:
+    from tunelab.engine.training.slurm import SlurmOptions
 
 jobs_app = typer.Typer(help="Fine-tuning jobs: list, inspect, follow, cancel, resume.",
                        no_args_is_help=True)  # fmt: skip
@@ -77,17 +80,9 @@ def tune(
     from tunelab.engine.models.sources import resolve_model
     from tunelab.engine.training.config import TrainingConfig
     from tunelab.engine.training.jobs import launch_job
-    from tunelab.engine.training.slurm import SlurmOptions, parse_slurm_args
 
-    if on not in ("local", "slurm"):
-        fail(f"--on must be local or slurm, not {on!r}")
-    slurm = None
-    if on == "slurm":
-        slurm = SlurmOptions(partition, gpus_per_node, nodes, time_limit,
-                             parse_slurm_args(slurm_arg), slurm_allow_local_fs)  # fmt: skip
-    elif partition or gpus_per_node or nodes != 1 or time_limit or slurm_arg:
-        fail("--partition, --gpus-per-node, --nodes, --time and --slurm-arg need --on slurm")
-
+    slurm = slurm_options(on, partition, gpus_per_node, nodes, time_limit, slurm_arg,
+                          slurm_allow_local_fs)  # fmt: skip
     given = {name: value for name, value in settings.items() if value is not None}
     config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
     config = config.with_overrides(**given)
@@ -107,13 +102,33 @@ def tune(
         _follow(job.id, quiet=json_output)
 
 
+def slurm_options(
+    on: str, partition: str, gpus_per_node: int, nodes: int, time_limit: str,
+    slurm_arg: list[str], allow_local_fs: bool,
+) -> SlurmOptions | None:  # fmt: skip
+    """The cluster flags `tune` and `sweep` share, as Slurm options (None: run locally)."""
+    from tunelab.engine.training.slurm import SlurmOptions, parse_slurm_args
+
+    if on not in ("local", "slurm"):
+        fail(f"--on must be local or slurm, not {on!r}")
+    if on == "slurm":
+        return SlurmOptions(partition, gpus_per_node, nodes, time_limit,
+                            parse_slurm_args(slurm_arg), allow_local_fs)  # fmt: skip
+    if partition or gpus_per_node or nodes != 1 or time_limit or slurm_arg:
+        fail("--partition, --gpus-per-node, --nodes, --time and --slurm-arg need --on slurm")
+    return None
+
+
 _ANNOTATIONS: dict[str, Any] = {"bool": bool | None, "int": int | None, "float": float | None}
 
 
-def _with_config_options(signature: inspect.Signature) -> inspect.Signature:
+def _with_config_options(
+    signature: inspect.Signature, at: int = 3, skip: frozenset[str] = frozenset()
+) -> inspect.Signature:
     """`tune`'s signature with one option per `TrainingConfig` field that has a flag, read
     from the field's metadata (so the flags never drift from the config); each defaults to
-    None, meaning: keep the config file's or the default value."""
+    None, meaning: keep the config file's or the default value. `sweep` reuses it: its
+    options go after the first `at` parameters, without the fields in `skip`."""
     from tunelab.engine.training.options import config_options
 
     keyword = inspect.Parameter.KEYWORD_ONLY
@@ -121,7 +136,7 @@ def _with_config_options(signature: inspect.Signature) -> inspect.Signature:
              if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
     generated = []
     for option in config_options():
-        if not option.cli:
+        if not option.cli or option.name in skip:
             continue
         flag = f"--{option.flag}"
         decls = f"{flag}/--no-{option.flag}" if option.kind == "bool" else flag
@@ -131,7 +146,7 @@ def _with_config_options(signature: inspect.Signature) -> inspect.Signature:
         annotation = _ANNOTATIONS.get(option.kind, str | None)
         generated.append(inspect.Parameter(option.name, keyword, default=default,
                                            annotation=annotation))  # fmt: skip
-    return signature.replace(parameters=[*fixed[:3], *generated, *fixed[3:]])
+    return signature.replace(parameters=[*fixed[:at], *generated, *fixed[at:]])
 
 
 tune.__signature__ = _with_config_options(inspect.signature(tune))  # type: ignore[attr-defined]

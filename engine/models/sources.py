@@ -179,11 +179,15 @@ def _registered_at(store: Store, path: Path) -> Model | None:
 
 
 def resolve_model(store: Store, arg: str) -> Model:
-    """A model from a workspace name, `builtin`, a path or a hub id (registered on the fly)."""
+    """A model from a workspace name, a model label (`swept`, `sweep-3-best`), `builtin`, a
+    path or a hub id (registered on the fly)."""
     from tunelab.store import NotFoundError
 
     try:
         return store.get_model(arg)
     except NotFoundError:
         pass
+    labelled = store.labelled_model(arg)
+    if labelled is not None:
+        return labelled
     return register_model(store, arg)
