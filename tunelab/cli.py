@@ -73,6 +73,7 @@ def _register_commands() -> None:
         cli_model,
         cli_optimize,
         cli_prompt,
+        cli_report,
         cli_serve,
         cli_sweep,
         cli_tui,
@@ -84,6 +85,7 @@ def _register_commands() -> None:
         cli_curve,
         cli_compare, cli_optimize, cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
         cli_sweep,
+        cli_report,
     ):  # fmt: skip
         module.register(app)
 
