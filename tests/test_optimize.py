@@ -20,12 +20,16 @@ from tunelab.engine.errors import BadInputError
 from tunelab.engine.evaluation.run import EvalRequest, evaluate
 from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, optimize, rung_sizes
 from tunelab.engine.optimize.space import (
+    CALIBRATIONS,
+    SELECTIONS,
     Candidate,
     SearchSpace,
     candidate_content,
+    parse_choices,
     parse_k_range,
 )
-from tunelab.engine.optimize.strategies import random_search, tpe_search
+from tunelab.engine.optimize.strategies import random_candidate, random_search, tpe_search
+from tunelab.engine.prompts.calibration import Calibration
 from tunelab.engine.prompts.search_note import SearchNote, parse_note
 from tunelab.store import DatasetRow, NewDataset, NewSplit, PromptContent, Store
 
@@ -298,3 +302,70 @@ def test_a_stopped_search_keeps_its_candidates_and_a_rerun_finishes_it(irony: St
     assert [c.version_ref for c in finished.candidates][:2] == kept
     assert finished.reused_evaluations == 3
     assert irony.get_prompt_version("irony:optimized").ref == finished.best_ref
+
+
+# --- calibration and retrieval as search dimensions ---------------------------------------
+
+
+def test_new_dimensions_keep_the_draws_of_a_space_without_them_and_refuse_bad_choices() -> None:
+    plain = SearchSpace(k_min=0, k_max=4, pool_size=8, scorings=("likelihood",))
+    widened = SearchSpace(
+        k_min=0, k_max=4, pool_size=8, scorings=("likelihood",), calibrations=("none",)
+    )
+    assert [random_candidate(plain, 8, random.Random(s)) for s in range(20)] == [
+        random_candidate(widened, 8, random.Random(s)) for s in range(20)
+    ]
+    both = SearchSpace(
+        k_min=1,
+        k_max=3,
+        pool_size=8,
+        scorings=("likelihood", "generate"),
+        calibrations=CALIBRATIONS,
+        selections=SELECTIONS,
+    )
+    drawn = [random_candidate(both, 8, random.Random(s)) for s in range(200)]
+    assert {c.calibration for c in drawn} == set(CALIBRATIONS)
+    assert all(c.calibration == "none" for c in drawn if c.scoring == "generate")
+    assert all(c.demos == () and 1 <= c.retrieved <= 3 for c in drawn if c.retrieved)
+    assert any(c.retrieved for c in drawn) and any(c.demos for c in drawn)
+    with pytest.raises(BadInputError, match="calibration applies to likelihood scoring"):
+        SearchSpace(scorings=("generate",), calibrations=("none", "batch"))
+    with pytest.raises(BadInputError, match=r"--calibration 'platt': choose from none"):
+        parse_choices("platt", CALIBRATIONS, "--calibration")
+
+
+@pytest.mark.model
+def test_a_search_over_calibration_and_retrieval_stores_them_with_each_candidate(
+    irony: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = _record_splits(irony, monkeypatch)
+    space = SearchSpace(
+        k_min=1,
+        k_max=2,
+        pool_size=4,
+        scorings=("likelihood",),
+        calibrations=CALIBRATIONS,
+        selections=SELECTIONS,
+    )
+    result = optimize(irony, _request(space=space, budget=6, seed=3))
+    assert "test" not in read and set(read) == {"train", "validation"}
+    assert result.best_ref is not None
+    kinds = set()
+    for candidate in result.candidates:
+        version = irony.get_prompt_version(candidate.version_ref)
+        calibration = Calibration.from_settings(version.settings)
+        retrieval = version.settings.get("retrieval")
+        kinds.add((calibration.method if calibration else "none", retrieval is not None))
+        if calibration is not None:
+            assert f"{calibration.method} calibration" in version.message
+            if calibration.method == "contextual":
+                assert calibration.source == "content_free" and len(calibration.vector) == 2
+            else:
+                assert calibration.per_run
+        if retrieval is not None:
+            assert version.examples == [] and retrieval["split"] == "train"
+            assert "bm25-retrieved demos" in version.message
+    assert len(kinds) >= 3, kinds  # the seed's draws cover several kinds of candidate
+    again = optimize(irony, _request(space=space, budget=6, seed=3))
+    assert [c.version_ref for c in again.candidates] == [c.version_ref for c in result.candidates]
+    assert again.generated_rows == 0

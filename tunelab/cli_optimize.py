@@ -115,6 +115,18 @@ def register(app: typer.Typer) -> None:
             help="Scoring mode to try (repeatable); default: likelihood for "
             "classification, else generate.",
         ),
+        calibration: str = typer.Option(
+            "none",
+            "--calibration",
+            help="Label-score calibrations to try with likelihood scoring, comma-separated: "
+            "none, contextual (content-free prior), batch (mean over the rows scored).",
+        ),
+        demo_selection: str = typer.Option(
+            "fixed",
+            "--demo-selection",
+            help="How demonstrations are chosen, comma-separated: fixed (a set from the "
+            "pool), bm25 (the k nearest training rows to each row).",
+        ),
         first_rung: int = typer.Option(
             8, "--first-rung", help="Validation rows every candidate is scored on first."
         ),
@@ -132,7 +144,13 @@ def register(app: typer.Typer) -> None:
         split; every candidate becomes a version and the best is labelled `optimized`."""
         from tunelab.cli_eval import _stop_on_sigint
         from tunelab.engine.optimize.search import OptimizeRequest, check_request, optimize
-        from tunelab.engine.optimize.space import SearchSpace, parse_k_range
+        from tunelab.engine.optimize.space import (
+            CALIBRATIONS,
+            SELECTIONS,
+            SearchSpace,
+            parse_choices,
+            parse_k_range,
+        )
 
         store = state.store()
         k_min, k_max = parse_k_range(k_range)
@@ -146,6 +164,8 @@ def register(app: typer.Typer) -> None:
             pool_size=pool_size,
             instructions=read_instructions(instructions) if instructions else (),
             scorings=tuple(scoring),
+            calibrations=parse_choices(calibration, CALIBRATIONS, "--calibration"),
+            selections=parse_choices(demo_selection, SELECTIONS, "--demo-selection"),
         )
         request = OptimizeRequest(
             prompt=prompt,

@@ -11,11 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tunelab.engine.evaluation.calibrate import measure_calibration
 from tunelab.engine.evaluation.request import EvalRequest, StopCheck
 from tunelab.engine.evaluation.run import evaluate
 from tunelab.engine.optimize.space import Candidate, SearchSpace, candidate_content
+from tunelab.engine.prompts.calibration import SETTING as CALIBRATION_SETTING
 from tunelab.engine.prompts.search_note import SearchNote
-from tunelab.store import Dataset, DatasetRow, PromptVersion, Run, Store, content_hash
+from tunelab.store import (
+    Dataset,
+    DatasetRow,
+    PromptContent,
+    PromptVersion,
+    Run,
+    Store,
+    content_hash,
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class CandidateScorer:
     metric: str
     metrics: list[str]
     batch_size: int = 8
+    train_split: str = "train"
     should_stop: StopCheck | None = None
     on_evaluation: Callable[[Evaluation], None] | None = None
     evaluations: list[Evaluation] = field(default_factory=list)
@@ -72,7 +83,11 @@ class CandidateScorer:
         candidates differing only in scoring share one version."""
         if candidate in self.versions:
             return self.versions[candidate]
-        content = candidate_content(self.seed, candidate, self.pool, self.dataset, self.space)
+        content = candidate_content(
+            self.seed, candidate, self.pool, self.dataset, self.space, self.train_split
+        )
+        if candidate.calibration == "contextual":
+            content = self._contextually_calibrated(content)
         digest = content_hash(content)
         existing = [
             v
@@ -91,6 +106,22 @@ class CandidateScorer:
             ).version
         self.versions[candidate] = version
         return version
+
+    def _contextually_calibrated(self, content: PromptContent) -> PromptContent:
+        """The content with its contextual prior: content-free inputs through this very
+        prompt (its demonstrations and instruction included), so each candidate has its own."""
+        measured = measure_calibration(
+            self.store, content, self.dataset, self.val_split, self.model, "contextual"
+        )
+        settings = {**content.settings, CALIBRATION_SETTING: measured.to_dict()}
+        return PromptContent(
+            template=content.template,
+            system=content.system,
+            examples=content.examples,
+            mode=content.mode,
+            reasoning=content.reasoning,
+            settings=settings,
+        )
 
     def score_version(self, version: PromptVersion, scoring: str, rung: int) -> Evaluation | None:
         """Score a version on a rung's rows: a finished run reused, else a new evaluation."""

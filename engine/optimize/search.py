@@ -209,6 +209,7 @@ def optimize(
         metric=metric,
         metrics=metrics,
         batch_size=request.batch_size,
+        train_split=request.train_split,
         should_stop=should_stop,
         on_evaluation=progress,
     )

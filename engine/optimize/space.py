@@ -1,8 +1,10 @@
 """The search space of a prompt optimization, and a candidate as the prompt it becomes.
 
-A candidate is a point in the space: which training rows are its demonstrations (in order),
-which instruction replaces the seed's system message, and how it is scored. Demonstrations
-come from the training split only, so a search never sees the rows it is judged on.
+A candidate is a point in the space: which training rows are its demonstrations (in order)
+or how many are retrieved per row (BM25 over the training split), which instruction replaces
+the seed's system message, how it is scored, and how its label scores are calibrated.
+Demonstrations come from the training split only, so a search never sees the rows it is
+judged on; calibration priors come from unlabelled inputs only.
 """
 
 from __future__ import annotations
@@ -12,10 +14,25 @@ from typing import Any
 
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.evaluation.request import SCORING_MODES
+from tunelab.engine.prompts import calibration, retrieval
 from tunelab.engine.prompts.templates import OUTPUT_KEY, FewShotConfig, variables_of
 from tunelab.store import Dataset, DatasetRow, PromptContent, PromptVersion
 
 MAX_K = 64
+CALIBRATIONS = ("none", "contextual", "batch")
+"""Calibration choices: none (the seed's own), contextual (content-free prior measured per
+candidate), batch (each run's prior is the mean over the rows it scores)."""
+SELECTIONS = ("fixed", "bm25")
+"""How demonstrations are chosen: a fixed set from the pool, or retrieved per row."""
+
+
+def parse_choices(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """`none,batch` as ("none", "batch"), each checked against `allowed`."""
+    choices = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [c for c in choices if c not in allowed]
+    if not choices or unknown:
+        raise BadInputError(f"{what} {text!r}: choose from {', '.join(allowed)}, comma-separated")
+    return choices
 
 
 def parse_k_range(text: str) -> tuple[int, int]:
@@ -46,6 +63,14 @@ class SearchSpace:
         default=("generate",),
         metadata={"help": f"Scoring modes to try: {', '.join(SCORING_MODES)}."},
     )
+    calibrations: tuple[str, ...] = field(
+        default=("none",),
+        metadata={"help": f"Calibrations to try (likelihood): {', '.join(CALIBRATIONS)}."},
+    )
+    selections: tuple[str, ...] = field(
+        default=("fixed",),
+        metadata={"help": f"How demonstrations are chosen: {', '.join(SELECTIONS)}."},
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.k_min <= self.k_max <= MAX_K:
@@ -60,6 +85,17 @@ class SearchSpace:
             )
         if any(not text.strip() for text in self.instructions):
             raise BadInputError("an instruction variant is empty; remove the blank entry")
+        parse_choices(",".join(self.calibrations), CALIBRATIONS, "calibrations")
+        parse_choices(",".join(self.selections), SELECTIONS, "demonstration selections")
+        if set(self.calibrations) - {"none"} and "likelihood" not in self.scorings:
+            raise BadInputError(
+                "calibration applies to likelihood scoring; add --scoring likelihood or use "
+                "--calibration none"
+            )
+        if "bm25" in self.selections and self.k_max < 1:
+            raise BadInputError(
+                "retrieved demonstrations need k >= 1; widen --k-range or drop bm25"
+            )
 
     @property
     def searches_demonstrations(self) -> bool:
@@ -74,15 +110,24 @@ class Candidate:
     demos: tuple[int, ...]
     instruction: int | None
     scoring: str
+    calibration: str = "none"
+    """none, contextual or batch (see `CALIBRATIONS`); only with likelihood scoring."""
+    retrieved: int = 0
+    """Demonstrations retrieved per row by BM25 from the training split; 0: `demos`."""
 
     def describe(self, pool: list[DatasetRow], space: SearchSpace) -> str:
         """What the search changed, for the version's commit message."""
-        rows = ", ".join(str(pool[i].idx) for i in self.demos)
-        parts = [f"{len(self.demos)} demos (train rows {rows or 'none'})"]
+        if self.retrieved:
+            parts = [f"{self.retrieved} bm25-retrieved demos per row (from train)"]
+        else:
+            rows = ", ".join(str(pool[i].idx) for i in self.demos)
+            parts = [f"{len(self.demos)} demos (train rows {rows or 'none'})"]
         if self.instruction is not None:
             text = space.instructions[self.instruction].strip().splitlines()[0]
             parts.append(f"instruction {self.instruction + 1}: {text[:60]!r}")
         parts.append(f"scoring {self.scoring}")
+        if self.calibration != "none":
+            parts.append(f"{self.calibration} calibration")
         return "; ".join(parts)
 
 
@@ -116,14 +161,25 @@ def candidate_content(
     pool: list[DatasetRow],
     dataset: Dataset,
     space: SearchSpace,
+    train_split: str = "train",
 ) -> PromptContent:
-    """The prompt a candidate is: the seed with its demonstrations and instruction."""
+    """The prompt a candidate is: the seed with its demonstrations, instruction and (batch)
+    calibration. A contextual calibration's prior needs the model: the scorer measures it."""
     examples: list[dict[str, Any]] = list(seed.examples)
+    settings = dict(seed.settings)
     if space.searches_demonstrations:
         column = dataset.reference_column or OUTPUT_KEY
         examples = [
             {**pool[i].data, OUTPUT_KEY: pool[i].data.get(column, "")} for i in candidate.demos
         ]
+        settings.pop(retrieval.SETTING, None)
+    if candidate.retrieved:
+        examples = []
+        config = retrieval.RetrievalConfig(k=candidate.retrieved, split=train_split)
+        settings[retrieval.SETTING] = config.to_dict()
+    if candidate.calibration == "batch":
+        per_run = calibration.Calibration("batch", "scored_rows", tuple(dataset.labels))
+        settings[calibration.SETTING] = per_run.to_dict()
     system = seed.system
     if candidate.instruction is not None:
         system = space.instructions[candidate.instruction]
@@ -133,5 +189,5 @@ def candidate_content(
         examples=examples,
         mode=seed.mode,
         reasoning=seed.reasoning,
-        settings=dict(seed.settings),
+        settings=settings,
     )

@@ -42,11 +42,22 @@ def check_strategy(name: str) -> None:
 
 
 def random_candidate(space: SearchSpace, pool_size: int, rng: random.Random) -> Candidate:
-    """Demonstrations drawn without replacement in a random order, k uniform in the range."""
+    """Demonstrations drawn without replacement in a random order, k uniform in the range.
+    A dimension with one choice draws nothing, so adding choices elsewhere keeps the draws
+    of a space without them."""
     k = rng.randint(min(space.k_min, pool_size), min(space.k_max, pool_size))
     demos = tuple(rng.sample(range(pool_size), k))
     choices: list[int | None] = [None, *range(len(space.instructions))]
-    return Candidate(demos, rng.choice(choices), rng.choice(space.scorings))
+    instruction, scoring = rng.choice(choices), rng.choice(space.scorings)
+    selection = _pick(space.selections, rng)
+    calibration = _pick(space.calibrations, rng) if scoring == "likelihood" else "none"
+    if selection == "bm25":
+        return Candidate((), instruction, scoring, calibration, max(1, k))
+    return Candidate(demos, instruction, scoring, calibration)
+
+
+def _pick(options: tuple[str, ...], rng: random.Random) -> str:
+    return options[0] if len(options) == 1 else rng.choice(options)
 
 
 def random_search(
@@ -101,10 +112,21 @@ def tpe_search(
         slots = [trial.suggest_int(f"demo_{i}", 0, pool_size - 1) for i in range(k)]
         demos = tuple(dict.fromkeys(slots))
         instruction_choice = trial.suggest_int("instruction", -1, len(space.instructions) - 1)
-        scoring = trial.suggest_categorical("scoring", list(space.scorings))
-        candidate = Candidate(
-            demos, None if instruction_choice < 0 else instruction_choice, str(scoring)
-        )
+        scoring = str(trial.suggest_categorical("scoring", list(space.scorings)))
+        selection, calibration = space.selections[0], "none"
+        if len(space.selections) > 1:
+            selection = str(trial.suggest_categorical("selection", list(space.selections)))
+        if scoring == "likelihood":
+            calibration = space.calibrations[0]
+            if len(space.calibrations) > 1:
+                calibration = str(
+                    trial.suggest_categorical("calibration", list(space.calibrations))
+                )
+        instruction = None if instruction_choice < 0 else instruction_choice
+        if selection == "bm25":
+            candidate = Candidate((), instruction, scoring, calibration, max(1, k))
+        else:
+            candidate = Candidate(demos, instruction, scoring, calibration)
         record = Trial(candidate)
         trials.append(record)
         pruned = False
