@@ -1,4 +1,4 @@
-"""`tunelab prompt new|edit|show|log|diff|label`: immutable prompt versions and labels."""
+"""`tunelab prompt new|edit|show|log|diff|label|calibrate`: immutable prompt versions and labels."""
 
 from __future__ import annotations
 
