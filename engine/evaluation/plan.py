@@ -173,11 +173,25 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
     model = resolve_model_arg(store, request.model)
     if is_endpoint(model):
         from tunelab.engine.generation.endpoint import check_settings
+        from tunelab.engine.models.endpoint import EndpointConfig
 
-        if request.scoring == "likelihood":
+        api = EndpointConfig.from_model(model).api
+        if request.scoring == "likelihood" and api == "chat":
             raise BadInputError(
-                f"likelihood scoring needs the model's logits; endpoint model {model.name!r} "
-                "does not give them: use --scoring generate"
+                f"likelihood scoring needs a completions API with log-probabilities; endpoint "
+                f"model {model.name!r} is registered as chat-only: use --scoring generate"
+            )
+        if version.mode == "chat" and api == "completions":
+            raise BadInputError(
+                f"endpoint model {model.name!r} has only the completions API and prompt "
+                f"{version.ref} is in chat mode: use a plain version (mode plain)"
+            )
+        if request.scoring == "likelihood" and version.mode != "plain":
+            # Scoring goes through the completions API's echoed log-probabilities, on text.
+            raise BadInputError(
+                f"likelihood scoring on endpoint model {model.name!r} scores plain text; "
+                f"prompt {version.ref} is in {version.mode} mode: use a plain version or "
+                "--scoring generate"
             )
         check_settings(settings)
     # Greedy decoding is deterministic; sampling is only when the user fixed the seed.
@@ -314,8 +328,8 @@ def render_jobs(store: Store, plan: EvalPlan, loaded: Any) -> list[RowJob]:
 
 
 def _longest_label_tokens(plan: EvalPlan, loaded: Any) -> int:
-    if plan.scoring != "likelihood":
-        return 0
+    if plan.scoring != "likelihood" or is_endpoint(plan.model):
+        return 0  # an endpoint's tokenizer is not here; the endpoint checks its own window
     return max(len(loaded.tokenizer.encode(" " + label)) for label in plan.dataset.labels)
 
 
@@ -476,11 +490,18 @@ def likelihood_responses(
     from tunelab.engine.generation.likelihood import score_labels
 
     started = time.perf_counter()
-    results = score_labels(loaded, [j.prompt for j in jobs], list(plan.dataset.labels))
+    prompts, labels = [j.prompt for j in jobs], list(plan.dataset.labels)
+    if is_endpoint(plan.model):
+        from tunelab.engine.generation.endpoint_likelihood import score_labels_endpoint
+
+        results = score_labels_endpoint(loaded, prompts, labels)
+    else:
+        results = score_labels(loaded, prompts, labels)
     batch_ms = (time.perf_counter() - started) * 1000
     timing = Timing(batch_ms / max(len(jobs), 1), batch_ms, len(jobs))
     fresh: dict[str, tuple[CachedResponse, Timing]] = {}
     for job, label_scores in zip(jobs, results, strict=True):
         blob = json.dumps({k: float(v) for k, v in dict(label_scores).items()})
-        fresh[job.cache_key] = (CachedResponse(blob, job.token_count, 0), timing)
+        tokens_in = job.token_count or label_scores.tokens_in
+        fresh[job.cache_key] = (CachedResponse(blob, tokens_in, 0), timing)
     return fresh
