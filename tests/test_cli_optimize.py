@@ -45,6 +45,7 @@ def irony_ws(workspace: Workspace) -> Workspace:
         store.save_prompt_version(
             "drawn", PromptContent(template=TEMPLATE, settings={"fewshot": {"k": 2}})
         )
+        store.save_prompt_version("fixed", PromptContent(template="Is it ironic? Answer:"))
     return workspace
 
 
@@ -66,6 +67,19 @@ BASE = ["optimize", "--prompt", "irony@1", "--dataset", "irony"]
         ([*BASE, "--budget", "4", "--instructions", "/nonexistent.txt"], "cannot read"),
         ([*BASE, "--budget", "4", "--detach"], "fewer than the first halving rung of 8"),
         ([*BASE, "--budget", "4", "--first-rung", "2", "--train-split", "nope"], "nope"),
+        (
+            ["optimize", "--prompt", "fixed@1", "--dataset", "irony", "--budget", "4"],
+            "no slot for demonstrations",
+        ),
+        ([*BASE, "--budget", "4", "--calibration", "platt"], "--calibration 'platt'"),
+        (
+            [*BASE, "--budget", "4", "--calibration", "batch", "--scoring", "generate"],
+            "calibration applies to likelihood scoring",
+        ),
+        (
+            [*BASE, "--budget", "4", "--demo-selection", "bm25", "--k-range", "0..0"],
+            "retrieved demonstrations need k >= 1",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(irony_ws: Workspace, args: list[str], needle: str) -> None:
