@@ -39,6 +39,7 @@ from tunelab.engine.api.types import (
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.text_diff import word_diff
 from tunelab.store import NewRunOutput, PromptContent, PromptVersion, Store
+from tunelab.store.feedback import Correction
 
 FAKE_TRAINING_FIELDS = [
     TrainingField("base", "builtin", "model to fine-tune"),
@@ -208,6 +209,12 @@ class FakeEngine:
         from tunelab.engine.robustness.summary import robustness_for_run
 
         return robustness_for_run(self.store, run_id)
+
+    def corrections(self, output_id: int) -> list[Correction]:
+        return self.store.corrections(output_id)
+
+    def correct_output(self, output_id: int, text: str) -> Correction:
+        return self.store.correct_output(output_id, text, author="tester")
 
     def summarize_curve(self, curve_id: int) -> CurveSummary:
         from tunelab.engine.curves.summary import summarize_curve

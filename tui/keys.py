@@ -11,6 +11,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     modal and widget class that declares bindings."""
     from tunelab.tui.screens.base import TunelabScreen
     from tunelab.tui.screens.compare import CompareScreen
+    from tunelab.tui.screens.correction import CorrectionModal
     from tunelab.tui.screens.eval_modal import EvalModal
     from tunelab.tui.screens.finetune import FinetuneScreen
     from tunelab.tui.screens.help import HelpModal
@@ -26,7 +27,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     return [
         app_class, TunelabScreen, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen,
         CompareScreen, FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable,
-        HelpModal, AskTextModal, TextViewModal, EvalModal,
+        HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal,
     ]  # fmt: skip
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         PromptVersion,
         Run,
     )
+    from tunelab.store.feedback import Correction
     from tunelab.store.records import RunOutput
 
 
@@ -163,6 +164,21 @@ class RunOutputsLoaded(Message):
 class OutputRated(Message):
     output_id: int
     rating: int
+
+
+@dataclass
+class CorrectionsLoaded(Message):
+    """An output's corrections arrived, oldest first: the editor starts from the newest."""
+
+    output: RunOutput
+    history: list[Correction]
+
+
+@dataclass
+class OutputCorrected(Message):
+    """A correction was saved (a new version beside the original output)."""
+
+    correction: Correction
 
 
 @dataclass

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from tunelab.engine.models.loading import LoadedModel
     from tunelab.engine.prompts.templates import RowRenderer
     from tunelab.store import PromptContent, PromptVersion, Store, Workspace
+    from tunelab.store.feedback import Correction
 
 
 def content_from_fields(
@@ -253,6 +254,13 @@ class Engine:
         from tunelab.engine.robustness.summary import robustness_for_run
 
         return robustness_for_run(self.store, run_id)
+
+    # Feedback -----------------------------------------------------------------------------
+    def corrections(self, output_id: int) -> list[Correction]:
+        return self.store.corrections(output_id)
+
+    def correct_output(self, output_id: int, text: str) -> Correction:
+        return self.store.correct_output(output_id, text)
 
     # Curves ------------------------------------------------------------------------------
     def summarize_curve(self, curve_id: int) -> CurveSummary:

@@ -25,6 +25,7 @@ from tunelab.engine.text_diff import WordDiffSegment
 
 if TYPE_CHECKING:
     from tunelab.store import PromptContent, PromptVersion
+    from tunelab.store.feedback import Correction
 
 StopCallback = Callable[[], bool]
 FormValues = dict[str, object]
@@ -126,6 +127,15 @@ class EngineProtocol(Protocol):
     def diff_words(self, before: str, after: str) -> list[WordDiffSegment]: ...
 
     def robustness_for_run(self, run_id: int) -> RobustnessSummary | None: ...
+
+    def corrections(self, output_id: int) -> list[Correction]:
+        """Every version of an output's correction, oldest first."""
+        ...
+
+    def correct_output(self, output_id: int, text: str) -> Correction:
+        """Store the output that should have been produced, as a new version beside the
+        original (by `TUNELAB_USER`, else the login name)."""
+        ...
 
     def summarize_curve(self, curve_id: int) -> CurveSummary:
         """A data-efficiency curve as it stands: points, prompt band, crossover, state."""

@@ -12,15 +12,18 @@ from textual.worker import Worker, get_current_worker
 
 from tunelab.tui.data import format_metric, main_metric
 from tunelab.tui.messages import (
+    CorrectionsLoaded,
     EvalChoicesLoaded,
     EvalFinished,
     EvalProgressed,
+    OutputCorrected,
     OutputRated,
     RunOutputsLoaded,
     RunsChosenForCompare,
     RunsLoaded,
 )
 from tunelab.tui.screens.base import TunelabScreen
+from tunelab.tui.screens.correction import CorrectionModal
 from tunelab.tui.screens.eval_modal import EvalModal
 from tunelab.tui.widgets.nav_table import NavTable
 from tunelab.tui.widgets.outputs_table import OutputsTable
@@ -61,6 +64,9 @@ class RunsScreen(TunelabScreen):
                 tooltip="Cancel the running evaluation"),
         Binding("ctrl+y", "copy_output", "Copy", id="runs-copy",
                 tooltip="Copy the selected output (OSC 52)"),
+        Binding("w", "correct_output", "Correct", id="runs-correct",
+                tooltip="Write the output the selected row should have produced (kept beside "
+                "the original; each save is a new version)"),
         Binding("escape", "close_run", "Back", id="runs-back", tooltip="Back to the run list"),
     ]  # fmt: skip
 
@@ -267,6 +273,39 @@ class RunsScreen(TunelabScreen):
         if output is not None:
             self.app.copy_to_clipboard(output.output)
             self.notify("Output copied (OSC 52)", timeout=2)
+
+    def action_correct_output(self) -> None:
+        output = self.selected_output() if self.open_run_id is not None else None
+        if output is None:
+            self.notify("Open a run and pick the output to correct", severity="warning")
+            return
+        self.load_corrections(output)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="feedback",
+          description="Corrections")  # fmt: skip
+    def load_corrections(self, output: RunOutput) -> None:
+        self.post_message(CorrectionsLoaded(output, self.engine.corrections(output.id)))
+
+    @on(CorrectionsLoaded)
+    def ask_correction(self, event: CorrectionsLoaded) -> None:
+        output_id = event.output.id
+
+        def save(text: str | None) -> None:
+            if text is not None:
+                self.save_correction(output_id, text)
+
+        self.app.push_screen(CorrectionModal(event.output, event.history), save)
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="feedback",
+          description="Correct")  # fmt: skip
+    def save_correction(self, output_id: int, text: str) -> None:
+        self.post_message(OutputCorrected(self.engine.correct_output(output_id, text)))
+
+    @on(OutputCorrected)
+    def output_corrected(self, event: OutputCorrected) -> None:
+        saved = event.correction
+        self.notify(f"Saved correction v{saved.version} of output {saved.run_output_id} "
+                    f"(by {saved.author})", timeout=3)  # fmt: skip
 
     # Evaluation --------------------------------------------------------------------------
     def action_new_evaluation(self) -> None:
