@@ -25,6 +25,14 @@ from .errors import (
     StoreError,
 )
 from .feedback import Correction, Preference
+from .judgements import (
+    Judgement,
+    JudgeRun,
+    JudgeRunContents,
+    NewJudgement,
+    NewPairVerdict,
+    PairVerdict,
+)
 from .models import NewModel
 from .prompts import content_hash, parse_prompt_ref
 from .records import (
@@ -66,18 +74,24 @@ __all__ = [
     "DiskFullError",
     "Job",
     "JobEvent",
+    "JudgeRun",
+    "JudgeRunContents",
+    "Judgement",
     "LabelEvent",
     "MetricPoint",
     "Model",
     "NewCurve",
     "NewCurveEntry",
     "NewDataset",
+    "NewJudgement",
     "NewModel",
+    "NewPairVerdict",
     "NewRobustnessItem",
     "NewRunOutput",
     "NewSplit",
     "NewSweep",
     "NotFoundError",
+    "PairVerdict",
     "Preference",
     "ProbeRequest",
     "Prompt",

@@ -362,6 +362,65 @@ def m007_endpoint_models(db: Database) -> None:
 
 
 @migrations()
+def m009_judge(db: Database) -> None:
+    """LLM judge runs: a rubric applied by a workspace model to one run's outputs (a score
+    and rationale per output, unparseable replies kept as such) or to two runs' outputs of
+    the same rows (a verdict per row from two passes with the positions swapped)."""
+    db.execute(
+        """
+        CREATE TABLE judge_runs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('score', 'pair')),
+            rubric_version_id INTEGER NOT NULL REFERENCES prompt_versions(id),
+            judge_model_id INTEGER NOT NULL REFERENCES models(id),
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            run_b_id INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+            scale_min INTEGER,
+            scale_max INTEGER,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
+            summary TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE judgements (
+            id INTEGER PRIMARY KEY,
+            judge_run_id INTEGER NOT NULL REFERENCES judge_runs(id) ON DELETE CASCADE,
+            run_output_id INTEGER NOT NULL REFERENCES run_outputs(id) ON DELETE CASCADE,
+            score INTEGER,
+            rationale TEXT NOT NULL DEFAULT '',
+            problem TEXT,
+            raw TEXT NOT NULL,
+            cached INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (judge_run_id, run_output_id)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE pair_verdicts (
+            id INTEGER PRIMARY KEY,
+            judge_run_id INTEGER NOT NULL REFERENCES judge_runs(id) ON DELETE CASCADE,
+            output_a_id INTEGER NOT NULL REFERENCES run_outputs(id) ON DELETE CASCADE,
+            output_b_id INTEGER NOT NULL REFERENCES run_outputs(id) ON DELETE CASCADE,
+            a_first TEXT CHECK (a_first IN ('a', 'b')),
+            b_first TEXT CHECK (b_first IN ('a', 'b')),
+            verdict TEXT NOT NULL CHECK (verdict IN ('a', 'b', 'tie', 'unparsed')),
+            raw_a_first TEXT NOT NULL,
+            raw_b_first TEXT NOT NULL,
+            cached INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (judge_run_id, output_a_id)
+        )"""
+    )
+    db.execute("CREATE INDEX idx_judgements_output ON judgements (run_output_id)")
+    db.execute("CREATE INDEX idx_judge_runs_run ON judge_runs (run_id)")
+
+@migrations()
 def m010_feedback_authors(db: Database) -> None:
     """Who gave each rating, as corrections and preferences already record: feedback that
     becomes training data shows whose judgement it was. Older ratings read 'unknown'."""

@@ -18,6 +18,7 @@ from .datasets import DatasetStore
 from .errors import CorruptDatabaseError, StoreError
 from .feedback import FeedbackStore
 from .jobs import JobStore
+from .judgements import JudgementStore
 from .models import ModelStore
 from .prompts import PromptStore
 from .robustness import RobustnessStore
@@ -37,6 +38,7 @@ class Store(
     CurveStore,
     RobustnessStore,
     SweepStore,
+    JudgementStore,
 ):
     """Typed access to one workspace database; safe to share across threads.
 

@@ -38,7 +38,7 @@ from tunelab.engine.api.types import (
 )
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.text_diff import word_diff
-from tunelab.store import NewRunOutput, PromptContent, PromptVersion, Store
+from tunelab.store import Judgement, NewRunOutput, PromptContent, PromptVersion, Store
 from tunelab.store.feedback import Correction
 
 FAKE_TRAINING_FIELDS = [
@@ -227,6 +227,9 @@ class FakeEngine:
         from tunelab.engine.curves.summary import latest_curve
 
         return latest_curve(self.store, dataset=dataset, base_model=base_model)
+
+    def output_judgements(self, run_id: int) -> dict[int, Judgement]:
+        return self.store.latest_judgements(run_id)
 
 
 def _as_protocol(store: Store) -> EngineProtocol:

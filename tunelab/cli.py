@@ -70,6 +70,7 @@ def _register_commands() -> None:
         cli_eval,
         cli_feedback,
         cli_init,
+        cli_judge,
         cli_model,
         cli_optimize,
         cli_prompt,
@@ -86,6 +87,7 @@ def _register_commands() -> None:
         cli_compare, cli_optimize, cli_demo, cli_tui, cli_config, cli_backup, cli_serve,
         cli_sweep,
         cli_report,
+        cli_judge,
     ):  # fmt: skip
         module.register(app)
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from tunelab.engine.generation.endpoint import EndpointModel
     from tunelab.engine.models.loading import LoadedModel
     from tunelab.engine.prompts.templates import RowRenderer
-    from tunelab.store import PromptContent, PromptVersion, Store, Workspace
+    from tunelab.store import Judgement, PromptContent, PromptVersion, Store, Workspace
     from tunelab.store.feedback import Correction
 
 
@@ -276,6 +276,11 @@ class Engine:
         from tunelab.engine.curves.summary import latest_curve
 
         return latest_curve(self.store, dataset=dataset, base_model=base_model)
+
+    # Judge -------------------------------------------------------------------------------
+    def output_judgements(self, run_id: int) -> dict[int, Judgement]:
+        """Output id → its judgement by the newest judge run that scored the run's outputs."""
+        return self.store.latest_judgements(run_id)
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from tunelab.engine.robustness.records import RobustnessSummary
 from tunelab.engine.text_diff import WordDiffSegment
 
 if TYPE_CHECKING:
-    from tunelab.store import PromptContent, PromptVersion
+    from tunelab.store import Judgement, PromptContent, PromptVersion
     from tunelab.store.feedback import Correction
 
 StopCallback = Callable[[], bool]
@@ -144,6 +144,8 @@ class EngineProtocol(Protocol):
     def latest_curve(
         self, dataset: str | None = None, base_model: str | None = None
     ) -> CurveSummary | None: ...
+
+    def output_judgements(self, run_id: int) -> dict[int, Judgement]: ...
 
 
 __all__ = [
