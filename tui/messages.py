@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Dataset,
         DatasetRow,
         Job,
+        Judgement,
         MetricPoint,
         Model,
         Prompt,
@@ -158,6 +159,8 @@ class RunsLoaded(Message):
 class RunOutputsLoaded(Message):
     run: Run
     outputs: list[RunOutput]
+    judgements: dict[int, Judgement] = field(default_factory=dict)
+    """Output id → the newest judge score of that output (none when never judged)."""
 
 
 @dataclass

@@ -26,14 +26,14 @@ from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.screens.correction import CorrectionModal
 from tunelab.tui.screens.eval_modal import EvalModal
 from tunelab.tui.widgets.nav_table import NavTable
-from tunelab.tui.widgets.outputs_table import OutputsTable
+from tunelab.tui.widgets.outputs_table import OutputsTable, judge_cell
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
     from tunelab.engine.api.facade import EvalSpec
     from tunelab.engine.api.types import EvalProgress
-    from tunelab.store import Run
+    from tunelab.store import Judgement, Run
     from tunelab.store.records import RunOutput
 
 SORT_KEYS = ("newest", "metric", "prompt", "model", "dataset")
@@ -77,6 +77,7 @@ class RunsScreen(TunelabScreen):
         self.sort_key = SORT_KEYS[0]
         self.open_run_id: int | None = None
         self.outputs: list[RunOutput] = []
+        self.judgements: dict[int, Judgement] = {}
         self.evaluating = False
 
     def compose(self) -> ComposeResult:
@@ -211,7 +212,11 @@ class RunsScreen(TunelabScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="outputs", description="Outputs")
     def load_outputs(self, run_id: int) -> None:
         self.post_message(
-            RunOutputsLoaded(self.store.get_run(run_id), self.store.run_outputs(run_id))
+            RunOutputsLoaded(
+                self.store.get_run(run_id),
+                self.store.run_outputs(run_id),
+                self.engine.output_judgements(run_id),
+            )
         )
 
     @on(RunOutputsLoaded)
@@ -224,7 +229,10 @@ class RunsScreen(TunelabScreen):
             f"Run {run.id} · {run.prompt_ref} · {run.model_name} · {run.dataset_name}/{run.split}"
             f" · {run.status} · {format_metric(main_metric(run))}"
         )
-        self.query_one("#outputs-table", OutputsTable).show_outputs(event.outputs)
+        self.judgements = event.judgements
+        self.query_one("#outputs-table", OutputsTable).show_outputs(
+            event.outputs, event.judgements
+        )
 
     @on(DataTable.RowHighlighted, "#outputs-table")
     def output_highlighted(self) -> None:
@@ -235,6 +243,9 @@ class RunsScreen(TunelabScreen):
                 f"row {output.row_idx} · reference: {output.reference or '—'} · "
                 f"scores: {output.scores} · {output.latency_ms:.0f} ms\n\n{output.output}"
             )
+            judged = self.judgements.get(output.id)
+            if judged is not None:
+                text += f"\n\njudge: {judge_cell(judged)} · {judged.rationale or '—'}"
         self.query_one("#output-text", Static).update(text)
 
     def selected_output(self) -> RunOutput | None:

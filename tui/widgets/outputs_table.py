@@ -11,6 +11,7 @@ from textual.message import Message
 from tunelab.tui.widgets.nav_table import NavTable
 
 if TYPE_CHECKING:
+    from tunelab.store import Judgement
     from tunelab.store.records import RunOutput
 
 PREVIEW_CHARS = 40
@@ -45,11 +46,15 @@ class OutputsTable(NavTable):
             return self.table
 
     def on_mount(self) -> None:
-        self.add_columns("Row", "Output", "Reference", "Scores", "Rating")
+        self.add_columns("Row", "Output", "Reference", "Scores", "Rating", "Judge")
 
-    def show_outputs(self, outputs: list[RunOutput]) -> None:
+    def show_outputs(
+        self, outputs: list[RunOutput], judgements: dict[int, Judgement] | None = None
+    ) -> None:
+        """Show a run's outputs, each with its newest judge score when it was judged."""
         keep = self.selected_key()
         self.clear()
+        judged = judgements or {}
         for output in outputs:
             scores = " ".join(
                 f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
@@ -57,7 +62,8 @@ class OutputsTable(NavTable):
             )
             self.add_row(
                 str(output.row_idx), _one_line(output.output), _one_line(output.reference, 16),
-                scores, _stars(output.rating), key=str(output.id),
+                scores, _stars(output.rating), judge_cell(judged.get(output.id)),
+                key=str(output.id),
             )  # fmt: skip
         self.move_to_key(keep)
 
@@ -75,3 +81,12 @@ class OutputsTable(NavTable):
 
 def _stars(rating: int | None) -> str:
     return "—" if rating is None else "★" * rating + "☆" * (5 - rating)
+
+
+def judge_cell(judgement: Judgement | None) -> str:
+    """A judge score as its number, `unparseable` when the reply had none, `—` unjudged."""
+    if judgement is None:
+        return "—"
+    if judgement.score is None:
+        return "unparseable"
+    return f"{judgement.score}"
