@@ -4,6 +4,7 @@ each evaluated and drawn against training-set size next to the best prompt run.
 `records` holds what a curve is (`CurvePoint`, `CurveSummary`); `subsets` draws the nested
 subsets and stores them as a derived dataset; `crossover` is the pure crossover decision and
 its sentence; `launch` checks a request and queues one training job per size and repeat;
+`prompt_side` picks the prompt run a curve is drawn against;
 `driver` is the detached process that evaluates each finished job; `summary` reads a curve
 back (`summarize_curve`, `latest_curve`).
 
