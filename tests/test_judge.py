@@ -366,3 +366,20 @@ def test_cli_judge_json_and_unchecked(qa_workspace: Workspace) -> None:
     assert payload["summary"]["rows"] == 3 and len(payload["judgements"]) == 3
     shown = run_cli("judge", "show", str(payload["judge_run"]["id"]), workspace=qa_workspace)
     assert shown.returncode == 0 and "unchecked" in shown.stdout
+
+
+def test_a_rubric_survives_the_editor_round_trip(store: Store) -> None:
+    from tunelab.engine.judge.rubric import Rubric
+    from tunelab.engine.prompts.text import (
+        content_to_text,
+        text_to_content,
+        validated_content,
+        version_to_content,
+    )
+
+    version, _ = create_rubric(store, "r", "{{ output }}", ScoreScale(0, 10))
+    edited, _ = text_to_content(content_to_text(version_to_content(version), ""))
+    again = store.save_prompt_version("r", validated_content(edited)).version
+    assert again.ref == "r@1" and Rubric.from_version(again).scale == ScoreScale(0, 10)
+    with pytest.raises(BadInputError, match=r"settings\.judge must be a mapping"):
+        validated_content(PromptContent(template="{{ output }}", settings={"judge": 5}))

@@ -18,9 +18,9 @@ MAX_NEW_TOKENS_LIMIT = 32_768
 LOGIT_BIAS_LIMIT = 100.0
 """Weights beyond this swamp every other logit; the same bound for every way bias is given."""
 _BARE_UNSAFE = frozenset(",=\"'")
-VERSION_SECTIONS = ("fewshot", "answer", "calibration", "retrieval")
+VERSION_SECTIONS = ("fewshot", "answer", "calibration", "retrieval", "judge")
 """Keys of a version's settings that are not generation settings: drawn few-shot examples,
-the answer rule, label-score calibration and retrieved demonstrations."""
+the answer rule, label-score calibration, retrieved demonstrations and a rubric's scale."""
 
 
 @dataclass

@@ -184,6 +184,14 @@ def validated_content(content: PromptContent, row: dict[str, Any] | None = None)
                 f"settings.answer must be a rule name, not {content.settings['answer']!r}"
             )
         settings["answer"] = content.settings["answer"]
+    if "judge" in content.settings:
+        # A rubric's scale; the judge layer, which sits above this, reads and checks it.
+        if not isinstance(content.settings["judge"], dict):
+            raise BadInputError(
+                f"settings.judge must be a mapping like {{scale = [1, 5]}}, not "
+                f"{content.settings['judge']!r}"
+            )
+        settings["judge"] = content.settings["judge"]
     checked = PromptContent(
         template=content.template,
         system=content.system,
