@@ -18,7 +18,14 @@ from tunelab.engine.compare.report import render_markdown
 from tunelab.engine.compare.runs import compare_runs
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.evaluation.run import EvalRequest, evaluate
-from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, optimize, rung_sizes
+from tunelab.engine.optimize.proposals import Proposals, clean_proposal, propose_instructions
+from tunelab.engine.optimize.search import (
+    OptimizeProgress,
+    OptimizeRequest,
+    optimize,
+    rung_sizes,
+    with_proposals,
+)
 from tunelab.engine.optimize.space import (
     CALIBRATIONS,
     SELECTIONS,
@@ -369,3 +376,56 @@ def test_a_search_over_calibration_and_retrieval_stores_them_with_each_candidate
     again = optimize(irony, _request(space=space, budget=6, seed=3))
     assert [c.version_ref for c in again.candidates] == [c.version_ref for c in result.candidates]
     assert again.generated_rows == 0
+
+
+# --- model-proposed instructions -----------------------------------------------------------
+
+
+def test_proposals_are_cleaned_and_join_the_users_list(
+    irony: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert clean_proposal('Instruction: "Decide whether the tweet is ironic."\nmore', []) == (
+        "Decide whether the tweet is ironic."
+    )
+    assert clean_proposal("irony", []) is None  # too short to instruct anyone
+    assert clean_proposal("I love mondays so much", ["I love mondays so much!"]) is None
+    with pytest.raises(BadInputError, match="from 0 to 32"):
+        _request(propose_instructions=33)
+
+    def fake_proposals(*args: Any) -> Proposals:
+        return Proposals("builtin", ("Classify the tweet.", "Say whether the tweet is ironic."), 1)
+
+    monkeypatch.setattr("tunelab.engine.optimize.search.propose_instructions", fake_proposals)
+    request = _request(propose_instructions=3)
+    space = with_proposals(irony, request, irony.get_dataset("irony"))
+    # The user's "Classify the tweet." is not added twice; the new one is marked proposed.
+    assert space.instructions == ("Classify the tweet.", "Say whether the tweet is ironic.")
+    assert space.proposed == 1 and space.proposer == "builtin"
+    described = Candidate((), 1, "likelihood").describe([], space)
+    assert "instruction 2 (proposed by builtin): 'Say whether" in described
+    assert "proposed" not in Candidate((), 0, "likelihood").describe([], space)
+
+
+@pytest.mark.model
+def test_the_builtin_model_proposes_from_train_rows_only_and_repeats_itself(
+    irony: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = _record_splits(irony, monkeypatch)
+    dataset = irony.get_dataset("irony")
+    first = propose_instructions(irony, dataset, "train", "builtin", 1, seed=0)
+    assert set(read) == {"train"}
+    assert first.proposer == "builtin"
+    assert len(first.instructions) + first.dropped == 1
+    assert all(len(text.split()) >= 4 and "\n" not in text for text in first.instructions)
+    calls: list[int] = []
+    import tunelab.engine.generation.batched as batched
+
+    original = batched.generate_batch
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batched, "generate_batch", counting)
+    assert propose_instructions(irony, dataset, "train", "builtin", 1, seed=0) == first
+    assert calls == []  # the replies came from the response cache

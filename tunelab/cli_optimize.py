@@ -50,6 +50,8 @@ def _print_result(result: OptimizeResult) -> None:
         style = "bold green" if c.version_ref == result.best_ref else ""
         table.add_row(c.version_ref, c.description, c.scoring, scores, style=style)
     console.print(table)
+    for number, text in enumerate(result.proposed_instructions, start=1):
+        console.print(f"proposed instruction {number}: {text}")
     seed = "—" if result.seed_score is None else f"{result.seed_score:.4f}"
     console.print(f"seed {result.seed_ref}: {result.metric}={seed}")
     if result.best_ref is not None and result.best_score is not None:
@@ -114,6 +116,14 @@ def register(app: typer.Typer) -> None:
             "--scoring",
             help="Scoring mode to try (repeatable); default: likelihood for "
             "classification, else generate.",
+        ),
+        propose: int = typer.Option(
+            0,
+            "--propose-instructions",
+            help="Instructions a model writes from a few training examples, joining the list.",
+        ),
+        proposer: str = typer.Option(
+            "builtin", "--proposer", help="The model that proposes instructions."
         ),
         calibration: str = typer.Option(
             "none",
@@ -180,6 +190,8 @@ def register(app: typer.Typer) -> None:
             first_rung=first_rung,
             metric=metric,
             batch_size=batch_size,
+            propose_instructions=propose,
+            proposer=proposer,
         )
 
         if detach:

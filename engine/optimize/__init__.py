@@ -3,7 +3,8 @@
 `space` holds the search space and what a candidate becomes as a prompt; `strategies` the
 searches (random with successive halving, Optuna TPE with pruning) as plain functions;
 `scorer` turns a candidate into a prompt version and a validation score through
-`evaluation.run.evaluate`; `search` is the entry point that labels the best `optimized`.
+`evaluation.run.evaluate`; `proposals` asks a workspace model for instruction variants;
+`search` is the entry point that labels the best `optimized`.
 
 May import: `tunelab.store`, `engine.errors`, `engine.prompts`, `engine.evaluation` (and
 what they import). Never `engine.training` or `engine.compare`. Optuna loads only inside

@@ -8,6 +8,7 @@ one named `test`, so the test rows stay unseen until the optimized prompt is jud
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.evaluation.plan import resolve_model_arg
 from tunelab.engine.evaluation.request import SCORING_MODES, StopCheck
+from tunelab.engine.optimize.proposals import MAX_PROPOSALS, propose_instructions
 from tunelab.engine.optimize.scorer import CandidateScorer, Evaluation
 from tunelab.engine.optimize.space import SearchSpace, check_seed
 from tunelab.engine.optimize.strategies import STRATEGIES, Trial, check_strategy, run_strategy
@@ -48,11 +50,21 @@ class OptimizeRequest:
         default=None, metadata={"help": "Metric to maximise; the dataset's first by default."}
     )
     batch_size: int = field(default=8, metadata={"help": "Rows evaluated together."})
+    propose_instructions: int = field(
+        default=0,
+        metadata={"help": "Instructions a model writes from training examples, added to the list."},
+    )
+    proposer: str = field(default="builtin", metadata={"help": "The model that proposes them."})
 
     def __post_init__(self) -> None:
         if self.budget < 1:
             raise BadInputError(f"budget must be at least 1 candidate, got {self.budget}")
         check_strategy(self.strategy)
+        if not 0 <= self.propose_instructions <= MAX_PROPOSALS:
+            raise BadInputError(
+                f"--propose-instructions must be from 0 to {MAX_PROPOSALS}, "
+                f"got {self.propose_instructions}"
+            )
         if self.first_rung < 1:
             raise BadInputError(f"first rung must be at least 1 row, got {self.first_rung}")
         if self.train_split == self.val_split and self.space.searches_demonstrations:
@@ -109,6 +121,8 @@ class OptimizeResult:
     interrupted: bool
     rung_rows: list[int]
     splits_read: list[str]
+    proposed_instructions: list[str] = field(default_factory=list)
+    """Instructions the proposer model wrote that joined the search."""
 
 
 def rung_sizes(first: int, total: int) -> list[int]:
@@ -172,8 +186,8 @@ def optimize(
     `optimized`. A stopped search keeps its scored candidates; re-running it with the same
     seed repeats the same candidates and reuses their finished runs."""
     seed, dataset, metric, metrics, val_rows = check_request(store, request)
-    space = request.space
     model = resolve_model_arg(store, request.model)  # fails before any version is saved
+    space = with_proposals(store, request, dataset)
     pool = (
         _pool(store, dataset, request.train_split, space.pool_size, request.seed)
         if space.searches_demonstrations
@@ -224,6 +238,29 @@ def optimize(
     return _finish(store, request, seed.ref, metric, baseline, trials, scorer, rungs, pool)
 
 
+def with_proposals(store: Store, request: OptimizeRequest, dataset: Dataset) -> SearchSpace:
+    """The request's space with the proposer's instructions after the user's (none asked:
+    the space as it is). A proposal equal to one of the user's is not added twice."""
+    space = request.space
+    if not request.propose_instructions:
+        return space
+    proposals = propose_instructions(
+        store,
+        dataset,
+        request.train_split,
+        request.proposer,
+        request.propose_instructions,
+        request.seed,
+    )
+    new = tuple(p for p in proposals.instructions if p not in space.instructions)
+    return dataclasses.replace(
+        space,
+        instructions=space.instructions + new,
+        proposed=len(new),
+        proposer=proposals.proposer,
+    )
+
+
 def _finish(
     store: Store,
     request: OptimizeRequest,
@@ -239,7 +276,7 @@ def _finish(
     results = [
         CandidateResult(
             scorer.versions[t.candidate].ref,
-            t.candidate.describe(pool, request.space),
+            t.candidate.describe(pool, scorer.space),
             t.candidate.scoring,
             {rungs[r]: s for r, s in t.scores.items()},
             last in t.scores,
@@ -271,6 +308,9 @@ def _finish(
         interrupted=scorer.stopped,
         rung_rows=rungs,
         splits_read=sorted(set(splits)),
+        proposed_instructions=list(
+            scorer.space.instructions[len(scorer.space.instructions) - scorer.space.proposed :]
+        ),
     )
 
 

@@ -63,6 +63,13 @@ class SearchSpace:
         default=("generate",),
         metadata={"help": f"Scoring modes to try: {', '.join(SCORING_MODES)}."},
     )
+    proposed: int = field(
+        default=0,
+        metadata={
+            "help": "How many of the last instructions a model proposed (the rest: the user's)."
+        },
+    )
+    proposer: str = field(default="", metadata={"help": "The model that proposed them."})
     calibrations: tuple[str, ...] = field(
         default=("none",),
         metadata={"help": f"Calibrations to try (likelihood): {', '.join(CALIBRATIONS)}."},
@@ -85,6 +92,10 @@ class SearchSpace:
             )
         if any(not text.strip() for text in self.instructions):
             raise BadInputError("an instruction variant is empty; remove the blank entry")
+        if not 0 <= self.proposed <= len(self.instructions):
+            raise BadInputError(
+                f"{self.proposed} proposed of {len(self.instructions)} instructions"
+            )
         parse_choices(",".join(self.calibrations), CALIBRATIONS, "calibrations")
         parse_choices(",".join(self.selections), SELECTIONS, "demonstration selections")
         if set(self.calibrations) - {"none"} and "likelihood" not in self.scorings:
@@ -124,7 +135,10 @@ class Candidate:
             parts = [f"{len(self.demos)} demos (train rows {rows or 'none'})"]
         if self.instruction is not None:
             text = space.instructions[self.instruction].strip().splitlines()[0]
-            parts.append(f"instruction {self.instruction + 1}: {text[:60]!r}")
+            origin = ""
+            if self.instruction >= len(space.instructions) - space.proposed:
+                origin = f" (proposed by {space.proposer})"
+            parts.append(f"instruction {self.instruction + 1}{origin}: {text[:60]!r}")
         parts.append(f"scoring {self.scoring}")
         if self.calibration != "none":
             parts.append(f"{self.calibration} calibration")
