@@ -32,6 +32,7 @@ from tunelab.engine.api.types import (
     RobustnessSummary,
     RowInput,
     StopCallback,
+    SweepDetail,
     TokenChunk,
     TrainingField,
     WordDiffSegment,
@@ -230,6 +231,12 @@ class FakeEngine:
 
     def output_judgements(self, run_id: int) -> dict[int, Judgement]:
         return self.store.latest_judgements(run_id)
+
+    def sweeps(self) -> list[SweepDetail]:
+        from tunelab.engine.sweeps.launch import sweep_detail
+
+        self.calls.append("sweeps")
+        return [sweep_detail(self.store, s.id) for s in self.store.list_sweeps()]
 
 
 def _as_protocol(store: Store) -> EngineProtocol:

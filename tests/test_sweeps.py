@@ -289,3 +289,56 @@ def test_a_sweep_on_slurm_runs_its_trials_as_slurm_jobs(
     assert all(j.scheduler == "slurm" and j.scheduler_job_id for j in jobs)
     assert all(t.state == "complete" for t in detail.trials)
     assert detail.best_model is not None
+
+
+# The TUI ----------------------------------------------------------------------------------
+
+
+def _stored_sweep(store: Store) -> int:
+    """A finished sweep of two trials (one complete, one pruned) through the store alone."""
+    from tunelab.store import NewSweep
+
+    models = store.list_models()
+    base, tuned = models[0], models[-1]
+    dataset = store.list_datasets()[0]
+    version = store.list_prompt_versions(store.list_prompts()[0].name)[0]
+    sweep = store.create_sweep(
+        NewSweep(method="lora", base_model_id=base.id, dataset_id=dataset.id,
+                 prompt_version_id=version.id, space="lora_r=4|8", metric="val_accuracy",
+                 direction="maximize", n_trials=2, parallel=1, pruner="median", seed=0,
+                 config={}, study_path="unused")  # fmt: skip
+    )
+    store.add_sweep_trial(sweep.id, 0, {"lora_r": 4})
+    store.update_sweep_trial(sweep.id, 0, state="complete", value=0.75)
+    store.add_sweep_trial(sweep.id, 1, {"lora_r": 8})
+    store.update_sweep_trial(sweep.id, 1, state="pruned", pruned_at_step=5)
+    store.finish_sweep(sweep.id, 0, tuned.id, [f"sweep-{sweep.id}-best", "swept"])
+    return sweep.id
+
+
+async def test_the_sweeps_view_shows_trials_and_the_labelled_best() -> None:
+    from tests.fake_engine import FakeEngine
+    from tests.tui_fixtures import seed_store
+    from tests.tui_helpers import settle, show_screen, wait_for_text
+    from tunelab.tui.app import make_app
+    from tunelab.tui.screens.sweeps import SweepChart, SweepsModal
+
+    store = Store.memory()
+    seed_store(store)
+    sweep_id = _stored_sweep(store)
+    engine = FakeEngine(store)
+    app = make_app(store, engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_screen(app, pilot, "6", "Fine-tune")
+        await pilot.press("w")
+        text = await wait_for_text(app, pilot, f"sweep {sweep_id} · finished · 2/2 trials")
+        assert "(1 complete, 1 pruned)" in text and "(sweep-1-best, swept)" in text
+        assert "★ 0" in text and "0.7500" in text and "pruned" in text
+        assert isinstance(app.screen, SweepsModal)
+        chart = app.screen.query_one(SweepChart)
+        assert chart.detail is not None and chart.detail.sweep.id == sweep_id
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, SweepsModal)
+    assert "sweeps" in engine.calls
+    assert resolve_model(store, "swept").id == store.list_models()[-1].id

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         EvalOutcome,
         EvalProgress,
         RenderedPrompt,
+        SweepDetail,
         TrainingField,
         WordDiffSegment,
     )
@@ -235,6 +236,11 @@ class JobLogRead(Message):
 @dataclass
 class JobLaunched(Message):
     job_id: int
+
+
+@dataclass
+class SweepsLoaded(Message):
+    sweeps: list[SweepDetail]
 
 
 @dataclass

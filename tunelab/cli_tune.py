@@ -252,11 +252,9 @@ def jobs_show(
 
 
 def _where(job: Job) -> str:
-    """`local`, or the scheduler, its job id and its last seen state."""
-    if job.scheduler == "local":
-        return "local"
-    name = "Slurm" if job.scheduler == "slurm" else job.scheduler
-    return f"{name} job {job.scheduler_job_id or '?'}: {job.scheduler_state or 'unknown'}"
+    from tunelab.engine.training.jobs import job_placement
+
+    return job_placement(job)
 
 
 def _inputs_line(store: Any, job: Job) -> str:

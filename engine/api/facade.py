@@ -32,6 +32,7 @@ from tunelab.engine.api.types import (
     RobustnessSummary,
     RowInput,
     StopCallback,
+    SweepDetail,
     TokenChunk,
     TrainingField,
 )
@@ -281,6 +282,13 @@ class Engine:
     def output_judgements(self, run_id: int) -> dict[int, Judgement]:
         """Output id → its judgement by the newest judge run that scored the run's outputs."""
         return self.store.latest_judgements(run_id)
+
+    # Sweeps ------------------------------------------------------------------------------
+    def sweeps(self) -> list[SweepDetail]:
+        """Hyperparameter sweeps, newest first, each with its trials and best checkpoint."""
+        from tunelab.engine.sweeps.launch import sweep_detail
+
+        return [sweep_detail(self.store, s.id) for s in self.store.list_sweeps()]
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from tunelab.engine.generation.controls import BiasEntry
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import RenderedPrompt
 from tunelab.engine.robustness.records import RobustnessSummary
+from tunelab.engine.sweeps.records import SweepDetail
 from tunelab.engine.text_diff import WordDiffSegment
 
 if TYPE_CHECKING:
@@ -147,6 +148,10 @@ class EngineProtocol(Protocol):
 
     def output_judgements(self, run_id: int) -> dict[int, Judgement]: ...
 
+    def sweeps(self) -> list[SweepDetail]:
+        """Hyperparameter sweeps, newest first, each with its trials and best checkpoint."""
+        ...
+
 
 __all__ = [
     "BiasEntry",
@@ -163,6 +168,7 @@ __all__ = [
     "RobustnessSummary",
     "RowInput",
     "StopCallback",
+    "SweepDetail",
     "TokenChunk",
     "TrainingField",
     "WordDiffSegment",

@@ -494,6 +494,15 @@ def next_queued_job(store: Store) -> Job | None:
     return queued[0] if queued else None
 
 
+def job_placement(job: Job) -> str:
+    """Where a job runs, as both front ends show it: `local`, or the scheduler's job id and
+    its last seen state (`Slurm job 12: RUNNING`)."""
+    if job.scheduler == "local":
+        return "local"
+    name = "Slurm" if job.scheduler == "slurm" else job.scheduler
+    return f"{name} job {job.scheduler_job_id or '?'}: {job.scheduler_state or 'unknown'}"
+
+
 def log_tail(job: Job, lines: int = 40) -> str:
     """The last lines of the job's log (empty when it has none yet)."""
     if not job.log_path:

@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Log, Select, Static, TabbedContent, TabPane
 
+from tunelab.engine.training.jobs import job_placement
 from tunelab.tui.data import job_fraction
 from tunelab.tui.job_errors import one_line_error, without_tracebacks
 from tunelab.tui.messages import (
@@ -20,6 +21,7 @@ from tunelab.tui.messages import (
     JobLaunched,
     JobLogRead,
     JobsPolled,
+    SweepsLoaded,
     TrainingFieldsLoaded,
 )
 from tunelab.tui.screens.base import TunelabScreen
@@ -85,6 +87,8 @@ class FinetuneScreen(TunelabScreen):
         Binding("l", "show_log", "Log", id="finetune-log",
                 tooltip="Read the selected job's whole log, traceback included"),
         Binding("escape", "show_jobs", "Jobs", id="finetune-back", tooltip="Back to the job list"),
+        Binding("w", "show_sweeps", "Sweeps", id="finetune-sweeps",
+                tooltip="Hyperparameter sweeps: trials, states, the metric per trial"),
     ]  # fmt: skip
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -109,7 +113,7 @@ class FinetuneScreen(TunelabScreen):
 
     def on_mount(self) -> None:
         self.query_one("#job-list", NavTable).add_columns(
-            "Job", "Method", "Status", "Progress", "Base", "Dataset", "Error"
+            "Job", "Method", "Status", "Progress", "Where", "Base", "Dataset", "Error"
         )
         self.load_fields()
         self.poll_jobs()
@@ -148,8 +152,8 @@ class FinetuneScreen(TunelabScreen):
             base = event.names.get(f"model:{job.base_model_id}", "—")
             dataset = event.names.get(f"dataset:{job.dataset_id}", "—")
             table.add_row(
-                str(job.id), job.method, job.status, progress, base, dataset,
-                one_line_error(job.error), key=str(job.id),
+                str(job.id), job.method, job.status, progress, job_placement(job), base,
+                dataset, one_line_error(job.error), key=str(job.id),
             )  # fmt: skip
         table.move_to_key(keep)
         if event.selected_job_id != self.selected_job_id and self.selected_job_id is not None:
@@ -189,6 +193,20 @@ class FinetuneScreen(TunelabScreen):
     def _selected(self) -> int | None:
         key = self.query_one("#job-list", NavTable).selected_key()
         return int(key) if key is not None else None
+
+    # Sweeps ------------------------------------------------------------------------------
+    def action_show_sweeps(self) -> None:
+        self.load_sweeps()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="sweeps", description="Sweeps")
+    def load_sweeps(self) -> None:
+        self.post_message(SweepsLoaded(self.engine.sweeps()))
+
+    @on(SweepsLoaded)
+    def sweeps_loaded(self, event: SweepsLoaded) -> None:
+        from tunelab.tui.screens.sweeps import SweepsModal
+
+        self.app.push_screen(SweepsModal(event.sweeps))
 
     # Cancel and resume -------------------------------------------------------------------
     def action_cancel_job(self) -> None:
