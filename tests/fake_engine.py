@@ -21,6 +21,7 @@ from tunelab.engine.api.types import (
     BiasEntry,
     Comparison,
     CurveSummary,
+    DecisionReport,
     EngineProtocol,
     EvalOutcome,
     EvalProgress,
@@ -228,6 +229,18 @@ class FakeEngine:
         from tunelab.engine.curves.summary import latest_curve
 
         return latest_curve(self.store, dataset=dataset, base_model=base_model)
+
+    def decision_report(
+        self,
+        dataset: str | None = None,
+        prompt_run: int | None = None,
+        finetune_run: int | None = None,
+    ) -> DecisionReport:
+        from tunelab.engine.report.build import build_report
+
+        return build_report(
+            self.store, dataset=dataset, prompt_run=prompt_run, finetune_run=finetune_run
+        )
 
     def output_judgements(self, run_id: int) -> dict[int, Judgement]:
         return self.store.latest_judgements(run_id)

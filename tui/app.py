@@ -54,6 +54,7 @@ SCREENS_BY_MODE: dict[str, tuple[str, str, str]] = {
     "finetune": ("Fine-tune", "finetune", "FinetuneScreen"),
     "models": ("Models", "library", "ModelsScreen"),
     "datasets": ("Datasets", "library", "DatasetsScreen"),
+    "report": ("Report", "report", "ReportScreen"),
 }
 """Mode → (title, module in tui/screens, class); modules import on first visit, for a fast start."""
 
@@ -85,6 +86,7 @@ class TunelabApp(App[None]):
         _go("6", "finetune", "Fine-tune"),
         _go("7", "models", "Models"),
         _go("8", "datasets", "Datasets"),
+        _go("9", "report", "Report"),
         Binding("ctrl+t", "cycle_theme", "Theme", id="cycle-theme",
                 tooltip="Switch to the next built-in theme (saved to your settings)"),
         Binding("ctrl+p", "command_palette", "Commands", id="command-palette", show=False,

@@ -20,6 +20,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.modals import AskTextModal, TextViewModal
     from tunelab.tui.screens.playground import PlaygroundScreen
     from tunelab.tui.screens.prompts import PromptsScreen
+    from tunelab.tui.screens.report import ReportScreen
     from tunelab.tui.screens.runs import RunsScreen
     from tunelab.tui.screens.sweeps import SweepsModal
     from tunelab.tui.widgets.nav_table import NavTable
@@ -28,6 +29,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     return [
         app_class, TunelabScreen, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen,
         CompareScreen, FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable,
+        ReportScreen,
         HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal,
         SweepsModal,
     ]  # fmt: skip

@@ -22,6 +22,7 @@ from tunelab.engine.api.types import (
     BiasEntry,
     Comparison,
     CurveSummary,
+    DecisionReport,
     EngineProtocol,
     EvalOutcome,
     EvalProgress,
@@ -277,6 +278,20 @@ class Engine:
         from tunelab.engine.curves.summary import latest_curve
 
         return latest_curve(self.store, dataset=dataset, base_model=base_model)
+
+    # Decision report ---------------------------------------------------------------------
+    def decision_report(
+        self,
+        dataset: str | None = None,
+        prompt_run: int | None = None,
+        finetune_run: int | None = None,
+    ) -> DecisionReport:
+        """The one-page decision report (`tunelab report`): runs chosen, compared, worded."""
+        from tunelab.engine.report.build import build_report
+
+        return build_report(
+            self.store, dataset=dataset, prompt_run=prompt_run, finetune_run=finetune_run
+        )
 
     # Judge -------------------------------------------------------------------------------
     def output_judgements(self, run_id: int) -> dict[int, Judgement]:

@@ -20,6 +20,7 @@ from tunelab.engine.generation.batched import TokenChunk
 from tunelab.engine.generation.controls import BiasEntry
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import RenderedPrompt
+from tunelab.engine.report.records import DecisionReport
 from tunelab.engine.robustness.records import RobustnessSummary
 from tunelab.engine.sweeps.records import SweepDetail
 from tunelab.engine.text_diff import WordDiffSegment
@@ -146,6 +147,15 @@ class EngineProtocol(Protocol):
         self, dataset: str | None = None, base_model: str | None = None
     ) -> CurveSummary | None: ...
 
+    def decision_report(
+        self,
+        dataset: str | None = None,
+        prompt_run: int | None = None,
+        finetune_run: int | None = None,
+    ) -> DecisionReport:
+        """Prompt or fine-tune: the best (or named) prompt and fine-tuned runs, weighed."""
+        ...
+
     def output_judgements(self, run_id: int) -> dict[int, Judgement]: ...
 
     def sweeps(self) -> list[SweepDetail]:
@@ -157,6 +167,7 @@ __all__ = [
     "BiasEntry",
     "Comparison",
     "CurveSummary",
+    "DecisionReport",
     "EngineProtocol",
     "EvalOutcome",
     "EvalProgress",

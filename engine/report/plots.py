@@ -11,7 +11,7 @@ import io
 from typing import TYPE_CHECKING
 
 from tunelab.engine.curves.records import CurveSummary
-from tunelab.engine.report.sentences import drawn_points
+from tunelab.engine.report.sentences import drawn_points, matched_perturbations
 from tunelab.engine.robustness.records import RobustnessSummary
 
 if TYPE_CHECKING:
@@ -71,20 +71,17 @@ def curve_svg(curve: CurveSummary) -> str | None:
 def robustness_svg(prompt: RobustnessSummary | None, tuned: RobustnessSummary | None) -> str | None:
     """Each perturbation's drop with its interval, the two sides' bars next to each other;
     None when neither side has a suite with results."""
-    sides = [
-        ("prompt", {r.perturbation: r for r in prompt.results} if prompt else {}, "#d1242f"),
-        ("fine-tune", {r.perturbation: r for r in tuned.results} if tuned else {}, "#1f6feb"),
-    ]
-    names = list(dict.fromkeys(n for _, results, _ in sides for n in results))
-    if not names:
+    matched = matched_perturbations(prompt, tuned)
+    if not matched:
         return None
     figure = _figure()
     axes = figure.add_subplot()
     width = 0.38
-    for offset, (label, results, colour) in zip((-width / 2, width / 2), sides, strict=True):
+    sides = ((0, "prompt", "#d1242f", -width / 2), (1, "fine-tune", "#1f6feb", width / 2))
+    for side, label, colour, offset in sides:
         xs, drops, lows, highs = [], [], [], []
-        for i, name in enumerate(names):
-            result = results.get(name)
+        for i, (_, prompt_result, tuned_result) in enumerate(matched):
+            result = tuned_result if side else prompt_result
             if result is None:
                 continue
             xs.append(i + offset)
@@ -95,7 +92,7 @@ def robustness_svg(prompt: RobustnessSummary | None, tuned: RobustnessSummary | 
         if xs:
             axes.bar(xs, drops, width, yerr=[lows, highs], capsize=3, color=colour, label=label)
     axes.axhline(0, color="#6e7781", linewidth=0.8)
-    axes.set_xticks(range(len(names)), [_plain(n) for n in names])
+    axes.set_xticks(range(len(matched)), [_plain(name) for name, _, _ in matched])
     axes.set_ylabel("metric drop (clean − perturbed)")
     axes.legend(loc="best", fontsize="small")
     axes.grid(axis="y", alpha=0.3)

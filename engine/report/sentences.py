@@ -186,10 +186,7 @@ def robustness_sentences(report: DecisionReport) -> list[ReportSentence]:
         for name, suite, run in sides
         if suite is None
     ]
-    prompt = _by_name(report.prompt_robustness)
-    tuned = _by_name(report.finetune_robustness)
-    for name in dict.fromkeys([*prompt, *tuned]):
-        p, f = prompt.get(name), tuned.get(name)
+    for name, p, f in matched_perturbations(report.prompt_robustness, report.finetune_robustness):
         if p is not None and f is not None:
             if f.drop == p.drop:
                 tail = "both drop the same."
@@ -204,8 +201,26 @@ def robustness_sentences(report: DecisionReport) -> list[ReportSentence]:
     return out
 
 
-def _by_name(suite: RobustnessSummary | None) -> dict[str, PerturbationResult]:
-    return {} if suite is None else {r.perturbation: r for r in suite.results}
+Matched = tuple[str, PerturbationResult | None, PerturbationResult | None]
+
+
+def matched_perturbations(
+    prompt: RobustnessSummary | None, tuned: RobustnessSummary | None
+) -> list[Matched]:
+    """(label, prompt's result, fine-tune's result) per perturbation either side ran.
+
+    Results match on what was done (the name and its detail: rate, seed), so typos at 5%
+    never stand beside typos at 10%; the label adds the detail only where a name recurs.
+    """
+    sides = [{} if s is None else {(r.perturbation, r.detail): r for r in s.results}
+             for s in (prompt, tuned)]  # fmt: skip
+    keys = list(dict.fromkeys([*sides[0], *sides[1]]))
+    names = [name for name, _ in keys]
+    return [
+        (name if names.count(name) == 1 or not detail else f"{name} ({detail})",
+         sides[0].get((name, detail)), sides[1].get((name, detail)))
+        for name, detail in keys
+    ]  # fmt: skip
 
 
 def _eval_command(run: RunSummary) -> str:
@@ -382,12 +397,9 @@ def _curve_change(curve: CurveSummary) -> list[ReportSentence]:
 def _flips(report: DecisionReport, higher_is_better: bool) -> list[ReportSentence]:
     """Perturbations under which the two sides swap places (on their own suites' rows)."""
     sign = 1.0 if higher_is_better else -1.0
-    prompt = _by_name(report.prompt_robustness)
-    tuned = _by_name(report.finetune_robustness)
     out = []
-    for name, f in tuned.items():
-        p = prompt.get(name)
-        if p is None:
+    for name, p, f in matched_perturbations(report.prompt_robustness, report.finetune_robustness):
+        if p is None or f is None:
             continue
         clean = sign * (f.clean_metric - p.clean_metric)
         perturbed = sign * (f.perturbed_metric - p.perturbed_metric)

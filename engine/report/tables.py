@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from tunelab.engine.compare.report import cost_rows, fmt_ci, fmt_delta, fmt_delta_p, fmt_value
 from tunelab.engine.report.records import DecisionReport
-from tunelab.engine.report.sentences import drawn_points, interval, span, value
+from tunelab.engine.report.sentences import (
+    drawn_points,
+    interval,
+    matched_perturbations,
+    span,
+    value,
+)
 from tunelab.engine.robustness.records import PerturbationResult
 
 
@@ -92,12 +98,10 @@ def _drop(result: PerturbationResult | None) -> str:
 
 
 def robustness_table(report: DecisionReport) -> ReportTable | None:
-    suites = (report.prompt_robustness, report.finetune_robustness)
-    if all(s is None for s in suites):
+    if report.prompt_robustness is None and report.finetune_robustness is None:
         return None
-    by_side = [{} if s is None else {r.perturbation: r for r in s.results} for s in suites]
-    names = list(dict.fromkeys(n for side in by_side for n in side))
-    rows = [[name, _drop(by_side[0].get(name)), _drop(by_side[1].get(name))] for name in names]
+    matched = matched_perturbations(report.prompt_robustness, report.finetune_robustness)
+    rows = [[name, _drop(p), _drop(f)] for name, p, f in matched]
     return ReportTable(
         "Robustness: metric drop under each perturbation (clean minus perturbed)",
         ["perturbation", "prompt drop", "fine-tune drop"],
