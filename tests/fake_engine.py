@@ -212,6 +212,11 @@ class FakeEngine:
 
         return robustness_for_run(self.store, run_id)
 
+    def robustness_contrast(self, run_ids: Sequence[int]) -> list[str]:
+        from tunelab.engine.robustness.contrast import robustness_contrast
+
+        return robustness_contrast(self.store, run_ids)
+
     def corrections(self, output_id: int) -> list[Correction]:
         return self.store.corrections(output_id)
 

@@ -205,6 +205,8 @@ class EvalFinished(Message):
 @dataclass
 class RunsCompared(Message):
     comparison: Comparison
+    robustness: tuple[str, ...] = ()
+    """Both sides' robustness drops, one engine sentence per shared perturbation."""
 
 
 @dataclass

@@ -75,6 +75,7 @@ def _register_commands() -> None:
         cli_optimize,
         cli_prompt,
         cli_report,
+        cli_robustness,
         cli_serve,
         cli_sweep,
         cli_tui,
@@ -88,6 +89,7 @@ def _register_commands() -> None:
         cli_sweep,
         cli_report,
         cli_judge,
+        cli_robustness,
     ):  # fmt: skip
         module.register(app)
 

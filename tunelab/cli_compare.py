@@ -31,6 +31,7 @@ from tunelab.engine.compare.run_diff import RunDiff, diff_runs
 from tunelab.engine.compare.runs import compare_row, compare_runs
 from tunelab.engine.models.diff import ModelDiff, diff_models
 from tunelab.engine.prompts.diff import PromptDiff, diff_prompts
+from tunelab.engine.robustness.contrast import robustness_contrast
 from tunelab.engine.text_diff import ValueChange
 
 diff_app = typer.Typer(
@@ -351,9 +352,12 @@ def register(app: typer.Typer) -> None:
         if report is not None:
             write_report(comparison, report)
         if json_output:
-            emit_json(comparison_to_dict(comparison))
+            robustness = robustness_contrast(store, [r.id for r in comparison.runs])
+            emit_json({**comparison_to_dict(comparison), "robustness": robustness})
             return
         console.print(render_comparison(comparison))
+        for sentence in robustness_contrast(store, [r.id for r in comparison.runs]):
+            console.print(Text(sentence))
         if row is not None:
             for other in comparison.runs[1:]:
                 diff = compare_row(store, comparison.runs[0].id, other.id, row)

@@ -257,6 +257,13 @@ class Engine:
 
         return robustness_for_run(self.store, run_id)
 
+    def robustness_contrast(self, run_ids: Sequence[int]) -> list[str]:
+        """Both sides' drops under each perturbation their suites share, one sentence each
+        (the first run against each other); [] when no run has a suite."""
+        from tunelab.engine.robustness.contrast import robustness_contrast
+
+        return robustness_contrast(self.store, run_ids)
+
     # Feedback -----------------------------------------------------------------------------
     def corrections(self, output_id: int) -> list[Correction]:
         return self.store.corrections(output_id)

@@ -118,7 +118,8 @@ def _result(
     low, high = procedure.interval(confidence)
     # The procedure measures perturbed - clean; a drop is how much worse the perturbed run is.
     sign = -1.0 if series.higher_is_better else 1.0
-    ci = tuple(sorted((sign * low, sign * high)))
+    # Adding 0.0 turns -0.0 (no change, sign-flipped) into 0.0.
+    ci = tuple(sorted((sign * low + 0.0, sign * high + 0.0)))
     return PerturbationResult(
         perturbation=item.perturbation,
         kind=item.kind,
@@ -126,7 +127,7 @@ def _result(
         metric=series.name,
         clean_metric=clean_value,
         perturbed_metric=perturbed_value,
-        drop=sign * procedure.delta,
+        drop=sign * procedure.delta + 0.0,
         ci=(ci[0], ci[1]),
         p_value=procedure.p_value,
         rows=series.rows,

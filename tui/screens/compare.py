@@ -117,12 +117,15 @@ class CompareScreen(TunelabScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare", description="Compare")
     def run_comparison(self, run_ids: list[int]) -> None:
         # Prices come from the workspace config (`tunelab config`), as for `tunelab compare`.
-        self.post_message(RunsCompared(self.engine.compare_runs(run_ids)))
+        comparison = self.engine.compare_runs(run_ids)
+        robustness = self.engine.robustness_contrast([r.id for r in comparison.runs])
+        self.post_message(RunsCompared(comparison, tuple(robustness)))
 
     @on(RunsCompared)
     def show_comparison(self, event: RunsCompared) -> None:
         comparison = self.comparison = event.comparison
-        self.query_one("#compare-verdict", Static).update(headline(comparison) or "No verdict")
+        verdict = [headline(comparison) or "No verdict", *event.robustness]
+        self.query_one("#compare-verdict", Static).update("\n".join(verdict))
         table = self.query_one("#compare-metrics", NavTable)
         table.clear(columns=True)
         short = [f"#{r.id}" for r in comparison.runs]
