@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import EXIT_FAILURE, console, emit_json, fail, state, to_jsonable
-from tunelab.cli_tune import _with_config_options
+from tunelab.cli_tune import _with_config_options, slurm_options
 
 if TYPE_CHECKING:
     from tunelab.engine.curves.records import CurveSummary
@@ -61,6 +61,28 @@ def curve(
     ),
     json_output: bool = typer.Option(False, "--json", help='Print {"curve_id": N, ...}.'),
     wait: bool = typer.Option(False, "--wait", help="Follow the curve until it ends."),
+    on: str = typer.Option(
+        "local", "--on", help="Where the jobs train: local or slurm.", rich_help_panel="Cluster"
+    ),
+    partition: str = typer.Option(
+        "", "--partition", help="Slurm partition.", rich_help_panel="Cluster"
+    ),
+    gpus_per_node: int = typer.Option(
+        0, "--gpus-per-node", help="GPUs per Slurm node.", rich_help_panel="Cluster"
+    ),
+    nodes: int = typer.Option(1, "--nodes", help="Slurm nodes per job.", rich_help_panel="Cluster"),
+    time_limit: str = typer.Option(
+        "", "--time", help="Slurm time limit per job.", rich_help_panel="Cluster"
+    ),
+    slurm_arg: list[str] = typer.Option(
+        [], "--slurm-arg", help="Extra sbatch KEY=VALUE.", rich_help_panel="Cluster"
+    ),
+    slurm_allow_local_fs: bool = typer.Option(
+        False,
+        "--slurm-allow-local-fs",
+        help="Submit from a workspace under /tmp or a tmpfs.",
+        rich_help_panel="Cluster",
+    ),
     **settings: Any,
 ) -> None:
     """Start a data-efficiency curve: one fine-tuning job per size and repeat, each evaluated
@@ -74,13 +96,15 @@ def curve(
                if not v]  # fmt: skip
     if missing:
         fail(f"tunelab curve needs {', '.join(missing)} (see `tunelab curve --help`)")
+    slurm = slurm_options(on, partition, gpus_per_node, nodes, time_limit, slurm_arg,
+                          slurm_allow_local_fs)  # fmt: skip
     given = {name: value for name, value in settings.items() if value is not None}
     config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
     config = config.with_overrides(**given)
     request = CurveRequest(
         base=base, dataset=dataset, prompt=prompt, sizes=sizes, config=config, repeats=repeats,
         against=against, eval_split=eval_split, eval_limit=eval_limit, scoring=scoring,
-        seed=config.seed, given=list(given), gpus=gpus, steps_cap=steps_cap,
+        seed=config.seed, given=list(given), gpus=gpus, steps_cap=steps_cap, slurm=slurm,
     )  # fmt: skip
     store = state.store()
     created = launch_curve(state.workspace(), store, request)

@@ -86,7 +86,7 @@ def settle_point(store: Store, curve: Curve, entry: CurveEntry) -> bool:
     if entry.finished_at is not None and entry.run_id is not None:
         return True
     if entry.job_id is None:
-        return False  # its job is being queued right now
+        return entry.error is not None  # no error: its job is being queued right now
     job = store.get_job(entry.job_id)
     if job.status in ("queued", "running"):
         if entry.error:

@@ -161,12 +161,12 @@ def extend_curve(workspace: Workspace, store: Store, curve_id: int, sizes: str) 
 
 
 def resume_curve(workspace: Workspace, store: Store, curve_id: int) -> list[int]:
-    """Queue the curve's failed or cancelled jobs again and restart its driver if it is gone;
-    returns the jobs resumed."""
+    """Queue the jobs of the curve's points that have none (their queueing failed) and its
+    failed or cancelled jobs again, and restart its driver if it is gone; returns the jobs."""
     from tunelab.engine.training.jobs import refresh_job_states
 
     refresh_job_states(store, workspace)
-    resumed = []
+    resumed = _queue_jobs(workspace, store, store.get_curve(curve_id))
     for entry in store.curve_entries(curve_id):
         if entry.job_id is None or entry.run_id is not None:
             continue
@@ -180,8 +180,6 @@ def resume_curve(workspace: Workspace, store: Store, curve_id: int) -> list[int]
 
 def _add_points(workspace: Workspace, store: Store, curve: Curve, sizes: list[int]) -> None:
     """Store the subsets of `sizes` for every repeat and queue one job each."""
-    from tunelab.engine.training.slurm import SlurmOptions
-
     dataset = store.get_dataset_by_id(curve.dataset_id)
     config = TrainingConfig.from_dict(curve.config)
     wanted = [(size, r, repeat_seed(curve.seed, r)) for r in range(curve.repeats) for size in sizes]
@@ -191,22 +189,41 @@ def _add_points(workspace: Workspace, store: Store, curve: Curve, sizes: list[in
     store.add_curve_entries(
         curve.id, [NewCurveEntry(p.size, p.repeat, p.seed, derived.id, p.split) for p in planned]
     )
+    _queue_jobs(workspace, store, curve)
+
+
+def _queue_jobs(workspace: Workspace, store: Store, curve: Curve) -> list[int]:
+    """Queue a job for every point that has none yet (smallest first, repeat by repeat); a
+    point whose job cannot be queued (sbatch refused it) records why, and the error goes on."""
+    from tunelab.engine.training.slurm import SlurmOptions
+
+    config = TrainingConfig.from_dict(curve.config)
     slurm_dict = curve.launch.get("slurm")
     slurm = SlurmOptions(**slurm_dict) if slurm_dict else None
     base = store.get_model_by_id(curve.base_model_id)
     prompt = store.get_prompt_version_by_id(curve.prompt_version_id)
-    entries = {(e.size, e.repeat): e for e in store.curve_entries(curve.id)}
     cap = curve.launch.get("steps_cap")
-    for point in planned:
+    gpus = int(curve.launch.get("gpus", 0))
+    queued = []
+    waiting = [e for e in store.curve_entries(curve.id) if e.job_id is None]
+    for entry in sorted(waiting, key=lambda e: (e.repeat, e.size)):
         job_config = config.with_overrides(
-            train_split=point.split, seed=point.seed,
-            max_steps=capped_steps(config, point.size, int(cap)) if cap else None,
+            train_split=entry.subset_split, seed=entry.seed,
+            max_steps=capped_steps(config, entry.size, int(cap)) if cap else None,
         )  # fmt: skip
-        job = launch_job(
-            workspace, store, job_config, base, derived, prompt, int(curve.launch.get("gpus", 0)),
-            given=list(curve.launch.get("given", [])), slurm=slurm,
-        )  # fmt: skip
-        store.update_curve_entry(entries[(point.size, point.repeat)].id, job_id=job.id)
+        try:
+            subsets = store.get_dataset_by_id(entry.subset_dataset_id)
+            job = launch_job(
+                workspace, store, job_config, base, subsets, prompt, gpus,
+                given=list(curve.launch.get("given", [])), slurm=slurm,
+            )  # fmt: skip
+        except Exception as exc:
+            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            store.update_curve_entry(entry.id, error=f"could not queue its job: {line}")
+            raise
+        store.update_curve_entry(entry.id, job_id=job.id, error=None)
+        queued.append(job.id)
+    return queued
 
 
 def capped_steps(config: TrainingConfig, size: int, cap: int) -> int:
@@ -252,6 +269,10 @@ def _check(store: Store, workspace: Workspace, request: CurveRequest) -> _Checke
         (n for n in VAL_SPLIT_NAMES if n in dataset.split_names and n != config.train_split),
         eval_split,
     )
+    if request.slurm is not None:  # refused now, not after the curve is stored
+        from tunelab.engine.training.slurm import check_shared_fs
+
+        check_shared_fs(workspace.root, request.slurm.allow_local_fs)
     base = resolve_model(store, request.base)
     check_job_inputs(
         store, config.with_overrides(val_split=val_split), base, dataset, request.gpus, prompt,
