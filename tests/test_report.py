@@ -175,6 +175,21 @@ def _check_robustness(report: DecisionReport) -> None:
         assert (flip is not None) == (clean * perturbed < 0)
 
 
+def _check_trade_off(report: DecisionReport) -> None:
+    m = report.headline
+    assert m is not None
+    d = m.deltas[0]
+    p, f = (c.cost_per_1k_requests for c in report.comparison.costs)
+    said = _one(report, "change", r"^Cost against quality")
+    dearer_wins = (
+        d.significant and p is not None and f is not None and p != f and (f > p) == (d.delta > 0)
+    )
+    assert (said is not None) == dearer_wins
+    if said is not None:
+        winner = "fine-tune" if d.delta > 0 else "prompt"
+        assert said.text.startswith(f"Cost against quality: the {winner} is better")
+
+
 def _check_speed(report: DecisionReport) -> None:
     p, f = report.comparison.costs
     latency = _one(report, "speed", r"^Latency per request")
@@ -197,6 +212,7 @@ def test_every_sentence_agrees_with_the_reports_numbers(report: DecisionReport) 
     _check_curve(report)
     _check_robustness(report)
     _check_speed(report)
+    _check_trade_off(report)
     assert {s.topic for s in report.sentences} <= set(TOPICS)
     for s in report.sentences:
         assert s.text.strip() and not re.search(r"\bNone\b(?! of the sizes)|\bnan\b", s.text)
@@ -335,6 +351,26 @@ def test_the_best_prompt_and_fine_tuned_runs_on_a_held_out_split_are_chosen(stor
     named = choose_runs(store, prompt_run=ids["weak_prompt"])
     assert (named.prompt_run.id, named.finetune_run.id) == (ids["weak_prompt"], ids["strong_tuned"])
     assert named.selection.startswith("the prompt run named")
+
+
+def test_runs_on_a_perturbed_copy_are_left_out_unless_its_dataset_is_named(store: Store) -> None:
+    from tunelab.engine.robustness.derived import LINEAGE_KIND
+    from tunelab.store import NewDataset, NewSplit
+
+    ids = _workspace_runs(store)
+    rows = [{"text": f"ROW {i}", "label": ("pos", "neg")[i % 2]} for i in range(10)]
+    copy = store.add_exported_dataset(
+        NewDataset("ds.case", "robustness", "ds-case", [NewSplit("test", rows, "c")],
+                   task="classification", labels=["pos", "neg"]),
+        {"kind": LINEAGE_KIND, "source": "ds/test"},
+    )  # fmt: skip
+    pv, base = ch.prompt(store), ch.base_model(store)
+    tuned = store.get_model("ft-a")
+    perturbed = [ch.classification_run(store, pv, m, copy, [1] * 10) for m in (base, tuned)]
+    choice = choose_runs(store)
+    assert choice.prompt_run.id == ids["strong_prompt"]
+    named = choose_runs(store, dataset="ds.case")
+    assert [named.prompt_run.id, named.finetune_run.id] == [r.id for r in perturbed]
 
 
 def test_runs_that_cannot_be_weighed_are_refused_in_one_line(store: Store) -> None:

@@ -4,6 +4,8 @@ and the best finished fine-tuned run on the same dataset and evaluation split.
 A prompt run is one on a base model (local or endpoint); a fine-tuned run is one on a model
 trained from a base (an adapter or a full fine-tune). "Best" is the higher (or, for a
 latency-like metric, lower) stored value of the headline metric, the newer run on a tie.
+Without a named run or dataset, the perturbed copies a robustness suite evaluates on are
+left out: their runs measure the clean ones.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from tunelab.engine.compare.series import higher_is_better
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.evaluation.run import refresh_run_states
 from tunelab.engine.report.records import FinetuneEffort
+from tunelab.engine.robustness.derived import LINEAGE_KIND as PERTURBED_LINEAGE
 from tunelab.store import Dataset, Model, Run, Store
 
 SPLIT_PREFERENCE = ("test", "validation")
@@ -149,7 +152,9 @@ def choose_runs(
         pairs = {
             k: g
             for k, g in groups.items()
-            if g["prompt"] and g["finetune"] and (wanted is None or k[0] == wanted.id)
+            if g["prompt"]
+            and g["finetune"]
+            and (k[0] == wanted.id if wanted is not None else not _perturbed(store, k[0]))
         }
         if not pairs:
             where = f" on {wanted.name}" if wanted is not None else ""
@@ -174,6 +179,13 @@ def choose_runs(
     return RunChoice(
         chosen["prompt"], chosen["finetune"], metric, _selection(named, group, metric), effort
     )
+
+
+def _perturbed(store: Store, dataset_id: int) -> bool:
+    """A robustness suite's perturbed copy of another dataset's rows: the runs on it are
+    measurements of the clean ones, never the pair a report weighs unless named."""
+    lineage = store.dataset_lineage(dataset_id)
+    return lineage is not None and lineage.get("kind") == PERTURBED_LINEAGE
 
 
 def _no_side(side: str, where: str) -> str:

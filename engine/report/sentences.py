@@ -132,6 +132,8 @@ def curve_sentence(report: DecisionReport) -> ReportSentence:
         )
     points = drawn_points(curve)
     state = "" if curve.state == "finished" else f" (still {curve.state}; points so far)"
+    if curve.eval_split != report.split:
+        state += f" (evaluated on {curve.eval_split}, not {report.split})"
     if not points:
         return _missing(
             "curve",
@@ -356,11 +358,34 @@ def change_sentences(report: DecisionReport) -> list[ReportSentence]:
                 "training included; above that the fine-tune is.",
             )
         )
+    if m is not None:
+        out += _trade_off(report, m)
     if report.curve is not None:
         out += _curve_change(report.curve)
     if m is not None:
         out += _flips(report, m.higher_is_better)
     return out
+
+
+def _trade_off(report: DecisionReport, m: MetricComparison) -> list[ReportSentence]:
+    """The significantly better side is the dearer one to serve: what the gain costs."""
+    d = m.deltas[0]
+    prompt, tuned = (c.cost_per_1k_requests for c in report.comparison.costs[:2])
+    if not d.significant or prompt is None or tuned is None or prompt == tuned:
+        return []
+    winner = "fine-tune" if _gain(m, d.delta) > 0 else "prompt"
+    dearer = "fine-tune" if tuned > prompt else "prompt"
+    if winner != dearer:
+        return []
+    other = "prompt" if winner == "fine-tune" else "fine-tune"
+    return [
+        _said(
+            "change",
+            f"Cost against quality: the {winner} is better by {value(abs(d.delta))} {m.name} "
+            f"but costs {fmt_money(abs(tuned - prompt))} more per 1,000 requests; where that "
+            f"matters more, the {other} wins.",
+        )
+    ]
 
 
 def _curve_change(curve: CurveSummary) -> list[ReportSentence]:
