@@ -55,6 +55,7 @@ from .records import (
     Split,
 )
 from .robustness import NewRobustnessItem, RobustnessItem, RobustnessSuite
+from .samples import NewRunSample, RunSample
 from .store import Store
 from .sweeps import NewSweep, Sweep, SweepTrial
 from .workspace import Workspace, find_workspace, init_workspace
@@ -88,6 +89,7 @@ __all__ = [
     "NewPairVerdict",
     "NewRobustnessItem",
     "NewRunOutput",
+    "NewRunSample",
     "NewSplit",
     "NewSweep",
     "NotFoundError",
@@ -103,6 +105,7 @@ __all__ = [
     "RobustnessSuite",
     "RunClaimedError",
     "RunOutput",
+    "RunSample",
     "SaveResult",
     "SchemaTooNewError",
     "Split",

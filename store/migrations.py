@@ -362,6 +362,35 @@ def m007_endpoint_models(db: Database) -> None:
 
 
 @migrations()
+def m008_samples(db: Database) -> None:
+    """Self-consistency runs: how many samples each row gets, and samples 2..N beside the
+    row's output (`run_outputs` keeps the first sample, so every reader of outputs still
+    sees one output per row)."""
+    db.execute("ALTER TABLE runs ADD COLUMN samples INTEGER NOT NULL DEFAULT 1")
+    db.execute(
+        """
+        CREATE TABLE run_samples (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            row_idx INTEGER NOT NULL,
+            sample_idx INTEGER NOT NULL CHECK (sample_idx >= 1),
+            output TEXT NOT NULL,
+            prediction TEXT,
+            answer_found INTEGER,
+            scores TEXT NOT NULL DEFAULT '{}',
+            latency_ms REAL NOT NULL DEFAULT 0,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            cached INTEGER NOT NULL DEFAULT 0,
+            batch_ms REAL,
+            batch_rows INTEGER,
+            created_at TEXT NOT NULL,
+            UNIQUE (run_id, row_idx, sample_idx)
+        )"""
+    )
+
+
+@migrations()
 def m009_judge(db: Database) -> None:
     """LLM judge runs: a rubric applied by a workspace model to one run's outputs (a score
     and rationale per output, unparseable replies kept as such) or to two runs' outputs of

@@ -167,6 +167,9 @@ class Run:
     clock ticks since boot, so a reused pid is not mistaken for it."""
     host: str | None = None
     pid_start: int | None = None
+    samples: int = 1
+    """Outputs generated per row: above 1, a self-consistency run whose first sample is each
+    row's output (`run_outputs`) and the rest are in `run_samples`."""
 
 
 @dataclass(frozen=True)

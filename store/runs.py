@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlite_utils import Database
+
 from .base import StoreBase
 from .connection import dumps, loads, utc_now
 from .errors import NotFoundError, StoreError
@@ -50,6 +52,7 @@ def _run_from_row(row: dict[str, Any]) -> Run:
         pid=row.get("pid"),
         host=row.get("host"),
         pid_start=row.get("pid_start"),
+        samples=row.get("samples") or 1,
     )
 
 
@@ -63,6 +66,43 @@ def _this_process() -> dict[str, Any]:
     except (OSError, ValueError, IndexError):
         pass
     return {"pid": pid, "host": socket.gethostname(), "pid_start": start}
+
+
+def insert_run_outputs(db: Database, run_id: int, outputs: Sequence[NewRunOutput]) -> int:
+    """Insert scored rows inside the caller's write transaction; a stored row index is skipped.
+
+    Returns:
+        how many rows were written.
+    """
+    now = utc_now()
+    before = db.conn.total_changes
+    for out in outputs:
+        db.execute(
+            "INSERT OR IGNORE INTO run_outputs (run_id, row_idx, row_id, rendered_prompt, "
+            "output, prediction, reference, scores, latency_ms, tokens_in, tokens_out, "
+            "cached, created_at, batch_ms, batch_rows, reference_answer, answer_found) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                run_id,
+                out.row_idx,
+                out.row_id,
+                out.rendered_prompt,
+                out.output,
+                out.prediction,
+                out.reference,
+                dumps(out.scores),
+                out.latency_ms,
+                out.tokens_in,
+                out.tokens_out,
+                int(out.cached),
+                now,
+                out.batch_ms,
+                out.batch_rows,
+                out.reference_answer,
+                None if out.answer_found is None else int(out.answer_found),
+            ],
+        )
+    return int(db.conn.total_changes - before)
 
 
 def _output_from_row(row: dict[str, Any]) -> RunOutput:
@@ -102,6 +142,7 @@ class RunStore(StoreBase):
         metric_names: Sequence[str] = (),
         row_limit: int | None = None,
         sample_seed: int | None = None,
+        samples: int = 1,
     ) -> Run:
         with self._write() as db:
             run_id = (
@@ -121,6 +162,7 @@ class RunStore(StoreBase):
                         "rows_total": rows_total,
                         "metrics": "{}",
                         "started_at": utc_now(),
+                        "samples": samples,
                         **_this_process(),
                     }
                 )
@@ -167,36 +209,8 @@ class RunStore(StoreBase):
         Returns:
             how many rows were written.
         """
-        now = utc_now()
         with self._write() as db:
-            before = db.conn.total_changes
-            for out in outputs:
-                db.execute(
-                    "INSERT OR IGNORE INTO run_outputs (run_id, row_idx, row_id, rendered_prompt, "
-                    "output, prediction, reference, scores, latency_ms, tokens_in, tokens_out, "
-                    "cached, created_at, batch_ms, batch_rows, reference_answer, answer_found) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        run_id,
-                        out.row_idx,
-                        out.row_id,
-                        out.rendered_prompt,
-                        out.output,
-                        out.prediction,
-                        out.reference,
-                        dumps(out.scores),
-                        out.latency_ms,
-                        out.tokens_in,
-                        out.tokens_out,
-                        int(out.cached),
-                        now,
-                        out.batch_ms,
-                        out.batch_rows,
-                        out.reference_answer,
-                        None if out.answer_found is None else int(out.answer_found),
-                    ],
-                )
-            return int(db.conn.total_changes - before)
+            return insert_run_outputs(db, run_id, outputs)
 
     def done_row_indices(self, run_id: int) -> set[int]:
         return {

@@ -21,7 +21,9 @@ from .jobs import JobStore
 from .judgements import JudgementStore
 from .models import ModelStore
 from .prompts import PromptStore
+from .samples import SampleStore
 from .robustness import RobustnessStore
+from .samples import SampleStore
 from .sweeps import SweepStore
 
 _memory_counter = itertools.count()
@@ -39,6 +41,7 @@ class Store(
     RobustnessStore,
     SweepStore,
     JudgementStore,
+    SampleStore,
 ):
     """Typed access to one workspace database; safe to share across threads.
 

@@ -32,6 +32,7 @@ from tunelab.engine.api.types import (
     RenderedPrompt,
     RobustnessSummary,
     RowInput,
+    RunStability,
     StopCallback,
     SweepDetail,
     TokenChunk,
@@ -206,6 +207,12 @@ class FakeEngine:
 
     def diff_words(self, before: str, after: str) -> list[WordDiffSegment]:
         return word_diff(before, after)
+
+    def run_stability(self, run_id: int, limit: int | None = None) -> RunStability:
+        from tunelab.engine.evaluation.stability import run_stability
+
+        self.calls.append(f"stability:{run_id}")
+        return run_stability(self.store, run_id, limit)
 
     def robustness_for_run(self, run_id: int) -> RobustnessSummary | None:
         from tunelab.engine.robustness.summary import robustness_for_run

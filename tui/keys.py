@@ -22,6 +22,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.prompts import PromptsScreen
     from tunelab.tui.screens.report import ReportScreen
     from tunelab.tui.screens.runs import RunsScreen
+    from tunelab.tui.screens.stability import StabilityModal
     from tunelab.tui.screens.sweeps import SweepsModal
     from tunelab.tui.widgets.nav_table import NavTable
     from tunelab.tui.widgets.outputs_table import OutputsTable
@@ -30,7 +31,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
         app_class, TunelabScreen, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen,
         CompareScreen, FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable,
         ReportScreen,
-        HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal,
+        HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal, StabilityModal,
         SweepsModal,
     ]  # fmt: skip
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         EvalOutcome,
         EvalProgress,
         RenderedPrompt,
+        RunStability,
         SweepDetail,
         TrainingField,
         WordDiffSegment,
@@ -162,6 +163,11 @@ class RunOutputsLoaded(Message):
     outputs: list[RunOutput]
     judgements: dict[int, Judgement] = field(default_factory=dict)
     """Output id → the newest judge score of that output (none when never judged)."""
+
+
+@dataclass
+class RunStabilityLoaded(Message):
+    stability: RunStability
 
 
 @dataclass

@@ -337,6 +337,12 @@ def register(app: typer.Typer) -> None:
         allow_running: bool = typer.Option(
             False, "--allow-running", help="Compare a run still running on the rows it has."
         ),
+        aggregate: str | None = typer.Option(
+            None,
+            "--aggregate",
+            help="Vote runs (--samples): 'first' sample or majority 'vote' (default: the vote "
+            "when every run has one).",
+        ),
     ) -> None:
         """Which run is better, by how much, how sure, and at what cost."""
         store = state.store()
@@ -348,6 +354,7 @@ def register(app: typer.Typer) -> None:
             shared_rows_only=shared_rows,
             price_per_gpu_hour=price,
             allow_running=allow_running,
+            aggregate=aggregate,
         )
         if report is not None:
             write_report(comparison, report)

@@ -149,6 +149,7 @@ def _print_summary(run: Run, metrics: dict[str, Any], cached_rows: int, new_rows
             f"  {run.prompt_ref} · {run.model_name} · {run.dataset_name}/{run.split}  ",
             (run.status, status_style.get(run.status, "")),
             f"  {run.rows_done}/{run.rows_total} rows ({new_rows} now, {cached_rows} from cache)",
+            f"  {run.samples} samples per row (vote_: their vote)" if run.samples > 1 else "",
         )
     )
     if run.rows_done == 0:
@@ -199,7 +200,20 @@ def register(app: typer.Typer) -> None:
         split: str | None = typer.Option(None, "--split", help="Split (if several)."),
         limit: int | None = typer.Option(None, "--limit", help="Evaluate the first N rows."),
         sample: int | None = typer.Option(None, "--sample", help="Evaluate N random rows."),
-        seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
+        seed: int | None = typer.Option(
+            None,
+            "--seed",
+            help="Seed for --sample (default 0), and the generation seed of --samples "
+            "(default: the prompt's seed setting).",
+        ),
+        samples: int = typer.Option(
+            1,
+            "--samples",
+            help="Generate N outputs per row (temperature > 0) and score their majority vote.",
+        ),
+        temperature: float | None = typer.Option(
+            None, "--temperature", help="Override the prompt's temperature (0 = greedy)."
+        ),
         scoring: str = typer.Option(
             "generate", "--scoring", help="generate, or likelihood (classification only)."
         ),
@@ -240,6 +254,10 @@ def register(app: typer.Typer) -> None:
             overrides = parse_assignments(set_, "--set")
             if max_new_tokens is not None:
                 overrides["max_new_tokens"] = max_new_tokens
+            if temperature is not None:
+                overrides["temperature"] = temperature
+            if samples > 1 and seed is not None:
+                overrides.setdefault("seed", seed)
             request = EvalRequest(
                 prompt=prompt,
                 model=model,
@@ -247,13 +265,14 @@ def register(app: typer.Typer) -> None:
                 split=split,
                 limit=limit,
                 sample=sample,
-                seed=seed,
+                seed=0 if seed is None else seed,
                 settings=overrides,
                 scoring=scoring,
                 metrics=list(metric),
                 batch_size=batch_size,
                 use_cache=not no_cache,
                 latency_probe=probe,
+                samples=samples,
             )
         elif prompt or dataset:
             fail("--resume continues a run with its own prompt and dataset; drop those options")
@@ -300,6 +319,14 @@ def register(app: typer.Typer) -> None:
     def run_show(
         run_id: int = typer.Argument(..., help="The run's id."),
         outputs: bool = typer.Option(False, "--outputs", help="Include per-example outputs."),
+        stability: bool = typer.Option(
+            False,
+            "--stability",
+            help="A vote run's rows ranked by disagreement, each with its samples grouped.",
+        ),
+        limit: int | None = typer.Option(
+            None, "--limit", help="With --stability: only the K most fragile rows."
+        ),
         json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Show a run's settings and metrics, and with --outputs its per-example results."""
@@ -309,6 +336,18 @@ def register(app: typer.Typer) -> None:
         run = store.get_run(run_id)
         if run.status == "running" and refresh_run_states(store):
             run = store.get_run(run_id)
+        if limit is not None and not stability:
+            fail("--limit goes with --stability (the most fragile rows first)")
+        if stability:
+            from tunelab.cli_stability import print_stability
+            from tunelab.engine.evaluation.stability import run_stability
+
+            ranked = run_stability(store, run_id, limit)
+            if json_output:
+                emit_json(ranked)
+            else:
+                print_stability(ranked)
+            return
         rows = store.run_outputs(run_id) if outputs else []
         if json_output:
             payload: dict[str, Any] = {"run": run}

@@ -32,6 +32,7 @@ from tunelab.engine.api.types import (
     RenderedPrompt,
     RobustnessSummary,
     RowInput,
+    RunStability,
     StopCallback,
     SweepDetail,
     TokenChunk,
@@ -249,6 +250,11 @@ class Engine:
         return compare_runs(
             self.store, list(run_ids), shared_rows_only=True, price_per_gpu_hour=price_per_gpu_hour
         )
+
+    def run_stability(self, run_id: int, limit: int | None = None) -> RunStability:
+        from tunelab.engine.evaluation.stability import run_stability
+
+        return run_stability(self.store, run_id, limit)
 
     # Robustness --------------------------------------------------------------------------
     def robustness_for_run(self, run_id: int) -> RobustnessSummary | None:

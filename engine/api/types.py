@@ -3,7 +3,8 @@
 Everything else the protocol returns is the engine's own record, not a copy: a preview is
 `RenderedPrompt`, streamed text is generation's `TokenChunk`, a logit-bias preview is
 `BiasEntry`, evaluation progress is `EvalProgress`, a comparison is `Comparison`, a word diff
-is `WordDiffSegment`. One name, one type, so a front end cannot drift from what the CLI shows.
+is `WordDiffSegment`, a vote run's stability view is `RunStability`. One name, one type, so
+a front end cannot drift from what the CLI shows.
 Importing this module is cheap: none of those modules loads torch at import.
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from tunelab.engine.compare.records import Comparison
 from tunelab.engine.curves.records import CurveSummary
 from tunelab.engine.evaluation.request import EvalProgress, ProgressCallback
+from tunelab.engine.evaluation.stability import RunStability
 from tunelab.engine.generation.batched import TokenChunk
 from tunelab.engine.generation.controls import BiasEntry
 from tunelab.engine.prompts.settings import GenerationSettings
@@ -128,6 +130,10 @@ class EngineProtocol(Protocol):
 
     def diff_words(self, before: str, after: str) -> list[WordDiffSegment]: ...
 
+    def run_stability(self, run_id: int, limit: int | None = None) -> RunStability:
+        """A vote run's rows ranked by how much their samples disagree."""
+        ...
+
     def robustness_for_run(self, run_id: int) -> RobustnessSummary | None: ...
 
     def robustness_contrast(self, run_ids: Sequence[int]) -> list[str]: ...
@@ -180,6 +186,7 @@ __all__ = [
     "RenderedPrompt",
     "RobustnessSummary",
     "RowInput",
+    "RunStability",
     "StopCallback",
     "SweepDetail",
     "TokenChunk",

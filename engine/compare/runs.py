@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tunelab.engine.compare import changes, stats
+from tunelab.engine.compare.aggregate import VOTE, aggregated_rows, choose_aggregate
 from tunelab.engine.compare.cost import break_even, run_cost, significantly_worse
 from tunelab.engine.compare.records import (
     Comparison,
@@ -22,10 +23,11 @@ from tunelab.engine.compare.records import (
     RunSummary,
 )
 from tunelab.engine.compare.search_effort import prompt_effort, selection_note
-from tunelab.engine.compare.series import MetricSeries, build_series
+from tunelab.engine.compare.series import LATENCY, MetricSeries, build_series
 from tunelab.engine.compare.trend import Trend, TrendPoint, metric_trend
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.evaluation.run import refresh_run_states
+from tunelab.engine.evaluation.self_consistency import VOTE_PREFIX
 from tunelab.engine.text_diff import word_diff
 from tunelab.store import Model, Run, RunOutput, Store
 from tunelab.store.workspace_config import store_config
@@ -335,6 +337,7 @@ def compare_runs(
     shared_rows_only: bool = False,
     price_per_gpu_hour: float | None = None,
     allow_running: bool = False,
+    aggregate: str | None = None,
 ) -> Comparison:
     """Compare runs on the rows they share, the first run being the baseline.
 
@@ -349,6 +352,8 @@ def compare_runs(
             config`), which prices inference and GPU training; CPU training uses its CPU rate.
         allow_running: compare a run that is still running on the rows it has so far,
             instead of refusing.
+        aggregate: 'first' (each run's first sample) or 'vote' (self-consistency runs' majority
+            votes); None: the vote when every run is a vote run, else the first sample.
 
     Raises:
         BadInputError: fewer than two runs, a run still running without `allow_running`,
@@ -374,8 +379,10 @@ def compare_runs(
                 f"run {run.id} is still running ({run.rows_done} of {run.rows_total} rows); "
                 "wait for it, or pass --allow-running to compare the rows it has"
             )
-    all_outputs = [store.run_outputs(i) for i in ids]
+    chosen, aggregate_note = choose_aggregate(runs, aggregate)
+    all_outputs = [aggregated_rows(store, r, store.run_outputs(r.id), chosen) for r in runs]
     rows, notes, trimmed = _align(runs, all_outputs, shared_rows_only)
+    notes += [aggregate_note] if aggregate_note else []
     wanted = set(rows)
     outputs = [[o for o in outs if o.row_idx in wanted] for outs in all_outputs]
     notes += [f"run {r.id} is {r.status}" for r in runs if r.status != "succeeded"]
@@ -391,6 +398,8 @@ def compare_runs(
         runs, outputs, store.get_dataset_by_id(runs[0].dataset_id).labels, probes
     )
     notes += series_notes
+    if chosen == VOTE:
+        series = [s if s.name == LATENCY else replace(s, name=VOTE_PREFIX + s.name) for s in series]
     few = [s.name for s in series if s.kind != "binary" and s.rows < 2]
     notes += [f"{name}: not tested (a bootstrap needs at least 2 rows)" for name in few]
     series = [s for s in series if s.name not in few]

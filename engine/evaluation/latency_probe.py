@@ -15,6 +15,7 @@ from typing import Any
 
 from tunelab.engine.evaluation.metrics import percentile
 from tunelab.engine.evaluation.plan import EvalPlan, RowJob
+from tunelab.engine.evaluation.samples import seeded_plan
 from tunelab.store import ProbeRequest
 
 DEFAULT_PROBE_REQUESTS = 20
@@ -42,8 +43,12 @@ def run_probe(
     requests: int,
     seed: int,
     should_stop: Callable[[], bool] | None = None,
+    samples: int = 1,
 ) -> list[ProbeRequest]:
     """Time `requests` rows one at a time after a warm-up; stops early when `should_stop` fires.
+
+    A self-consistency run's request is all of its `samples`, generated one after another
+    with their seeds, so its latency is what serving the vote would take.
 
     Returns:
         the timed requests in order (fewer than asked when stopped or the run is smaller).
@@ -58,8 +63,24 @@ def run_probe(
     for seq, job in enumerate(sample):
         if stop():
             break
-        timed.append(_time_one(plan, loaded, job, seq))
+        if samples == 1:
+            timed.append(_time_one(plan, loaded, job, seq))
+        else:
+            timed.append(_time_samples(plan, loaded, job, seq, samples))
     return timed
+
+
+def _time_samples(plan: EvalPlan, loaded: Any, job: RowJob, seq: int, samples: int) -> ProbeRequest:
+    """One request of a vote run: every sample in turn; the first token is the first sample's."""
+    parts = [_time_one(seeded_plan(plan, k), loaded, job, seq) for k in range(samples)]
+    return ProbeRequest(
+        seq,
+        job.row.idx,
+        sum(p.total_ms for p in parts),
+        parts[0].ttft_ms,
+        sum(p.tokens_in for p in parts),
+        sum(p.tokens_out for p in parts),
+    )
 
 
 def _time_one(plan: EvalPlan, loaded: Any, job: RowJob, seq: int = -1) -> ProbeRequest:

@@ -32,6 +32,8 @@ class EvalRequest:
         use_cache: read and write the response cache for deterministic generations.
         latency_probe: after the run, time this many rows one at a time (batch size 1, a
             sample seeded by `seed`, after a warm-up) for real per-request latency; 0: none.
+        samples: outputs generated per row (self-consistency); above 1 needs temperature > 0,
+            and each row is also scored by the majority vote of its samples.
     """
 
     prompt: str | PromptVersion = ""
@@ -48,6 +50,7 @@ class EvalRequest:
     resume_run_id: int | None = None
     use_cache: bool = True
     latency_probe: int = 20
+    samples: int = 1
 
     def __post_init__(self) -> None:
         if self.scoring not in SCORING_MODES:
@@ -64,6 +67,8 @@ class EvalRequest:
             raise BadInputError(f"latency probe must be 0 (none) or more, not {self.latency_probe}")
         if self.batch_size < 1:
             raise BadInputError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.samples < 1:
+            raise BadInputError(f"samples must be at least 1, got {self.samples}")
 
 
 @dataclass(frozen=True)

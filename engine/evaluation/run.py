@@ -25,6 +25,13 @@ from tunelab.engine.evaluation.request import (
     ProgressCallback,
     StopCheck,
 )
+from tunelab.engine.evaluation.samples import (
+    refuse_identical_samples,
+    sampled_plan,
+    score_sampled_chunk,
+    with_sample_costs,
+)
+from tunelab.engine.evaluation.self_consistency import vote_metrics
 from tunelab.engine.models.endpoint import is_endpoint
 from tunelab.store import Run, RunClaimedError, RunOutput, Store
 
@@ -44,9 +51,10 @@ def evaluate(
     Returns:
         the run with its aggregate metrics; `interrupted` is set when `should_stop` fired.
     """
-    plan = eval_plan.prepare(store, request)
+    refuse_identical_samples(store, request)
+    plan = sampled_plan(eval_plan.prepare(store, request), request.samples)
     if request.resume_run_id is not None:
-        _check_resumable(store.get_run(request.resume_run_id), plan)
+        _check_resumable(store.get_run(request.resume_run_id), plan, request.samples)
     loaded = eval_plan.load(store, plan)
     jobs = eval_plan.render_jobs(store, plan, loaded)
     if plan.calibration is not None and plan.calibration.per_run:
@@ -66,12 +74,13 @@ def evaluate(
             metric_names=[m.name for m in plan.metrics],
             row_limit=plan.row_limit,
             sample_seed=plan.sample_seed,
+            samples=request.samples,
         )
     return _execute(store, plan, loaded, run, jobs, request, on_progress, should_stop)
 
 
-def _check_resumable(run: Run, plan: eval_plan.EvalPlan) -> None:
-    """A resumed run must cover the same prompt, model, data, rows and settings as before."""
+def _check_resumable(run: Run, plan: eval_plan.EvalPlan, samples: int) -> None:
+    """A resumed run must cover the same prompt, model, data, rows, settings and samples."""
     same = (
         run.prompt_version_id == plan.version.id
         and run.model_id == plan.model.id
@@ -80,6 +89,7 @@ def _check_resumable(run: Run, plan: eval_plan.EvalPlan) -> None:
         and run.rows_total == len(plan.rows)
         and run.scoring == plan.scoring
         and run.settings == plan.settings_dict
+        and run.samples == samples
     )
     if not same:
         raise BadInputError(
@@ -169,6 +179,7 @@ def _resume_claimed(
         batch_size=batch_size,
         resume_run_id=run_id,
         latency_probe=latency_probe,
+        samples=run.samples,
     )
     return evaluate(store, request, on_progress, should_stop)
 
@@ -226,8 +237,16 @@ def _execute(
                 interrupted = True
                 break
             chunk = pending[start : start + batch_size]
-            outputs, from_cache, complete = eval_plan.score_chunk(store, plan, loaded, chunk, stop)
-            written = store.add_run_outputs(run.id, outputs)
+            if request.samples > 1:
+                outputs, others, from_cache, complete = score_sampled_chunk(
+                    store, plan, loaded, chunk, request.samples, stop
+                )
+                written = store.add_sampled_outputs(run.id, outputs, others)
+            else:
+                outputs, from_cache, complete = eval_plan.score_chunk(
+                    store, plan, loaded, chunk, stop
+                )
+                written = store.add_run_outputs(run.id, outputs)
             tally([o.scores for o in outputs])
             done += written
             written_now += written
@@ -240,7 +259,9 @@ def _execute(
         # An endpoint's rows are single requests already: their latencies are the probe's.
         probing = request.latency_probe > 0 and not is_endpoint(plan.model)
         if not interrupted and probing and not stop():
-            probe = run_probe(plan, loaded, jobs, request.latency_probe, request.seed, stop)
+            probe = run_probe(
+                plan, loaded, jobs, request.latency_probe, request.seed, stop, request.samples
+            )
             store.add_probe_requests(run.id, probe)
     except KeyboardInterrupt:
         _finish(store, plan, run.id, "interrupted")
@@ -273,6 +294,7 @@ def run_metrics(store: Store, plan: EvalPlan, run_id: int) -> dict[str, Any]:
     A run with no scored rows has no quality metrics at all (not an accuracy of 0).
     """
     outputs = store.run_outputs(run_id)
+    samples = store.run_samples(run_id)
     result: dict[str, Any] = {}
     if outputs:
         examples = [
@@ -288,7 +310,11 @@ def run_metrics(store: Store, plan: EvalPlan, run_id: int) -> dict[str, Any]:
     calibration = applied_calibration(plan)
     if calibration is not None:
         result["calibration"] = calibration
-    result.update(throughput_stats(outputs))
+    if outputs and samples:
+        labels = plan.dataset.task == "classification" and bool(plan.dataset.labels)
+        result.update(vote_metrics(plan.metrics, outputs, samples, labels))
+    # A vote run's cost is all of its samples: each row's tokens and time add up over them.
+    result.update(throughput_stats(with_sample_costs(outputs, samples)))
     result.update(probe_stats(store.probe_requests(run_id)))
     result["cached_rows"] = sum(1 for o in outputs if o.cached)
     return result

@@ -21,10 +21,12 @@ from tunelab.tui.messages import (
     RunOutputsLoaded,
     RunsChosenForCompare,
     RunsLoaded,
+    RunStabilityLoaded,
 )
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.screens.correction import CorrectionModal
 from tunelab.tui.screens.eval_modal import EvalModal
+from tunelab.tui.screens.stability import StabilityModal
 from tunelab.tui.widgets.nav_table import NavTable
 from tunelab.tui.widgets.outputs_table import OutputsTable, judge_cell
 
@@ -64,6 +66,8 @@ class RunsScreen(TunelabScreen):
                 tooltip="Cancel the running evaluation"),
         Binding("ctrl+y", "copy_output", "Copy", id="runs-copy",
                 tooltip="Copy the selected output (OSC 52)"),
+        Binding("v", "show_stability", "Stability", id="runs-stability",
+                tooltip="A vote run's rows ranked by how much their samples disagree"),
         Binding("w", "correct_output", "Correct", id="runs-correct",
                 tooltip="Write the output the selected row should have produced (kept beside "
                 "the original; each save is a new version)"),
@@ -278,6 +282,24 @@ class RunsScreen(TunelabScreen):
         table.display = True
         table.focus()
         self.load_runs()
+
+    def action_show_stability(self) -> None:
+        key = self.query_one("#runs-table", NavTable).selected_key()
+        run_id = self.open_run_id if self.open_run_id is not None else key
+        if run_id is None:
+            self.notify("Select a run made with --samples N", severity="warning")
+            return
+        self.load_stability(int(run_id))
+
+    @work(
+        thread=True, exclusive=True, exit_on_error=False, group="stability", description="Stability"
+    )
+    def load_stability(self, run_id: int) -> None:
+        self.post_message(RunStabilityLoaded(self.engine.run_stability(run_id)))
+
+    @on(RunStabilityLoaded)
+    def stability_loaded(self, event: RunStabilityLoaded) -> None:
+        self.app.push_screen(StabilityModal(event.stability))
 
     def action_copy_output(self) -> None:
         output = self.selected_output()
