@@ -350,3 +350,54 @@ def test_a_two_size_curve_end_to_end(ws: Workspace) -> None:
         assert {j.status for j in store.list_jobs()} == {"succeeded"}
     again = run_cli("curve", "extend", str(curve_id), "--sizes", "8", workspace=ws)
     assert again.returncode == 2 and "already has sizes 4, 8" in again.stderr
+
+
+# Stored subsets and honest states (no model) -------------------------------------------------
+
+
+def test_stored_subsets_are_nested_with_their_lineage(ws: Workspace) -> None:
+    from tunelab.engine.curves.subsets import store_subsets
+
+    with ws.open_store() as store:
+        dataset = store.get_dataset("emo")
+        derived, planned = store_subsets(
+            store, dataset, 5, "train", "validation", [(3, 0, 11), (6, 0, 11), (12, 0, 11)]
+        )
+        texts = [
+            {r.data["text"] for r in store.dataset_rows(derived.name, p.split)} for p in planned
+        ]
+        assert [len(t) for t in texts] == [3, 6, 12] and texts[0] < texts[1] < texts[2]
+        assert texts[2] == {r.data["text"] for r in store.dataset_rows("emo", "train")}
+        assert (
+            store.dataset_rows(derived.name, "validation") == []
+            or len(store.dataset_rows(derived.name, "validation"))
+            == dataset.split("validation").row_count
+        )
+        lineage = store.dataset_lineage(derived.id)
+        assert lineage is not None and lineage["dataset"] == "emo"
+        assert lineage["subsets"]["n6-r0"] == {"size": 6, "repeat": 0, "seed": 11}
+        assert derived.name == "emo~curve5" and derived.reference_column == "label"
+
+
+def test_a_failed_job_makes_the_curve_failed_and_says_how_to_resume(ws: Workspace) -> None:
+    from tunelab.engine.curves.driver import drive
+
+    with ws.open_store() as store:
+        run_id = _prompt_run(store)
+        dataset = store.get_dataset("emo")
+        base = store.get_model("builtin")
+        version = store.get_prompt_version("emo@1")
+        job = store.create_job("lora", {}, base.id, dataset.id, version.id)
+        store.update_job(job.id, status="failed", error="out of memory")
+        curve = store.create_curve(
+            NewCurve(base.id, dataset.id, version.id, "lora", "train", "validation", None,
+                     "accuracy", 0, 1, TrainingConfig().to_dict(), run_id, "given"),
+            [NewCurveEntry(4, 0, 0, dataset.id, "train")],
+        )  # fmt: skip
+        store.update_curve_entry(store.curve_entries(curve.id)[0].id, job_id=job.id)
+        assert drive(ws, store, curve.id, poll_s=0.1)  # settles at once: nothing to evaluate
+        summary = summarize_curve(store, curve.id)
+        assert summary.state == "failed" and summary.prompt_metric == 0.25
+        assert summary.points[0].errors == (f"job {job.id} failed: out of memory",)
+        assert any(f"tunelab curve resume {curve.id}" in note for note in summary.notes)
+        assert summary.crossover_size is None
