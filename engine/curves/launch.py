@@ -251,6 +251,11 @@ def _check(store: Store, workspace: Workspace, request: CurveRequest) -> _Checke
         )
     if request.eval_limit is not None and request.eval_limit < 1:
         raise BadInputError(f"the evaluation limit must be at least 1, not {request.eval_limit}")
+    if request.eval_limit is not None and request.against is not None:
+        raise BadInputError(
+            "--eval-limit does not go with --against: the points are evaluated on the rows of "
+            "the run given; drop one of them"
+        )
     if not 0 < request.confidence < 1:
         raise BadInputError(f"the confidence level is between 0 and 1, not {request.confidence}")
     dataset = store.get_dataset(request.dataset)
