@@ -136,6 +136,16 @@ class FeedbackStore(DatasetStore):
         )
         return {r["run_output_id"]: Correction(**r) for r in rows}
 
+    def rating_authors(self, run_id: int) -> dict[int, str]:
+        """Who gave the newest rating of each rated output of a run, by run output id (the
+        rating `run_outputs` reports is that newest one)."""
+        rows = self._query(
+            "SELECT g.run_output_id, g.author FROM ratings g JOIN run_outputs o "
+            "ON o.id = g.run_output_id WHERE o.run_id = ? ORDER BY g.id",
+            [run_id],
+        )
+        return {r["run_output_id"]: r["author"] for r in rows}
+
     def add_preference(
         self, output_a_id: int, output_b_id: int, choice: str, author: str | None = None
     ) -> Preference:

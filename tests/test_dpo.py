@@ -42,7 +42,12 @@ def feedback_ws(workspace: Workspace) -> Workspace:
     with workspace.open_store() as store:
         pv = prompt(store, template="Q: {{ text }}\nA:", mode="plain")
         model = base_model(store)
-        ds = dataset(store, n=4, splits=("train", "test"))
+        rows = [{"text": f"row {i}", "label": ("pos", "neg")[i % 2]} for i in range(4)]
+        ds = store.add_dataset(
+            NewDataset("ds", "test", "ds", [NewSplit(s, rows, s) for s in ("train", "test")],
+                       task="classification", input_columns=["text"], reference_column="label",
+                       labels=["pos", "neg"], metrics=["accuracy"])
+        )  # fmt: skip
         classification_run(store, pv, model, ds, [1, 0, 1, 0], split="train")
         classification_run(store, pv, model, ds, [0, 1, 1, 0], split="train")
     return workspace
@@ -74,8 +79,8 @@ def test_feedback_to_an_evaluated_dpo_adapter_with_its_lineage(feedback_ws: Work
     assert len(sft_rows) == 2 and set(sft_rows[0]) == {"prompt", "completion"}
     pairs = _load_jsonl(dpo["path"])
     assert len(pairs) == 3 and set(pairs[0]) == {"prompt", "chosen", "rejected"}
-    for row in [*sft_rows, *pairs]:
-        assert not is_conversational(row)
+    for record in [*sft_rows, *pairs]:
+        assert not is_conversational(record)
     assert all(maybe_extract_prompt(p) == p for p in pairs)
 
     started, _ = json.JSONDecoder().raw_decode(_ok(

@@ -47,7 +47,7 @@ def test_sft_exports_good_and_corrected_rows_through_the_runs_prompt(
 ) -> None:
     pv, run, _ = _runs(store, system="Be brief.")
     outputs = store.run_outputs(run.id)
-    store.rate_output(outputs[0].id, 5)
+    store.rate_output(outputs[0].id, 5, author="dee")
     store.rate_output(outputs[1].id, 2)
     store.correct_output(outputs[1].id, "first try", author="ann")
     store.correct_output(outputs[1].id, "The answer is neg", author="bob")
@@ -73,6 +73,8 @@ def test_sft_exports_good_and_corrected_rows_through_the_runs_prompt(
     assert lineage is not None
     assert [o["run_output_id"] for o in lineage["outputs"]] == [outputs[0].id, outputs[1].id]
     assert lineage["outputs"][1]["correction_version"] == 2
+    assert lineage["outputs"][1]["corrected_by"] == "bob"
+    assert lineage["outputs"][0]["rated_by"] == "dee"
     assert lineage["filters"]["min_rating"] == 4
     assert lineage["excluded"] == {"held_out": 0, "unrated": 1, "rated_below": 1}
 
@@ -144,7 +146,7 @@ def test_dpo_from_ratings_pairs_differently_rated_outputs_of_a_row(
     store.rate_output(a[0].id, 5)
     store.rate_output(b[0].id, 1)  # row 0: a over b
     store.rate_output(a[1].id, 2)
-    store.rate_output(b[1].id, 4)  # row 1: b over a
+    store.rate_output(b[1].id, 4, author="cy")  # row 1: b over a
     store.rate_output(a[2].id, 3)
     store.rate_output(b[2].id, 3)  # row 2: a tie makes no pair
     result = export_dpo_from_ratings(store, tmp_path, [first.id, second.id], ExportOptions())
@@ -157,6 +159,7 @@ def test_dpo_from_ratings_pairs_differently_rated_outputs_of_a_row(
         "run_id": second.id,
         "run_output_id": b[1].id,
         "rating": 4,
+        "rated_by": "cy",
     }
     with pytest.raises(BadInputError, match="two or more runs"):
         export_dpo_from_ratings(store, tmp_path, [first.id], ExportOptions())

@@ -94,3 +94,25 @@ def test_exported_dataset_and_lineage_are_stored_together(store: Store) -> None:
     assert store.dataset_lineage(dataset.id) == {"kind": "sft", "runs": [1]}
     plain = store.add_dataset(NewDataset("plain", "file", "g", []))
     assert store.dataset_lineage(plain.id) is None
+
+
+def test_feedback_authors_default_to_tunelab_user_then_the_login_name(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    first, second = _two_runs(store)
+    a, b = store.run_outputs(first.id)[0], store.run_outputs(second.id)[0]
+    monkeypatch.setenv("TUNELAB_USER", "reviewer-7")
+    store.rate_output(a.id, 4)
+    assert store.correct_output(a.id, "fixed").author == "reviewer-7"
+    assert store.add_preference(a.id, b.id, "a").author == "reviewer-7"
+    store.rate_output(b.id, 2, author="ann")  # --by wins over the environment
+    monkeypatch.delenv("TUNELAB_USER")
+    monkeypatch.setattr(getpass, "getuser", lambda: "login-name")
+    store.rate_output(a.id, 5)
+    assert store.rating_authors(first.id) == {a.id: "login-name"}  # the newest rating's
+    assert store.rating_authors(second.id) == {b.id: "ann"}
+    ratings = store.db.execute("SELECT author, created_at FROM ratings ORDER BY id").fetchall()
+    assert [r[0] for r in ratings] == ["reviewer-7", "ann", "login-name"]
+    assert all(r[1] for r in ratings)  # and when

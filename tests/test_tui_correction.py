@@ -34,10 +34,12 @@ async def test_w_writes_a_correction_and_a_second_one_is_a_new_version() -> None
             editor.text = attempt
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: not isinstance(app.screen, CorrectionModal), "close")
-            await wait_until(
-                pilot, lambda a=attempt: store.corrections(output.id)[-1:] != []
-                and store.corrections(output.id)[-1].text == a, "the saved correction",
-            )  # fmt: skip
+
+            def saved(text: str = attempt) -> bool:
+                history = store.corrections(output.id)
+                return bool(history) and history[-1].text == text
+
+            await wait_until(pilot, saved, "the saved correction")
             await settle(app, pilot)
         # the second editor started from the first correction, and both versions are kept
         assert before == "first fix"

@@ -105,6 +105,7 @@ def export_sft(
     excluded = {"held_out": 0, "unrated": 0, "rated_below": 0}
     for run in runs:
         corrections = store.latest_corrections(run.id)
+        raters = store.rating_authors(run.id)
         for output in store.run_outputs(run.id):
             if _held_out(run, options):
                 excluded["held_out"] += 1
@@ -129,8 +130,10 @@ def export_sft(
                     "run_output_id": output.id,
                     "row_idx": output.row_idx,
                     "rating": output.rating,
+                    "rated_by": raters.get(output.id),
                     "correction_id": None if correction is None else correction.id,
                     "correction_version": None if correction is None else correction.version,
+                    "corrected_by": None if correction is None else correction.author,
                 }
             )
     if not records:
@@ -167,7 +170,9 @@ def export_dpo_from_ratings(
         raise BadInputError("pairs from ratings need two or more runs on the same rows")
     by_row: dict[tuple[str, int], list[tuple[Run, RunOutput]]] = {}
     excluded = {"held_out": 0, "unrated": 0, "equal_ratings": 0}
+    raters: dict[int, str] = {}
     for run in runs:
+        raters.update(store.rating_authors(run.id))
         for output in store.run_outputs(run.id):
             if _held_out(run, options):
                 excluded["held_out"] += 1
@@ -193,9 +198,10 @@ def export_dpo_from_ratings(
                     {
                         "row_idx": row_idx,
                         "chosen": {"run_id": chosen_run.id, "run_output_id": chosen.id,
-                                   "rating": chosen.rating},
+                                   "rating": chosen.rating, "rated_by": raters.get(chosen.id)},
                         "rejected": {"run_id": rejected_run.id, "run_output_id": rejected.id,
-                                     "rating": rejected.rating},
+                                     "rating": rejected.rating,
+                                     "rated_by": raters.get(rejected.id)},
                     }
                 )  # fmt: skip
     if not records:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.models.prompt_learning import check_supported
@@ -173,19 +173,19 @@ def run_training(
 
     splits = plan_splits(store, dataset, cfg)
     dpo = cfg.method == "dpo"
-    train: list[Any]
-    val: list[Any]
     labels: list[str] = []
     candidates: list[list[Any]] = []
     if dpo:  # rows are prompt/chosen/rejected, already rendered: no prompt version applies
         from tunelab.engine.training.dpo import PairTotals, pair_loss, preference_pairs
 
-        train = preference_pairs(splits.train, tokenizer, cfg.max_seq_len)
-        val = preference_pairs(splits.val, tokenizer, cfg.max_seq_len)
+        train: list[Any] = cast("list[Any]", preference_pairs(splits.train, tokenizer,
+                                                              cfg.max_seq_len))  # fmt: skip
+        val: list[Any] = cast("list[Any]", preference_pairs(splits.val, tokenizer,
+                                                            cfg.max_seq_len))  # fmt: skip
     else:
         builder = ExampleBuilder(store, dataset, version, tokenizer, cfg)
-        train = builder.examples(splits.train)
-        val = builder.examples(splits.val)
+        train = cast("list[Any]", builder.examples(splits.train))
+        val = cast("list[Any]", builder.examples(splits.val))
         labels = list(dataset.labels) if dataset.task == "classification" else []
         candidates = [[builder.example(r, answer=lab) for lab in labels] for r in splits.val]
     answers = [labels.index(e.reference) if e.reference in labels else -1
