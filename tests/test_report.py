@@ -149,6 +149,10 @@ def _check_curve(report: DecisionReport) -> None:
         assert fewer is None
         return
     assert f"crosses the prompt at {curve.crossover_size:,} labelled" in said.text
+    later = [
+        p.size for p in curve.points if p.size > curve.crossover_size and not p.significantly_better
+    ]
+    assert ("not significantly better again" in said.text) == bool(later)
     smaller = [p.size for p in curve.points if p.size < curve.crossover_size]
     assert (fewer is not None) == bool(smaller)
     if fewer is not None:
@@ -195,7 +199,12 @@ def _check_speed(report: DecisionReport) -> None:
     latency = _one(report, "speed", r"^Latency per request")
     if p.latency_p50_ms is None or f.latency_p50_ms is None:
         assert latency is None
-        assert _one(report, "speed", r"^Per-request latency is missing") is not None
+        missing = [s for s in report.about("speed") if s.text.startswith("Per-request latency")]
+        expected = [run.id for run, cost in zip(report.comparison.runs, (p, f), strict=True)
+                    if cost.latency_p50_ms is None]  # fmt: skip
+        assert [s.text.split(": run")[0].rsplit(" ", 1)[-1] for s in missing] == [
+            str(i) for i in expected
+        ]
     else:
         assert latency is not None
         if f.latency_p50_ms < p.latency_p50_ms:

@@ -12,6 +12,7 @@ from tunelab.engine.compare.cost import BreakEven, RunCost
 from tunelab.engine.compare.records import MetricComparison, RunSummary
 from tunelab.engine.compare.report import fmt_money, fmt_p
 from tunelab.engine.compare.series import higher_is_better
+from tunelab.engine.curves.crossover import fallbacks
 from tunelab.engine.curves.records import CurvePoint, CurveSummary
 from tunelab.engine.report.records import DecisionReport, ReportSentence
 from tunelab.engine.robustness.records import PerturbationResult, RobustnessSummary
@@ -151,7 +152,7 @@ def curve_sentence(report: DecisionReport) -> ReportSentence:
             f"The data curve{state} crosses the prompt at {crossing.size:,} labelled examples: "
             f"the smallest size tried ({sizes}) at which the fine-tune "
             f"({value(crossing.metric_mean)}{delta}, p={fmt_p(crossing.p_value)}) is "
-            f"significantly better than {against}.",
+            f"significantly better than {against}{_fell_back(curve)}.",
         )
     sign = 1.0 if higher_is_better(curve.metric) else -1.0
     best = max(points, key=lambda p: sign * (p.metric_mean or 0.0))
@@ -161,6 +162,15 @@ def curve_sentence(report: DecisionReport) -> ReportSentence:
         f"None of the sizes tried ({sizes}){state} beat the prompt significantly: the best, "
         f"{best.size:,} labelled examples, scores {value(best.metric_mean)} against {against}.",
     )
+
+
+def _fell_back(curve: CurveSummary) -> str:
+    """Larger sizes that are not significantly better again (`curves.crossover.fallbacks`):
+    said, so one lucky point never reads as a trend."""
+    back = fallbacks(curve.points, curve.crossover_size)
+    if not back:
+        return ""
+    return f"; but not significantly better again at {', '.join(f'{s:,}' for s in back)}"
 
 
 def robustness_command(run: RunSummary) -> str:
@@ -239,12 +249,13 @@ def speed_sentences(report: DecisionReport) -> list[ReportSentence]:
     out: list[ReportSentence] = []
     p_ms, f_ms = prompt_cost.latency_p50_ms, tuned_cost.latency_p50_ms
     if p_ms is None or f_ms is None:
-        run = runs[0] if p_ms is None else runs[1]
-        out.append(
+        out += [
             _missing(
                 "speed", f"Per-request latency is missing for run {run.id}", _eval_command(run)
             )
-        )
+            for run, ms in zip(runs, (p_ms, f_ms), strict=True)
+            if ms is None
+        ]
     else:
         faster = "same speed" if f_ms == p_ms else ("fine-tune" if f_ms < p_ms else "prompt")
         tail = "both answer as fast." if faster == "same speed" else f"the {faster} is faster."
@@ -257,10 +268,11 @@ def speed_sentences(report: DecisionReport) -> list[ReportSentence]:
         )
     p_cost, f_cost = prompt_cost.cost_per_1k_requests, tuned_cost.cost_per_1k_requests
     if p_cost is None or f_cost is None:
-        run = runs[0] if p_cost is None else runs[1]
-        out.append(
+        out += [
             _missing("speed", f"No timed requests to price for run {run.id}", _eval_command(run))
-        )
+            for run, cost in zip(runs, (p_cost, f_cost), strict=True)
+            if cost is None
+        ]
     else:
         cheaper = "neither" if f_cost == p_cost else ("fine-tune" if f_cost < p_cost else "prompt")
         tail = "the same." if cheaper == "neither" else f"the {cheaper} is cheaper to serve."
