@@ -7,6 +7,7 @@ the terminal. Nothing here imports torch (only `model export` does, inside the c
 from __future__ import annotations
 
 import inspect
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -245,6 +246,10 @@ def jobs_show(
     if job.scheduler != "local":
         console.print(Text(_where(job)))
     console.print(Text(f"pid {job.pid} on {job.host}; log {job.log_path}"))
+    if job.status == "running" and job.scheduler == "local" and job.host == socket.gethostname():
+        from tunelab.engine.training.gpu_usage import gpu_usage_line
+
+        console.print(Text(gpu_usage_line(job.pid)))
     for m in models:
         console.print(Text(f"  {'★' if m.is_best else ' '} {m.name} step {m.step} {m.metrics}"))
     for e in store.job_events(job_id)[-10:]:

@@ -24,6 +24,7 @@ from tunelab.engine.training.config import (
     check_target_modules,
     default_target_modules,
 )
+from tunelab.engine.training.devices import load_plan
 
 if TYPE_CHECKING:
     from tunelab.store import Dataset, Model, PromptVersion, Store
@@ -104,8 +105,21 @@ def build_model(
     if tokenizer.eos_token is None:
         raise BadInputError(f"model {base.name!r} has no EOS token to end its answers")
     tokenizer.padding_side = "right"
-    model: Any = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
+    plan = load_plan(device, config.method, config.quantize,
+                     device.startswith("cuda") and torch.cuda.is_bf16_supported())  # fmt: skip
+    load_options: dict[str, Any] = {"dtype": getattr(torch, plan.dtype)}
+    if plan.attn_implementation:
+        load_options["attn_implementation"] = plan.attn_implementation
+    if plan.quantize_4bit:
+        load_options.update(_four_bit_options(device))
+    model: Any = AutoModelForCausalLM.from_pretrained(weights, **load_options)
     model.config.use_cache = False
+    if plan.quantize_4bit:
+        from peft import prepare_model_for_kbit_training  # QLoRA: norms in fp32, inputs grad
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
     if config.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise BadInputError(
@@ -131,8 +145,22 @@ def build_model(
 
             weights_file = str(resume_dir / "adapter_model.safetensors")
             set_peft_model_state_dict(model, load_file(weights_file))
-    model.to(device)
+    if not plan.quantize_4bit:  # a 4-bit model is placed at load and cannot move
+        model.to(device)
     return model, tokenizer, config.num_virtual_tokens if config.method == "prompt" else 0
+
+
+def _four_bit_options(device: str) -> dict[str, Any]:
+    """from_pretrained options that load the base in 4-bit NF4 on `device` (QLoRA)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )  # fmt: skip
+    return {"quantization_config": quantization, "device_map": {"": device}}
 
 
 def start_adapter(store: Store, base: Model, name: str) -> Model:

@@ -27,6 +27,7 @@ LORA_METHODS = ("lora", "dpo")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 BEST_METRICS = ("val_loss", "val_accuracy", "val_macro_f1", "val_exact_match")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+QUANTIZE = ("none", "4bit")
 DEFAULT_LR = {"lora": 2e-4, "prefix": 3e-3, "prompt": 3e-3, "full": 2e-5, "dpo": 5e-5}
 """Learning rates that work for each method when the user gives none."""
 
@@ -149,6 +150,14 @@ class TrainingConfig:
             "keeping them: less memory, about a quarter slower."
         },
     )
+    quantize: str = field(
+        default="none",
+        metadata={
+            "help": "4bit loads the frozen base in 4-bit NF4 (QLoRA, bitsandbytes, CUDA only).",
+            "choices": QUANTIZE,
+            "methods": ("lora",),
+        },
+    )
     eval_every_steps: int = field(
         default=50,
         metadata={"help": "Validate every N optimizer steps (0: only at the end).",
@@ -193,6 +202,12 @@ class TrainingConfig:
         _one_of("method", self.method, METHODS)
         _one_of("scheduler", self.scheduler, SCHEDULERS)
         _one_of("metric_for_best", self.metric_for_best, BEST_METRICS)
+        _one_of("quantize", self.quantize, QUANTIZE)
+        if self.quantize != "none" and self.method != "lora":
+            raise BadInputError(
+                f"--quantize {self.quantize} applies only to method lora (QLoRA), not "
+                f"{self.method}; drop it"
+            )
         if self.device not in DEVICES and not _is_cuda_index(self.device):
             raise BadInputError(
                 f"device must be one of {', '.join(DEVICES)} or cuda:N, not {self.device!r}"

@@ -183,6 +183,8 @@ def check_job_inputs(
         check_writable(workspace.models_dir)
     if prompt is not None and config.method != "dpo":
         check_rows(store, config, dataset, prompt)
+    if config.quantize != "none":
+        check_quantized(config, gpus, local)
     if local and config.device not in ("auto", "cpu"):
         from tunelab.engine.models.loading import (
             pick_device,
@@ -193,6 +195,20 @@ def check_job_inputs(
         available = weight_module_names(store, base)
         if available:  # unknown layout: the worker checks against the loaded model
             check_target_modules(config.target_modules, available)
+
+
+def check_quantized(config: TrainingConfig, gpus: int, local: bool) -> None:
+    """A 4-bit QLoRA job needs bitsandbytes and a CUDA GPU: here, or on the Slurm nodes."""
+    from tunelab.engine.training.devices import bitsandbytes_installed, check_quantize
+
+    if not local and gpus == 0:
+        raise BadInputError("--quantize 4bit on Slurm needs a GPU: add --gpus-per-node 1")
+    cuda = None
+    if local:
+        import torch  # imports torch: only for a quantized job, to ask whether CUDA is here
+
+        cuda = torch.cuda.is_available()
+    check_quantize(config.quantize, config.method, config.device, cuda, bitsandbytes_installed())
 
 
 def check_base_files(base: Model) -> None:

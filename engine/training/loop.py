@@ -37,6 +37,7 @@ from tunelab.engine.training.data import (
     plan_splits,
     shard,
 )
+from tunelab.engine.training.devices import collective_backend, cuda_index, process_device
 from tunelab.engine.training.progress import TrainingProgress
 from tunelab.engine.training.steps import (
     collate,
@@ -90,6 +91,8 @@ class TrainingResult:
 class _Dist:
     rank: int = 0
     world_size: int = 1
+    device: str = "cpu"
+    """This process's device: collectives run on it (NCCL accepts only CUDA tensors)."""
 
     @property
     def main(self) -> bool:
@@ -99,12 +102,16 @@ class _Dist:
 def _init_distributed(device: str) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return _Dist()
+        return _Dist(device=device)
+    import torch
     import torch.distributed as dist  # heavy import: only under torchrun
 
+    index = cuda_index(device)
+    if index is not None:  # before anything touches CUDA, or every rank lands on GPU 0
+        torch.cuda.set_device(index)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group(backend=collective_backend(device))
+    return _Dist(dist.get_rank(), dist.get_world_size(), device)
 
 
 def _any_rank(flag: bool, dist_ctx: _Dist) -> bool:
@@ -114,7 +121,7 @@ def _any_rank(flag: bool, dist_ctx: _Dist) -> bool:
     import torch
     import torch.distributed as dist
 
-    value = torch.tensor([1.0 if flag else 0.0])
+    value = torch.tensor([1.0 if flag else 0.0], device=dist_ctx.device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
 
@@ -131,11 +138,7 @@ def peak_memory_mb(device: str) -> tuple[float, str]:
 def _pick_device(config: TrainingConfig) -> str:
     from tunelab.engine.models.loading import pick_device
 
-    device = pick_device(config.device)
-    local = os.environ.get("LOCAL_RANK")
-    if device == "cuda" and local is not None:
-        device = f"cuda:{local}"
-    return device
+    return process_device(pick_device(config.device), os.environ.get("LOCAL_RANK"))
 
 
 def run_training(
@@ -226,7 +229,8 @@ def run_training(
     if dist_ctx.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        ddp_model = DistributedDataParallel(model)
+        index = cuda_index(device)
+        ddp_model = DistributedDataParallel(model, device_ids=None if index is None else [index])
 
     checkpointer = Checkpointer(store, request, base, dataset, version, tokenizer, dist_ctx.main)
     eval_bs = max(cfg.batch_size, 8)
