@@ -88,14 +88,16 @@ def curve_point(
     )  # fmt: skip
 
 
-def curve(points: list[CurvePoint], prompt_metric: float | None = 0.40) -> CurveSummary:
+def curve(
+    points: list[CurvePoint], prompt_metric: float | None = 0.40, state: str = "finished"
+) -> CurveSummary:
     better = [p.size for p in points if p.significantly_better and p.repeats_done > 0]
     return CurveSummary(
         curve_id=1, dataset="emotion", base_model="builtin", method="lora", metric="accuracy",
         eval_split="test", prompt_ref="emotion@1", prompt_run_id=1, prompt_metric=prompt_metric,
         prompt_ci=None if prompt_metric is None else (prompt_metric - 0.05, prompt_metric + 0.05),
         points=tuple(sorted(points, key=lambda p: p.size)),
-        crossover_size=min(better) if better else None, state="finished",
+        crossover_size=min(better) if better else None, state=state,
     )  # fmt: skip
 
 

@@ -57,7 +57,7 @@ def curves(draw: st.DrawFn) -> rh.CurveSummary | None:
         rh.curve_point(size, draw(st.floats(0.0, 1.0)), draw(st.booleans()), delta=0.1)
         for size in sorted(sizes)
     ]
-    return rh.curve(points)
+    return rh.curve(points, state=draw(st.sampled_from(["finished", "running"])))
 
 
 @st.composite

@@ -132,9 +132,10 @@ def curve_sentence(report: DecisionReport) -> ReportSentence:
             curve_command(report),
         )
     points = drawn_points(curve)
-    state = "" if curve.state == "finished" else f" (still {curve.state}; points so far)"
+    notes = [] if curve.state == "finished" else [f"the curve is {curve.state}"]
     if curve.eval_split != report.split:
-        state += f" (evaluated on {curve.eval_split}, not {report.split})"
+        notes.append(f"evaluated on {curve.eval_split}, not {report.split}")
+    state = "".join(f"; {n}" for n in notes)
     if not points:
         return _missing(
             "curve",
@@ -149,8 +150,8 @@ def curve_sentence(report: DecisionReport) -> ReportSentence:
         delta = "" if crossing.delta_vs_prompt is None else f", {signed(crossing.delta_vs_prompt)}"
         return _said(
             "curve",
-            f"The data curve{state} crosses the prompt at {crossing.size:,} labelled examples: "
-            f"the smallest size tried ({sizes}) at which the fine-tune "
+            f"The data curve crosses the prompt at {crossing.size:,} labelled examples: "
+            f"the smallest size tried ({sizes}{state}) at which the fine-tune "
             f"({value(crossing.metric_mean)}{delta}, p={fmt_p(crossing.p_value)}) is "
             f"significantly better than {against}{_fell_back(curve)}.",
         )
@@ -159,7 +160,7 @@ def curve_sentence(report: DecisionReport) -> ReportSentence:
     assert best.metric_mean is not None
     return _said(
         "curve",
-        f"None of the sizes tried ({sizes}){state} beat the prompt significantly: the best, "
+        f"None of the sizes tried ({sizes}{state}) beat the prompt significantly: the best, "
         f"{best.size:,} labelled examples, scores {value(best.metric_mean)} against {against}.",
     )
 
@@ -408,8 +409,9 @@ def _curve_change(curve: CurveSummary) -> list[ReportSentence]:
         return [
             _said(
                 "change",
-                f"More labelled data than the {points[-1].size:,} examples tried might: no "
-                "size tried beat the prompt significantly.",
+                f"More labelled data than the {points[-1].size:,} examples tried"
+                f"{' so far (the curve is still running)' if curve.state == 'running' else ''} "
+                "might: no size tried beat the prompt significantly.",
             )
         ]
     smaller = [p.size for p in points if p.size < curve.crossover_size]
