@@ -43,9 +43,10 @@ def job_gpu_usage(pids: Iterable[int], nvml: Any = None) -> list[GpuUsage] | Non
     GPU. `nvml` is the `pynvml` module (passed in by tests)."""
     if nvml is None:
         try:
-            import pynvml as nvml  # optional: nvidia-ml-py, present on GPU machines
+            import pynvml  # optional: nvidia-ml-py, present on GPU machines
         except ImportError:
             return None
+        nvml = pynvml
     wanted = set(pids)
     try:
         nvml.nvmlInit()
