@@ -9,6 +9,7 @@ import html
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -57,7 +58,9 @@ def curves(draw: st.DrawFn) -> rh.CurveSummary | None:
         rh.curve_point(size, draw(st.floats(0.0, 1.0)), draw(st.booleans()), delta=0.1)
         for size in sorted(sizes)
     ]
-    return rh.curve(points, state=draw(st.sampled_from(["finished", "running"])))
+    made = rh.curve(points, state=draw(st.sampled_from(["finished", "running"])))
+    notes = draw(st.lists(st.sampled_from(["its driver is gone: run `tunelab curve resume 1`"])))
+    return replace(made, notes=tuple(notes))
 
 
 @st.composite
@@ -138,11 +141,13 @@ def _check_break_even(report: DecisionReport) -> None:
 
 def _check_curve(report: DecisionReport) -> None:
     curve = report.curve
-    (said,) = report.about("curve")
+    said = report.about("curve")[0]
     if curve is None:
         assert said.missing and said.command is not None
         assert said.command.startswith("tunelab curve ")
         return
+    notes = [s.text for s in report.about("curve")[1:]]
+    assert notes == [f"Curve {curve.curve_id}: {note}" for note in curve.notes]
     fewer = _one(report, "change", r"^With fewer than")
     if curve.crossover_size is None:
         assert said.text.startswith("None of the sizes tried")

@@ -174,6 +174,14 @@ def _fell_back(curve: CurveSummary) -> str:
     return f"; but not significantly better again at {', '.join(f'{s:,}' for s in back)}"
 
 
+def curve_notes(report: DecisionReport) -> list[ReportSentence]:
+    """What the curve itself says about its state (failed points, a driver that is gone)."""
+    curve = report.curve
+    if curve is None:
+        return []
+    return [_said("curve", f"Curve {curve.curve_id}: {note}") for note in curve.notes]
+
+
 def robustness_command(run: RunSummary) -> str:
     return f"tunelab robustness {run.id} --perturb {PERTURBATIONS}"
 
@@ -463,6 +471,7 @@ def decision_sentences(report: DecisionReport) -> tuple[ReportSentence, ...]:
         verdict_sentence(report),
         effort_sentence(report),
         curve_sentence(report),
+        *curve_notes(report),
         *robustness_sentences(report),
         *speed_sentences(report),
         *training_sentences(report),
