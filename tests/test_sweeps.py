@@ -303,10 +303,21 @@ def _stored_sweep(store: Store) -> int:
     dataset = store.list_datasets()[0]
     version = store.list_prompt_versions(store.list_prompts()[0].name)[0]
     sweep = store.create_sweep(
-        NewSweep(method="lora", base_model_id=base.id, dataset_id=dataset.id,
-                 prompt_version_id=version.id, space="lora_r=4|8", metric="val_accuracy",
-                 direction="maximize", n_trials=2, parallel=1, pruner="median", seed=0,
-                 config={}, study_path="unused")  # fmt: skip
+        NewSweep(
+            method="lora",
+            base_model_id=base.id,
+            dataset_id=dataset.id,
+            prompt_version_id=version.id,
+            space="lora_r=4|8",
+            metric="val_accuracy",
+            direction="maximize",
+            n_trials=2,
+            parallel=1,
+            pruner="median",
+            seed=0,
+            config={},
+            study_path="unused",
+        )
     )
     store.add_sweep_trial(sweep.id, 0, {"lora_r": 4})
     store.update_sweep_trial(sweep.id, 0, state="complete", value=0.75)
@@ -342,3 +353,49 @@ async def test_the_sweeps_view_shows_trials_and_the_labelled_best() -> None:
         assert not isinstance(app.screen, SweepsModal)
     assert "sweeps" in engine.calls
     assert resolve_model(store, "swept").id == store.list_models()[-1].id
+
+
+def test_a_resumed_driver_brings_the_study_back_in_step_with_the_store(
+    workspace: Workspace,
+) -> None:
+    """A driver killed between the study and the store: a trial the store never recorded
+    fails, one the store ended is told so; nothing is launched again."""
+    import optuna
+
+    from tunelab.engine.sweeps.driver import SweepDriver
+    from tunelab.engine.sweeps.launch import study_path
+    from tunelab.store import NewSweep
+
+    store = workspace.open_store()
+    base, dataset, version = add_training_data(store, None, n_train=8, n_val=4)
+    sweep = store.create_sweep(
+        NewSweep(
+            method="lora",
+            base_model_id=base.id,
+            dataset_id=dataset.id,
+            prompt_version_id=version.id,
+            space="lora_r=4|8",
+            metric="val_accuracy",
+            direction="maximize",
+            n_trials=3,
+            parallel=1,
+            pruner="median",
+            seed=0,
+            config=TrainingConfig(metric_for_best="val_accuracy").to_dict(),
+            study_path=str(study_path(workspace, 1)),
+        )
+    )
+    driver = SweepDriver(workspace, store, sweep.id)
+    recorded = driver.study.ask(driver.distributions)
+    store.add_sweep_trial(sweep.id, recorded.number, dict(recorded.params))
+    store.update_sweep_trial(sweep.id, recorded.number, state="complete", value=0.5)
+    orphan = driver.study.ask(driver.distributions)  # asked, then the driver died
+
+    again = SweepDriver(workspace, store, sweep.id)
+    again.reconcile()
+    states = {t.number: t for t in again.study.get_trials()}
+    assert states[recorded.number].state == optuna.trial.TrialState.COMPLETE
+    assert states[recorded.number].value == 0.5
+    assert states[orphan.number].state == optuna.trial.TrialState.FAIL
+    assert [t.number for t in store.sweep_trials(sweep.id)] == [recorded.number]
+    assert store.list_jobs() == []
