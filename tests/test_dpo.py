@@ -17,6 +17,12 @@ from tunelab.engine.training.config import TrainingConfig
 from tunelab.store import NewDataset, NewModel, NewSplit, Store, Workspace
 
 
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with the built-in tokenizer: DPO mechanics in seconds."""
+    return tiny_model_dir(tmp_path_factory.mktemp("tiny"))
+
+
 def _one_error_line(stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, stderr
@@ -156,12 +162,12 @@ def _preference_dataset(store: Store, name: str = "prefs", n: int = 6) -> int:
 
 @pytest.mark.model
 def test_dpo_from_an_sft_adapter_keeps_it_as_the_frozen_reference(
-    workspace: Workspace, tmp_path: Path
+    workspace: Workspace, tiny_dir: Path, tmp_path: Path
 ) -> None:
     from tunelab.engine.training.loop import TrainingRequest, run_training
 
     store = workspace.open_store()
-    tiny = store.add_model(NewModel("tiny", "base", "hf_folder", str(tiny_model_dir(tmp_path))))
+    tiny = store.add_model(NewModel("tiny", "base", "hf_folder", str(tiny_dir)))
     data_id = _preference_dataset(store)
     version = store.save_prompt_version("p", _plain_prompt()).version
     sft = run_training(
@@ -185,6 +191,26 @@ def test_dpo_from_an_sft_adapter_keeps_it_as_the_frozen_reference(
     assert store.get_model_by_id(result.model_ids[-1]).training_config["from_adapter"] == (
         start.name
     )
+
+
+@pytest.mark.model
+def test_a_stopped_dpo_run_resumes_from_its_checkpoint(
+    workspace: Workspace, tiny_dir: Path, tmp_path: Path
+) -> None:
+    from tunelab.engine.training.loop import TrainingRequest, run_training
+
+    store = workspace.open_store()
+    tiny = store.add_model(NewModel("tiny", "base", "hf_folder", str(tiny_dir)))
+    data_id = _preference_dataset(store)
+    version = store.save_prompt_version("p", _plain_prompt()).version
+    config = TrainingConfig(method="dpo", max_steps=3, batch_size=2, eval_every_steps=0)
+    request = TrainingRequest(config, tiny.id, data_id, version.id, tmp_path / "out")
+    steps: list[int] = []
+    stopped = run_training(store, request, lambda p: steps.append(p.step), lambda: True)
+    assert (stopped.status, stopped.step) == ("stopped", 1)
+    resumed = run_training(store, request)
+    assert (resumed.status, resumed.step) == ("completed", 3)
+    assert [store.get_model_by_id(i).step for i in resumed.model_ids] == [3]
 
 
 def _plain_prompt() -> Any:
