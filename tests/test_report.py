@@ -23,7 +23,7 @@ from tests import report_helpers as rh
 from tests.conftest import run_cli, shared_dataset
 from tunelab.engine.compare.cost import break_even, significantly_worse
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.report.html import render_html
+from tunelab.engine.report.html import html_table, render_html
 from tunelab.engine.report.markdown import render_markdown
 from tunelab.engine.report.output import report_format, report_to_dict, write_report
 from tunelab.engine.report.records import TOPICS, DecisionReport, ReportSentence
@@ -312,6 +312,10 @@ def test_html_is_self_contained_with_inline_plots_and_escaped_strings() -> None:
         svg = base64.b64decode(source.split(",", 1)[1]).decode()
         root = ET.fromstring(svg)
         assert root.tag.endswith("svg")
+    for tables in tables_by_topic(report).values():
+        for table in tables:  # the Markdown's tables, cell for cell
+            assert html_table(table) in page
+            assert all(html.escape(cell) in page for row in table.rows for cell in row)
     for sentence in report.sentences:
         if sentence.command is None:
             assert html.escape(sentence.text) in page
