@@ -9,7 +9,7 @@ code, so the records are the real ones. A test can hold a generation or evaluati
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tunelab.engine.api.facade import (
@@ -40,8 +40,24 @@ from tunelab.engine.api.types import (
     WordDiffSegment,
 )
 from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.optimize.history import SearchHistory, search_history
+from tunelab.engine.optimize.scorer import Evaluation
+from tunelab.engine.optimize.search import (
+    CandidateResult,
+    OptimizeProgress,
+    OptimizeRequest,
+    OptimizeResult,
+)
+from tunelab.engine.prompts.search_note import SearchNote
 from tunelab.engine.text_diff import word_diff
-from tunelab.store import Judgement, NewRunOutput, PromptContent, PromptVersion, Store
+from tunelab.store import (
+    DatasetRow,
+    Judgement,
+    NewRunOutput,
+    PromptContent,
+    PromptVersion,
+    Store,
+)
 from tunelab.store.feedback import Correction
 
 FAKE_TRAINING_FIELDS = [
@@ -262,6 +278,94 @@ class FakeEngine:
 
         self.calls.append("sweeps")
         return [sweep_detail(self.store, s.id) for s in self.store.list_sweeps()]
+
+    def optimize(
+        self,
+        request: OptimizeRequest,
+        on_progress: Callable[[OptimizeProgress], None],
+        should_stop: StopCallback,
+    ) -> OptimizeResult:
+        self.calls.append(f"optimize:{request.prompt}:{request.budget}:{request.strategy}")
+        if self.fail_with is not None:
+            raise self.fail_with
+        return FakeSearch(self.store).run(request, on_progress, should_stop)
+
+    def search_history(self, seed_ref: str) -> SearchHistory:
+        return search_history(self.store, seed_ref)
+
+
+@dataclass
+class FakeSearch:
+    """The fake's prompt search: `candidates` child versions of the seed, each "scored" on
+    the validation split with a scripted accuracy; the best is labelled `optimized`."""
+
+    store: Store
+    scores: tuple[float, ...] = (0.25, 0.75, 0.5)
+
+    def run(
+        self,
+        request: OptimizeRequest,
+        on_progress: Callable[[OptimizeProgress], None],
+        should_stop: StopCallback,
+    ) -> OptimizeResult:
+        seed = self.store.get_prompt_version(request.prompt)
+        model = self.store.get_model(request.model)
+        dataset = self.store.get_dataset(request.dataset)
+        rows = self.store.dataset_rows(dataset.name, request.val_split)
+        seed_score = 0.25
+        self._scored_run(seed, model.id, dataset.id, request.val_split, rows, seed_score)
+        results: list[CandidateResult] = []
+        best: tuple[float, str] | None = None
+        for number, score in enumerate(self.scores[: request.budget], start=1):
+            if should_stop():
+                break
+            change = f"{number} demos (train rows {number})"
+            note = SearchNote(
+                seed.ref, change, "accuracy", score, len(rows), len(rows), dataset.name,
+                request.val_split,
+            )  # fmt: skip
+            content = PromptContent(
+                template=seed.template, system=f"candidate {number}", mode=seed.mode
+            )
+            version = self.store.save_prompt_version(
+                seed.prompt_name, content, message=note.message(), parent_version_id=seed.id
+            ).version
+            run_id = self._scored_run(version, model.id, dataset.id, request.val_split, rows, score)
+            results.append(
+                CandidateResult(version.ref, change, "generate", {len(rows): score}, True)
+            )
+            best = max(best or (score, version.ref), (score, version.ref))
+            evaluation = Evaluation(version.ref, 0, len(rows), score, run_id, False, len(rows))
+            on_progress(OptimizeProgress(evaluation, number + 1, number, request.budget, best[0]))
+        if best is not None:
+            self.store.set_label(best[1], "optimized")
+        return OptimizeResult(
+            seed.ref, "accuracy", seed_score, results, best[1] if best else None,
+            best[0] if best else None, len(results) + 1, 0, (len(results) + 1) * len(rows),
+            (len(results) + 1) * len(rows), (len(results) + 1) * len(rows),
+            len(results) < min(request.budget, len(self.scores)), [len(rows)],
+            [request.val_split],
+        )  # fmt: skip
+
+    def _scored_run(
+        self,
+        version: PromptVersion,
+        model_id: int,
+        dataset_id: int,
+        split: str,
+        rows: Sequence[DatasetRow],
+        score: float,
+    ) -> int:
+        run = self.store.create_run(
+            version.id, model_id, dataset_id, split, len(rows), {}, metric_names=["accuracy"]
+        )
+        self.store.add_run_outputs(
+            run.id,
+            [NewRunOutput(row_idx=row.idx, rendered_prompt="p", output="x", prediction="x",
+                          reference="x", scores={"accuracy": score}) for row in rows],
+        )  # fmt: skip
+        self.store.finish_run(run.id, "succeeded", {"accuracy": score})
+        return run.id
 
 
 def _as_protocol(store: Store) -> EngineProtocol:

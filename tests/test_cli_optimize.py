@@ -91,6 +91,19 @@ def test_bad_input_exits_2_with_one_line(irony_ws: Workspace, args: list[str], n
     assert "Traceback" not in result.stderr
 
 
+def test_optimize_show_before_any_search_and_optimize_without_its_options(
+    irony_ws: Workspace,
+) -> None:
+    shown = run_cli("optimize", "show", "irony@1", workspace=irony_ws)
+    assert shown.returncode == 0, shown.stderr
+    assert "no search from irony@1 has been scored yet" in shown.stdout
+    bare = run_cli("optimize", "--dataset", "irony", workspace=irony_ws)
+    assert bare.returncode == 2
+    assert bare.stderr.strip().splitlines() == [
+        "error: name the seed, the data and the budget: --prompt NAME@V --dataset D --budget N"
+    ]
+
+
 @pytest.mark.model
 @pytest.mark.slow  # ~40 s on 2 busy cores; the detached test below covers the CLI by default
 def test_optimize_runs_a_search_and_labels_the_best(irony_ws: Workspace, tmp_path: Path) -> None:

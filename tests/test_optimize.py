@@ -18,6 +18,7 @@ from tunelab.engine.compare.report import render_markdown
 from tunelab.engine.compare.runs import compare_runs
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.evaluation.run import EvalRequest, evaluate
+from tunelab.engine.optimize.history import search_history
 from tunelab.engine.optimize.proposals import Proposals, clean_proposal, propose_instructions
 from tunelab.engine.optimize.search import (
     OptimizeProgress,
@@ -292,6 +293,21 @@ def test_a_four_candidate_search_labels_the_best_and_repeats_itself(
     val_runs = [run_on("irony@1", "validation"), run_on("irony:optimized", "validation")]
     on_val = compare_runs(irony, val_runs, n_boot=100)
     assert any("optimistic, not a held-out result" in n for n in on_val.notes)
+
+    # The search read back: every evaluation in order, the best, and its val/test gap.
+    history = search_history(irony, "irony@1")
+    assert (history.dataset, history.split, history.metric) == ("irony", "validation", "accuracy")
+    assert history.points[0].seed and history.points[0].rows == 4
+    assert [p.order for p in history.points] == list(range(1, len(history.points) + 1))
+    assert len(history.points) >= result.evaluations  # plus the two validation runs above
+    assert history.best_ref == result.best_ref and history.best_validation == result.best_score
+    best_test = float(irony.get_run(best_run).metrics["accuracy"])
+    assert history.best_test == best_test
+    assert history.gap == pytest.approx(result.best_score - best_test)
+    assert history.seed_test == float(irony.get_run(seed_run).metrics["accuracy"])
+    assert {c.version_ref for c in history.candidates} == {
+        c.version_ref for c in result.candidates if c.version_ref != "irony@1"
+    }
 
 
 @pytest.mark.model

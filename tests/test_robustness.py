@@ -189,7 +189,7 @@ def test_compare_sentence_puts_both_drops_side_by_side() -> None:
     prompt_side = Side("the prompt (run 3)", 3, _summary(0.11, (0.05, 0.17), 0.0004, 3))
     (sentence,) = contrast_sentences(fine_tune, prompt_side)
     assert sentence == (
-        "under typos at 5% of letters, seed 0, the fine-tune (run 5) loses 0.040 accuracy "
+        "under typos (typos at 5% of letters, seed 0), the fine-tune (run 5) loses 0.040 accuracy "
         "(95% CI +0.010 to +0.070, p=0.012, 100 rows), the prompt (run 3) loses 0.110 "
         "(95% CI +0.050 to +0.170, p<0.001, 100 rows)"
     )

@@ -18,6 +18,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.home import HomeScreen
     from tunelab.tui.screens.library import CatalogScreen, DatasetsScreen
     from tunelab.tui.screens.modals import AskTextModal, TextViewModal
+    from tunelab.tui.screens.optimize import OptimizeModal, SearchModal
     from tunelab.tui.screens.playground import PlaygroundScreen
     from tunelab.tui.screens.prompts import PromptsScreen
     from tunelab.tui.screens.report import ReportScreen
@@ -32,7 +33,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
         CompareScreen, FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable,
         ReportScreen,
         HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal, StabilityModal,
-        SweepsModal,
+        SweepsModal, OptimizeModal, SearchModal,
     ]  # fmt: skip
 
 

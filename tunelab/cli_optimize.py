@@ -20,6 +20,7 @@ from tunelab.cli_common import console, emit_json, err_console, fail, state
 from tunelab.engine.processes import start_detached
 
 if TYPE_CHECKING:
+    from tunelab.engine.optimize.history import SearchHistory
     from tunelab.engine.optimize.search import OptimizeProgress, OptimizeResult
 
 
@@ -90,12 +91,74 @@ def _detach(as_json: bool) -> None:
     )
 
 
+def _print_history(history: SearchHistory) -> None:
+    if not history.points:
+        console.print(f"no search from {history.seed_ref} has been scored yet")
+        return
+    table = Table("#", "version", "rows", f"validation {history.metric}")
+    for p in history.points:
+        style = "bold green" if p.version_ref == history.best_ref else ("dim" if p.seed else "")
+        seed = " (seed)" if p.seed else ""
+        table.add_row(
+            str(p.order), p.version_ref + seed, str(p.rows), f"{p.score:.4f}", style=style
+        )
+    console.print(table)
+    console.print(
+        f"{len(history.candidates)} candidates from {history.seed_ref}, selected on "
+        f"{history.dataset}/{history.split}"
+    )
+    if history.best_ref is None or history.best_validation is None:
+        return
+    console.print(
+        f"best {history.best_ref}: validation {history.metric}={history.best_validation:.4f}"
+    )
+    if history.gap is not None and history.best_test is not None:
+        console.print(
+            f"on test: {history.best_test:.4f}, a validation/test gap of {history.gap:+.4f} "
+            "(what selecting on validation overstates)"
+        )
+    else:
+        console.print(
+            f"not evaluated on test yet: tunelab eval --prompt {history.best_ref} --dataset "
+            f"{history.dataset} --split test --scoring likelihood (or generate)"
+        )
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("optimize")
+    optimize_app = typer.Typer(
+        help="Search a prompt's demonstrations, instructions, scoring and calibration.",
+        invoke_without_command=True,
+    )
+    app.add_typer(optimize_app, name="optimize")
+
+    @optimize_app.command("show")
+    def optimize_show(
+        seed: str = typer.Argument(..., help="The seed version a search started from, NAME@V."),
+        as_json: bool = typer.Option(False, "--json", help="Print the history as JSON."),
+    ) -> None:
+        """A search's validation score per candidate in the order measured, its best, the
+        best's diff against the seed, and the validation/test gap once the best is on test."""
+        from tunelab.cli_compare import diff_prompt_command
+        from tunelab.engine.optimize.history import search_history
+
+        history = search_history(state.store(), seed)
+        if as_json:
+            emit_json(history)
+            return
+        _print_history(history)
+        if history.best_ref is not None:
+            diff_prompt_command(
+                history.seed_ref, history.best_ref, side_by_side=False, json_output=False
+            )
+
+    @optimize_app.callback()
     def optimize_command(
-        prompt: str = typer.Option(..., "--prompt", "-p", help="The seed prompt, NAME@VERSION."),
-        dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name."),
-        budget: int = typer.Option(..., "--budget", help="Prompt candidates to evaluate."),
+        ctx: typer.Context,
+        prompt: str | None = typer.Option(
+            None, "--prompt", "-p", help="The seed prompt, NAME@VERSION."
+        ),
+        dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset name."),
+        budget: int | None = typer.Option(None, "--budget", help="Prompt candidates to evaluate."),
         model: str = typer.Option("builtin", "--model", "-m", help="Model name or 'builtin'."),
         train_split: str = typer.Option(
             "train", "--train-split", help="Split demonstrations come from."
@@ -150,8 +213,13 @@ def register(app: typer.Typer) -> None:
             help="Run in a detached process that outlives the terminal; prints its pid and log.",
         ),
     ) -> None:
-        """Search demonstrations, instructions and scoring for a prompt on the validation
-        split; every candidate becomes a version and the best is labelled `optimized`."""
+        """Search demonstrations, instructions, scoring and calibration for a prompt on the
+        validation split; every candidate becomes a version and the best is labelled
+        `optimized` (`tunelab optimize show NAME@V` reads a search back)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if prompt is None or dataset is None or budget is None:
+            fail("name the seed, the data and the budget: --prompt NAME@V --dataset D --budget N")
         from tunelab.cli_eval import _stop_on_sigint
         from tunelab.engine.optimize.search import OptimizeRequest, check_request, optimize
         from tunelab.engine.optimize.space import (

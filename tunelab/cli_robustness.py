@@ -53,7 +53,7 @@ def _split(text: str) -> list[str]:
 def _fmt_p(p: float | None) -> str:
     if p is None:
         return "-"
-    return "<0.001" if p < 0.001 else f"{p:.3g}"
+    return "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
 def print_summary(summary: RobustnessSummary) -> None:

@@ -8,7 +8,7 @@ the engine's own records (see `types.py`), so the TUI shows exactly what the CLI
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from tunelab.engine.api.training_form import (
@@ -39,6 +39,8 @@ from tunelab.engine.api.types import (
     TrainingField,
 )
 from tunelab.engine.errors import EngineError
+from tunelab.engine.optimize.history import SearchHistory
+from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, OptimizeResult
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.text_diff import WordDiffSegment, word_diff
 
@@ -317,6 +319,24 @@ class Engine:
         from tunelab.engine.sweeps.launch import sweep_detail
 
         return [sweep_detail(self.store, s.id) for s in self.store.list_sweeps()]
+
+    # Prompt optimization -----------------------------------------------------------------
+    def optimize(
+        self,
+        request: OptimizeRequest,
+        on_progress: Callable[[OptimizeProgress], None],
+        should_stop: StopCallback,
+    ) -> OptimizeResult:
+        """Search the seed's space on the validation split (`engine.optimize.search`)."""
+        from tunelab.engine.optimize.search import optimize
+
+        self._warm_imports()
+        return optimize(self.store, request, on_progress=on_progress, should_stop=should_stop)
+
+    def search_history(self, seed_ref: str) -> SearchHistory:
+        from tunelab.engine.optimize.history import search_history
+
+        return search_history(self.store, seed_ref)
 
 
 __all__ = [

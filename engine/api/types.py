@@ -20,6 +20,8 @@ from tunelab.engine.evaluation.request import EvalProgress, ProgressCallback
 from tunelab.engine.evaluation.stability import RunStability
 from tunelab.engine.generation.batched import TokenChunk
 from tunelab.engine.generation.controls import BiasEntry
+from tunelab.engine.optimize.history import SearchHistory
+from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, OptimizeResult
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import RenderedPrompt
 from tunelab.engine.report.records import DecisionReport
@@ -170,6 +172,19 @@ class EngineProtocol(Protocol):
         """Hyperparameter sweeps, newest first, each with its trials and best checkpoint."""
         ...
 
+    def optimize(
+        self,
+        request: OptimizeRequest,
+        on_progress: Callable[[OptimizeProgress], None],
+        should_stop: StopCallback,
+    ) -> OptimizeResult:
+        """A prompt search from a seed version (`tunelab optimize`); the best is `optimized`."""
+        ...
+
+    def search_history(self, seed_ref: str) -> SearchHistory:
+        """The search from a seed version as `tunelab optimize show` reads it."""
+        ...
+
 
 __all__ = [
     "BiasEntry",
@@ -182,11 +197,15 @@ __all__ = [
     "EvalSpec",
     "FormValues",
     "GenerationSettings",
+    "OptimizeProgress",
+    "OptimizeRequest",
+    "OptimizeResult",
     "ProgressCallback",
     "RenderedPrompt",
     "RobustnessSummary",
     "RowInput",
     "RunStability",
+    "SearchHistory",
     "StopCallback",
     "SweepDetail",
     "TokenChunk",

@@ -69,12 +69,13 @@ def contrast_sentences(a: Side, b: Side) -> list[str]:
             continue
         if result_b.metric != result_a.metric:
             sentences.append(
-                f"under {result_a.detail} the suites measure different metrics "
-                f"({result_a.metric} and {result_b.metric}); not set side by side"
+                f"under {result_a.perturbation} ({result_a.detail}) the suites measure "
+                f"different metrics ({result_a.metric} and {result_b.metric}); not side by side"
             )
             continue
         sentences.append(
-            f"under {result_a.detail}, {_clause(a.name, result_a, a.summary.confidence, True)}, "
+            f"under {result_a.perturbation} ({result_a.detail}), "
+            f"{_clause(a.name, result_a, a.summary.confidence, True)}, "
             f"{_clause(b.name, result_b, b.summary.confidence, False)}"
         )
     if not sentences:

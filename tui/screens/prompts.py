@@ -9,6 +9,7 @@ from textual import on, work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane, TextArea
+from textual.worker import get_current_worker
 
 from tunelab.tui.messages import (
     LabelMoved,
@@ -20,11 +21,19 @@ from tunelab.tui.messages import (
 )
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.screens.modals import AskTextModal, TextViewModal
+from tunelab.tui.screens.optimize import (
+    OptimizeModal,
+    SearchLoaded,
+    SearchModal,
+    SearchProgressed,
+    progress_line,
+)
 from tunelab.tui.widgets.nav_table import NavTable
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
+    from tunelab.engine.api.types import OptimizeProgress, OptimizeRequest
     from tunelab.store import Prompt, PromptVersion
 
 NEW_TEMPLATE = "{{ text }}"
@@ -49,6 +58,10 @@ class PromptsScreen(TunelabScreen):
                 tooltip="Point a label (e.g. production) at the selected version"),
         Binding("t", "try_version", "Try", id="prompts-try",
                 tooltip="Open the selected version in the Playground"),
+        Binding("o", "optimize_version", "Optimize", id="prompts-optimize",
+                tooltip="Search demonstrations, instructions, scoring from the selected version"),
+        Binding("O", "show_search", "Search", id="prompts-search",
+                tooltip="The search from the selected version: scores, best diff, val/test gap"),
         Binding("escape", "focus_lists", "Back", id="prompts-back",
                 tooltip="Leave the editor and return to the prompt list"),
     ]  # fmt: skip
@@ -295,3 +308,60 @@ class PromptsScreen(TunelabScreen):
 
     def action_focus_lists(self) -> None:
         self.query_one("#version-list", NavTable).focus()
+
+    # Prompt optimization -----------------------------------------------------------------
+    def action_optimize_version(self) -> None:
+        version = self.selected_version()
+        if version is None:
+            return
+        datasets = {
+            d.name: d.task == "classification" and bool(d.labels)
+            for d in self.store.list_datasets()
+        }
+        if not datasets:
+            self.notify("No dataset to search on: add one first", severity="warning")
+            return
+
+        def chosen(request: OptimizeRequest | None) -> None:
+            if request is not None:
+                self.notify(f"Optimizing from {request.prompt} (budget {request.budget})…")
+                self.run_search(request)
+
+        self.app.push_screen(OptimizeModal(version.ref, datasets), chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="optimize",
+          description="Optimize")  # fmt: skip
+    def run_search(self, request: OptimizeRequest) -> None:
+        worker = get_current_worker()
+
+        def progressed(progress: OptimizeProgress) -> None:
+            self.post_message(SearchProgressed(progress))
+
+        self.engine.optimize(request, progressed, lambda: worker.is_cancelled)
+        self._post_search(request.prompt)
+
+    def _post_search(self, seed_ref: str) -> None:
+        history = self.engine.search_history(seed_ref)
+        best = history.best_ref
+        diff = self.engine.diff_versions(history.seed_ref, best) if best else []
+        self.post_message(SearchLoaded(history, diff))
+
+    @on(SearchProgressed)
+    def search_progressed(self, event: SearchProgressed) -> None:
+        self.notify(progress_line(event.progress), timeout=3)
+
+    def action_show_search(self) -> None:
+        version = self.selected_version()
+        if version is not None:
+            self.load_search(version.ref)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="store",
+          description="Search")  # fmt: skip
+    def load_search(self, seed_ref: str) -> None:
+        self._post_search(seed_ref)
+
+    @on(SearchLoaded)
+    def search_loaded(self, event: SearchLoaded) -> None:
+        self.app.push_screen(SearchModal(event.history, event.diff))
+        if self.prompt_name:
+            self.load_versions(self.prompt_name)
