@@ -88,3 +88,31 @@ def start_detached(
         env=env,
         cwd=str(cwd),
     )
+
+
+MAX_RUNNING_ENV = "TUNELAB_MAX_RUNNING_JOBS"
+JOB_WORKER_MODULES = {
+    "finetune": "tunelab.engine.training.worker",
+    "optimize": "tunelab.engine.optimize.worker",
+}
+"""The module that runs a queued job of each kind (`python -m MODULE --workspace ROOT ID`).
+Jobs of every kind share one queue, and whichever worker finishes starts the next job,
+whatever its kind: so the table lives here, below both, by module name."""
+
+
+def max_running_jobs() -> int:
+    """Jobs allowed to run at once in one workspace (1 unless the environment says more)."""
+    try:
+        return max(1, int(os.environ.get(MAX_RUNNING_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def job_worker_command(root: Path, job_id: int, kind: str = "finetune") -> list[str]:
+    """The command line of the worker that runs job `job_id` of `kind` in workspace `root`."""
+    import sys
+
+    module = JOB_WORKER_MODULES.get(kind)
+    if module is None:
+        raise ValueError(f"no worker for jobs of kind {kind!r}")
+    return [sys.executable, "-m", module, "--workspace", str(root), str(job_id)]

@@ -138,8 +138,16 @@ def test_a_detached_search_outlives_its_command_and_labels_the_best(irony_ws: Wo
     assert not _alive(launched["pid"]), "the detached search did not finish in time"
     with irony_ws.open_store() as store:
         best = store.get_prompt_version("irony:optimized")
+        job = store.get_job(launched["job"])
     assert best.parent_version_id is not None, log.read_text()
-    assert "labelled optimized" in log.read_text()
+    # A queued job like fine-tuning: its status, and its progress in the store.
+    assert (job.kind, job.status, job.method) == ("optimize", "succeeded", "prompt-search")
+    assert job.progress["step"] == job.progress["total_steps"] == 2
+    assert job.progress["best"]["value"] >= 0
+    listed = run_cli("jobs", "list", "--json", workspace=irony_ws)
+    assert listed.returncode == 0, listed.stderr
+    assert [j["id"] for j in json.loads(listed.stdout) if j["kind"] == "optimize"] == [job.id]
+    assert f"job {job.id}: succeeded" in log.read_text()
 
 
 def _alive(pid: int) -> bool:
@@ -153,12 +161,15 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.model
-@pytest.mark.slow  # ~35 s: two processes load the model; the engine's stop test is the quick one
-def test_a_killed_search_resumes_when_run_again(irony_ws: Workspace) -> None:
+@pytest.mark.slow  # ~40 s: two workers load the model; the engine's stop test is the quick one
+def test_a_killed_search_job_resumes_with_jobs_resume_reusing_its_evaluations(
+    irony_ws: Workspace,
+) -> None:
     args = [*BASE, "--budget", "3", "--first-rung", "2", "--k-range", "1..2", "--pool-size", "3"]
     started = run_cli(*args, "--detach", "--json", workspace=irony_ws)
     assert started.returncode == 0, started.stderr
-    pid = json.loads(started.stdout)["pid"]
+    launched = json.loads(started.stdout)
+    pid, job_id = launched["pid"], launched["job"]
     deadline = time.monotonic() + 240
     with irony_ws.open_store() as store:
         while time.monotonic() < deadline and _alive(pid):
@@ -169,10 +180,23 @@ def test_a_killed_search_resumes_when_run_again(irony_ws: Workspace) -> None:
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)  # no chance to stop cleanly: the worst case
     assert len(finished_before) >= 2
-    again = run_cli(*args, "--json", workspace=irony_ws)
-    assert again.returncode == 0, again.stderr
-    result = json.loads(again.stdout)
-    assert not result["interrupted"]
-    assert result["reused_evaluations"] >= 2
+    deadline = time.monotonic() + 60
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kill lands asynchronously; wait for it, with a deadline
+    shown = run_cli("jobs", "show", str(job_id), "--json", workspace=irony_ws)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "failed"  # the vanished worker was noticed
+    resumed = run_cli("jobs", "resume", str(job_id), workspace=irony_ws)
+    assert resumed.returncode == 0, resumed.stderr
+    deadline = time.monotonic() + 240
     with irony_ws.open_store() as store:
-        assert store.get_prompt_version("irony:optimized").ref == result["best_ref"]
+        while time.monotonic() < deadline and store.get_job(job_id).status in ("queued", "running"):
+            time.sleep(0.2)  # polling a condition with a deadline, not a fixed pause
+        job = store.get_job(job_id)
+        assert job.status == "succeeded", job.error
+        runs = [r for r in store.list_runs() if r.status == "succeeded"]
+        # The evaluations finished before the kill were reused, not run again.
+        assert finished_before <= {r.id for r in runs}
+        keys = [(r.prompt_version_id, r.scoring, r.row_limit) for r in runs]
+        assert len(keys) == len(set(keys))
+        assert store.get_prompt_version("irony:optimized").parent_version_id is not None

@@ -186,7 +186,7 @@ def test_disk_full_during_a_checkpoint_save(
 
     script = tmp_path / "full_disk_worker.py"
     script.write_text(FULL_DISK_WORKER)
-    monkeypatch.setattr(jobs, "worker_command", lambda ws, job_id: [
+    monkeypatch.setattr(jobs, "worker_command", lambda ws, job_id, kind="finetune": [
         sys.executable, str(script), "--workspace", str(ws.root), str(job_id)])  # fmt: skip
     monkeypatch.setenv("HARDEN_FAIL_WHAT", what)
     monkeypatch.setenv("HARDEN_FAIL_AT", "2")

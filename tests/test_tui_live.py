@@ -321,7 +321,9 @@ def quick_worker(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from tunelab.engine.training import jobs
 
-    monkeypatch.setattr(jobs, "worker_command", lambda _ws, _id: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(
+        jobs, "worker_command", lambda _ws, _id, _kind="finetune": [sys.executable, "-c", "pass"]
+    )
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")

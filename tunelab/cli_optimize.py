@@ -1,15 +1,13 @@
 """`tunelab optimize`: search a prompt's demonstrations, instruction and scoring, in the
-foreground with progress or `--detach`ed into its own session; Ctrl-C (SIGINT) stops after
-the current evaluation keeping what it scored, and re-running with the same seed reuses
-every finished evaluation."""
+foreground with progress or `--detach`ed as a queued job (`tunelab jobs`); Ctrl-C (SIGINT)
+stops after the current evaluation keeping what it scored, and re-running with the same seed
+(or `tunelab jobs resume`) reuses every finished evaluation. `optimize show` reads a search
+back."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,11 +15,11 @@ import typer
 from rich.table import Table
 
 from tunelab.cli_common import console, emit_json, err_console, fail, state
-from tunelab.engine.processes import start_detached
 
 if TYPE_CHECKING:
     from tunelab.engine.optimize.history import SearchHistory
-    from tunelab.engine.optimize.search import OptimizeProgress, OptimizeResult
+    from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, OptimizeResult
+    from tunelab.store import Store
 
 
 def read_instructions(path: Path) -> tuple[str, ...]:
@@ -69,25 +67,19 @@ def _print_result(result: OptimizeResult) -> None:
         console.print("[yellow]stopped early[/]: run the same command again to continue")
 
 
-def _detach(as_json: bool) -> None:
-    """Start this same command without --detach in its own session (closing the terminal or
-    the SSH connection does not stop it), its output in a log in the workspace."""
-    workspace = state.workspace()
-    # The log gets the readable table; --json answers for the command that detached.
-    args = [a for a in sys.argv[1:] if a not in ("--detach", "--json")]
-    logs = workspace.logs_dir
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"optimize-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    env = {**os.environ, "TUNELAB_WORKSPACE": str(workspace.root)}
-    with os.fdopen(fd, "wb") as out:
-        process = start_detached([sys.executable, "-m", "tunelab", *args], out, workspace.root, env)
+def _detach(store: Store, request: OptimizeRequest, as_json: bool) -> None:
+    """Queue the search as a job (kind optimize) whose worker outlives the terminal and the
+    SSH connection; `tunelab jobs list|show|cancel|resume` work on it."""
+    from tunelab.engine.optimize.job import launch_search_job
+
+    job, pid = launch_search_job(state.workspace(), store, request)
     if as_json:
-        emit_json({"pid": process.pid, "log": str(log)})
+        emit_json({"job": job.id, "pid": pid, "log": job.log_path})
         return
     console.print(
-        f"optimizing in process {process.pid}; log {log}. Stop it with kill -INT "
-        f"{process.pid} (keeps what it scored); run the command again to continue."
+        f"queued as job {job.id} (worker pid {pid}, log {job.log_path}): follow it with "
+        f"`tunelab jobs show {job.id}`, stop it with `tunelab jobs cancel {job.id}` (keeps what "
+        f"it scored) and continue with `tunelab jobs resume {job.id}`."
     )
 
 
@@ -221,7 +213,7 @@ def register(app: typer.Typer) -> None:
         if prompt is None or dataset is None or budget is None:
             fail("name the seed, the data and the budget: --prompt NAME@V --dataset D --budget N")
         from tunelab.cli_eval import _stop_on_sigint
-        from tunelab.engine.optimize.search import OptimizeRequest, check_request, optimize
+        from tunelab.engine.optimize.search import OptimizeRequest, optimize
         from tunelab.engine.optimize.space import (
             CALIBRATIONS,
             SELECTIONS,
@@ -263,8 +255,7 @@ def register(app: typer.Typer) -> None:
         )
 
         if detach:
-            check_request(store, request)  # bad input is refused here, not in the log
-            _detach(as_json)
+            _detach(store, request, as_json)  # bad input is refused before a job exists
             return
 
         def on_progress(p: OptimizeProgress) -> None:

@@ -4,9 +4,10 @@
 searches (random with successive halving, Optuna TPE with pruning) as plain functions;
 `scorer` turns a candidate into a prompt version and a validation score through
 `evaluation.run.evaluate`; `proposals` asks a workspace model for instruction variants;
-`search` is the entry point that labels the best `optimized`.
+`search` is the entry point that labels the best `optimized`; `history` reads a search back;
+`job` and `worker` run a search as a queued job (kind `optimize`) in the shared job queue.
 
-May import: `tunelab.store`, `engine.errors`, `engine.prompts`, `engine.evaluation` (and
-what they import). Never `engine.training` or `engine.compare`. Optuna loads only inside
-the TPE strategy.
+May import: `tunelab.store`, `engine.errors`, `engine.processes`, `engine.prompts`,
+`engine.evaluation` (and what they import). Never `engine.training` or `engine.compare`.
+Optuna loads only inside the TPE strategy.
 """

@@ -14,14 +14,21 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.engine.errors import BadInputError
-from tunelab.engine.processes import boot_id, process_alive, process_start_ticks, start_detached
+from tunelab.engine.processes import (  # the queue's limit, re-exported for its old callers
+    MAX_RUNNING_ENV,  # noqa: F401
+    boot_id,
+    job_worker_command,
+    max_running_jobs,  # noqa: F401
+    process_alive,
+    process_start_ticks,
+    start_detached,
+)
 from tunelab.engine.training.checkpoint import STEP_PREFIX, latest_checkpoint
 from tunelab.engine.training.config import LORA_METHODS, TrainingConfig, check_target_modules
 from tunelab.engine.training.job_events import job_dir, stop_file
@@ -41,19 +48,10 @@ STALE_HEARTBEAT_S = 120.0
 """A job on another host with no heartbeat for this long is presumed dead."""
 QUEUE_KICK_AFTER_S = 30.0
 """A queued job with nothing running for this long gets a fresh worker (its own one died)."""
-MAX_RUNNING_ENV = "TUNELAB_MAX_RUNNING_JOBS"
 
 _started_workers: list[subprocess.Popen[bytes]] = []
 """Workers this process started: detached, but still its children until their exit is read."""
 _started_lock = threading.Lock()
-
-
-def max_running_jobs() -> int:
-    """Jobs allowed to run at once in one workspace (1 unless the environment says more)."""
-    try:
-        return max(1, int(os.environ.get(MAX_RUNNING_ENV, "1")))
-    except ValueError:
-        return 1
 
 
 def resolve_prompt(store: Store, prompt_ref: str | PromptVersion) -> PromptVersion:
@@ -330,15 +328,15 @@ def weight_module_names(store: Store, base: Model) -> set[str]:
     return names
 
 
-def worker_command(workspace: Workspace, job_id: int) -> list[str]:
-    return [
-        sys.executable, "-m", "tunelab.engine.training.worker",
-        "--workspace", str(workspace.root), str(job_id),
-    ]  # fmt: skip
+def worker_command(workspace: Workspace, job_id: int, kind: str = "finetune") -> list[str]:
+    return job_worker_command(workspace.root, job_id, kind)
 
 
-def start_worker(workspace: Workspace, job_id: int, log_path: Path | str | None = None) -> int:
-    """Start a detached worker for `job_id` in its own session; returns its pid.
+def start_worker(
+    workspace: Workspace, job_id: int, log_path: Path | str | None = None, kind: str = "finetune"
+) -> int:
+    """Start a detached worker for `job_id` (of `kind`: its worker module) in its own
+    session; returns its pid.
 
     The worker survives its launcher: it has its own session (no SIGHUP from the terminal),
     no stdin, and writes to the job's log file rather than to the terminal.
@@ -347,7 +345,7 @@ def start_worker(workspace: Workspace, job_id: int, log_path: Path | str | None 
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNELAB_WORKSPACE": str(workspace.root)}
     with open(log, "ab") as out:
-        process = start_detached(worker_command(workspace, job_id), out, workspace.root, env)
+        process = start_detached(worker_command(workspace, job_id, kind), out, workspace.root, env)
     with _started_lock:
         _started_workers.append(process)
     reap_workers()
@@ -418,7 +416,7 @@ def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
     stop_file(workspace, job_id).unlink(missing_ok=True)
     if job.scheduler == "slurm":
         return slurm.resubmit(workspace, store, store.get_job(job_id))
-    start_worker(workspace, job_id, job.log_path or None)
+    start_worker(workspace, job_id, job.log_path or None, job.kind)
     return store.get_job(job_id)
 
 
@@ -502,7 +500,7 @@ def kick_queue(workspace: Workspace, store: Store, min_wait_s: float = QUEUE_KIC
     since_event = (datetime.now(UTC) - datetime.fromisoformat(last_event.at)).total_seconds()
     if min(waited, since_event) >= min_wait_s:
         store.add_job_event(oldest.id, "requeued", "queue restarted (no worker was running)")
-        start_worker(workspace, oldest.id, oldest.log_path or None)
+        start_worker(workspace, oldest.id, oldest.log_path or None, oldest.kind)
 
 
 def next_queued_job(store: Store) -> Job | None:

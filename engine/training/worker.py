@@ -279,7 +279,7 @@ def run_job(workspace: Workspace, job_id: int) -> int:
     stop.marker.unlink(missing_ok=True)
     following = next_queued_job(store)
     if following is not None:
-        start_worker(workspace, following.id, following.log_path or None)
+        start_worker(workspace, following.id, following.log_path or None, following.kind)
     store.close()
     return 0 if status != "failed" else 1
 
