@@ -71,6 +71,7 @@ def print_summary(summary: RobustnessSummary) -> None:
         title=f"suite s{summary.suite_id} of run {summary.clean_run_id} "
         f"(seed {summary.seed}, {summary.state})",
         box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
     table.columns[5].min_width = len("+0.000..+0.000")  # an interval never wraps or clips
     for r in summary.results:
