@@ -407,7 +407,8 @@ def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
             f"job {job_id} is {job.status}{hint}; only failed or cancelled jobs resume"
         )
     step = resume_point(job)
-    plan = resume_plan(step)
+    # A search job keeps no checkpoint: it runs again and reuses its finished evaluations.
+    plan = resume_plan(step) if job.kind == "finetune" else "reruns, reusing what it scored"
     if not store.transition_job(
         job_id, ["failed", "cancelled"], ("queued", f"resume requested; {plan}"),
         status="queued", error=None, finished_at=None,
