@@ -83,6 +83,20 @@ def _detach(store: Store, request: OptimizeRequest, as_json: bool) -> None:
     )
 
 
+def search_line(config: dict[str, object]) -> str:
+    """A search job's request in one line, for `tunelab jobs show`."""
+    from tunelab.engine.optimize.job import request_from_config
+
+    r = request_from_config(dict(config))
+    space = r.space
+    return (
+        f"search: {r.prompt} on {r.dataset} ({r.train_split} demos, scored on {r.val_split}), "
+        f"budget {r.budget}, strategy {r.strategy}, k {space.k_min}..{space.k_max}, scoring "
+        f"{','.join(space.scorings)}, calibration {','.join(space.calibrations)}, demos "
+        f"{','.join(space.selections)}, seed {r.seed}"
+    )
+
+
 def _print_history(history: SearchHistory) -> None:
     if not history.points:
         console.print(f"no search from {history.seed_ref} has been scored yet")

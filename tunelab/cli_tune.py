@@ -242,7 +242,12 @@ def jobs_show(
     if job.error:
         console.print(Text(f"error: {job.error}"))
     console.print(Text(_inputs_line(store, job)))
-    console.print(Text(_settings_line(job.config)))
+    if job.kind == "optimize":
+        from tunelab.cli_optimize import search_line
+
+        console.print(Text(search_line(job.config)))
+    else:
+        console.print(Text(_settings_line(job.config)))
     if job.scheduler != "local":
         console.print(Text(_where(job)))
     console.print(Text(f"pid {job.pid} on {job.host}; log {job.log_path}"))
