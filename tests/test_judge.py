@@ -128,6 +128,9 @@ def test_picks_are_read_only_when_clear() -> None:
     assert parse_pick("1. It is correct") == 1
     assert parse_pick("Better: 1 ... no, better: 2") is None
     assert parse_pick("Both are fine.") is None
+    for number in ("1.5", "12", "2,000", "150%"):
+        assert parse_pick(f"Better: {number}\nReason: x") is None
+    assert parse_pick("Better: 2.\nReason: x") == 2
 
 
 @pytest.mark.parametrize("text", ["5-1", "1", "a-b", "1-500"])
@@ -383,3 +386,22 @@ def test_a_rubric_survives_the_editor_round_trip(store: Store) -> None:
     assert again.ref == "r@1" and Rubric.from_version(again).scale == ScoreScale(0, 10)
     with pytest.raises(BadInputError, match=r"settings\.judge must be a mapping"):
         validated_content(PromptContent(template="{{ output }}", settings={"judge": 5}))
+
+
+def test_eval_with_judge_scores_the_new_run(qa_workspace: Workspace, tiny_folder: Path) -> None:
+    added = run_cli("model", "add", str(tiny_folder), "--name", "tiny", workspace=qa_workspace)
+    assert added.returncode == 0, added.stderr
+    refused = run_cli("eval", "--prompt", "qa", "--dataset", "qa", "--judge", "nope@1",
+                      workspace=qa_workspace)  # fmt: skip
+    assert refused.returncode == 2 and "unknown prompt 'nope'" in _one_error_line(refused.stderr)
+    with qa_workspace.open_store() as store:
+        assert len(store.list_runs()) == 1  # refused before the evaluation started
+    evaluate = ["eval", "--prompt", "qa", "--model", "tiny", "--dataset", "qa"]
+    options = ["--max-new-tokens", "4", "--latency-probe", "0", "--json"]
+    judge = ["--judge", "correct@1", "--judge-model", "tiny"]
+    result = run_cli(*evaluate, *options, *judge, workspace=qa_workspace)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["judge"]["judge_run"]["run_id"] == payload["run_id"] == 2
+    assert payload["judge"]["summary"]["rows"] == 3
+    assert payload["judge"]["agreement"]["status"] == "unchecked"

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli_common import console, emit_json, err_console, fail, state
+from tunelab.cli_judge import check_rubric_arg, judge_finished_run, print_report, report_json
 from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS
 from tunelab.store import Run
 
@@ -239,6 +240,12 @@ def register(app: typer.Typer) -> None:
         no_latency_probe: bool = typer.Option(
             False, "--no-latency-probe", help="Skip the latency probe (no per-request latency)."
         ),
+        judge: str | None = typer.Option(
+            None, "--judge", help="Then score the outputs with this rubric (NAME@VERSION)."
+        ),
+        judge_model: str = typer.Option(
+            "builtin", "--judge-model", help="The model that judges, with --judge."
+        ),
         json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Evaluate a prompt version on a model over a dataset split; scores go to the store."""
@@ -279,11 +286,21 @@ def register(app: typer.Typer) -> None:
         if batch_size < 1:
             fail(f"--batch-size must be at least 1, got {batch_size}")
         show = not json_output and sys.stderr.isatty()
+        if judge is not None:  # a bad rubric fails before the evaluation starts
+            check_rubric_arg(judge, dataset, split, resume)
         result = _run_with_progress(request, resume, batch_size, show, probe)
+        judged = (
+            judge_finished_run(result.run.id, judge, judge_model, not no_cache, show)
+            if judge is not None and not result.interrupted
+            else None
+        )
         if json_output:
-            emit_json(_result_json(result))
+            judge_part = {"judge": report_json(judged)} if judged is not None else {}
+            emit_json({**_result_json(result), **judge_part})
         else:
             _print_summary(result.run, result.metrics, result.cached_rows, result.new_rows)
+            if judged is not None:
+                print_report(judged, rows=False)
         if result.interrupted:
             raise typer.Exit(130)
 

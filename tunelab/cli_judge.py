@@ -80,7 +80,8 @@ def agreement_line(agreement: Agreement) -> str:
     return " ".join(parts)
 
 
-def _print_report(report: JudgeReport, show_rows: bool) -> None:
+def print_report(report: JudgeReport, rows: bool) -> None:
+    """A score run's summary, agreement line and, with `rows`, every judgement."""
     run = report.run
     summary = report.summary
     console.print(
@@ -99,7 +100,7 @@ def _print_report(report: JudgeReport, show_rows: bool) -> None:
         "distribution: " + "  ".join(f"{k}: {v}" for k, v in summary.distribution.items())
     )
     console.print(agreement_line(report.agreement))
-    if show_rows:
+    if rows:
         table = Table("row", "score", "rating", "reason")
         for j in report.judgements:
             score = str(j.score) if j.score is not None else f"unparseable ({j.problem})"
@@ -108,7 +109,8 @@ def _print_report(report: JudgeReport, show_rows: bool) -> None:
         console.print(table)
 
 
-def _report_json(report: JudgeReport) -> dict[str, Any]:
+def report_json(report: JudgeReport) -> dict[str, Any]:
+    """What `tunelab judge --json` prints (and `tunelab eval --judge --json` under `judge`)."""
     return {
         "judge_run": report.run,
         "summary": report.summary,
@@ -163,6 +165,36 @@ def _pair_json(report: PairReport) -> dict[str, Any]:
     }
 
 
+def check_rubric_arg(
+    rubric: str, dataset: str | None, split: str | None, run_id: int | None
+) -> None:
+    """Check a rubric against the data an evaluation is about to produce (`eval --judge`)."""
+    from tunelab.engine.judge.rubric import check_rubric_for, load_rubric
+
+    store = state.store()
+    if run_id is not None:
+        run = store.get_run(run_id)
+        dataset, split = run.dataset_name, run.split
+    assert dataset is not None
+    found = store.get_dataset(dataset)
+    check_rubric_for(store, load_rubric(store, rubric), found, split or found.splits[0].name)
+
+
+def judge_finished_run(
+    run_id: int, rubric: str, judge_model: str, use_cache: bool, show_progress: bool
+) -> JudgeReport:
+    """Score a run that just finished (`tunelab eval --judge`)."""
+    from tunelab.engine.judge.scoring import JudgeRequest, judge_run
+
+    progress, on_progress = _progress("judge", show_progress)
+    with progress:
+        return judge_run(
+            state.store(),
+            JudgeRequest(run_id, rubric, judge_model, use_cache=use_cache),
+            on_progress,
+        )
+
+
 @judge_app.command("score")
 def judge_score(
     run_id: int = typer.Argument(..., help="The run whose outputs are judged."),
@@ -181,9 +213,9 @@ def judge_score(
     with progress:
         report = judge_run(state.store(), request, on_progress)
     if json_output:
-        emit_json(_report_json(report))
+        emit_json(report_json(report))
     else:
-        _print_report(report, rows)
+        print_report(report, rows)
 
 
 @judge_app.command("pair")
@@ -271,9 +303,9 @@ def judge_show(
         return
     report = report_of(store, judge_run_id)
     if json_output:
-        emit_json(_report_json(report))
+        emit_json(report_json(report))
     else:
-        _print_report(report, True)
+        print_report(report, True)
 
 
 @judge_app.command("list")

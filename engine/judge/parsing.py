@@ -13,7 +13,8 @@ from tunelab.engine.judge.rubric import ScoreScale
 
 SCORE_LABEL = "Score:"
 """Where the judge's reply starts: local models are primed with it (see `prompts.py`)."""
-PICK_LABEL = "Better:"
+PICK_LABEL = "Better: Response"
+"""Where a pairwise reply starts; primed this far, a small model's next token is the pick."""
 REASON_LABEL = "Reason:"
 RATIONALE_CHARS = 500
 """Rationales are kept to this many characters; the whole reply is stored beside them."""
@@ -25,12 +26,16 @@ _SCORE_RE = re.compile(
 )
 _LEADING_NUMBER_RE = re.compile(rf"^\s*\**\s*({_NUMBER})(?:\s*(?:/|out\s+of)\s*(\d+))?\b")
 _REASON_RE = re.compile(r"\b(?:reason|rationale|explanation)\b\s*:\s*", re.IGNORECASE)
+_ONE_OR_TWO = r"([12])(?![.,]?\d)"
+"""1 or 2 standing alone: not the start of 1.5, 12 or 2,000."""
 _PICK_RE = re.compile(
     r"\b(?:better|winner|choice)\b\s*(?:is)?\s*[:=]?\s*\**\s*(?:response|output)?\s*#?\s*"
-    r"([12])\b",
+    + _ONE_OR_TWO,
     re.IGNORECASE,
 )
-_LEADING_PICK_RE = re.compile(r"^\s*\**\s*(?:response|output)?\s*#?\s*([12])\b", re.IGNORECASE)
+_LEADING_PICK_RE = re.compile(
+    r"^\s*\**\s*(?:response|output)?\s*#?\s*" + _ONE_OR_TWO, re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ def pick_instruction() -> str:
     """What a pairwise judge is told to answer."""
     return (
         "Answer in exactly this format:\n"
-        f"{PICK_LABEL} <1 or 2, the better response>\n"
+        f"{PICK_LABEL} <1 or 2>\n"
         f"{REASON_LABEL} <one short sentence>"
     )
 
