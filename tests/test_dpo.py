@@ -294,3 +294,22 @@ def test_exports_refuse_no_rated_rows_and_mixed_datasets(feedback_ws: Workspace)
     assert "preferences reference rows of different datasets" in _one_error_line(mixed.stderr)
     with feedback_ws.open_store() as store:
         assert store.dataset_names() == ["ds", "other"]
+
+
+def test_the_form_takes_a_dpo_job_without_a_prompt_as_the_cli_does(feedback_ws: Workspace) -> None:
+    from tunelab.engine.api.facade import Engine
+
+    with feedback_ws.open_store() as store:
+        _preference_dataset(store)
+        engine = Engine(store, feedback_ws)
+        values = {f.name: f.default for f in engine.training_fields()}
+        values.update(base="base", dataset="prefs", method="dpo", prompt="", beta=0.0)
+        with pytest.raises(BadInputError, match="beta must be a positive number"):
+            engine.launch_job(values)
+        values["beta"] = 0.2
+        # past the form's own checks: the engine asks for the prompt the export would name
+        with pytest.raises(BadInputError, match="was not exported from runs"):
+            engine.launch_job(values)
+        with pytest.raises(BadInputError, match="a job needs a dataset and a prompt version"):
+            engine.launch_job({**values, "method": "lora"})
+        assert store.list_jobs() == []

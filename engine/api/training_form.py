@@ -98,7 +98,9 @@ def launch_from_form(store: Store, workspace: Workspace, values: FormValues) -> 
     from tunelab.engine.training.jobs import launch_job
 
     job_values = {f.name: values.get(f.name, f.default) for f in JOB_FIELDS}
-    if not job_values["dataset"] or not job_values["prompt"]:
+    # A DPO dataset carries its rendered prompts; its prompt version defaults to the export's.
+    needs_prompt = values.get("method", "lora") != "dpo"
+    if not job_values["dataset"] or (needs_prompt and not job_values["prompt"]):
         raise BadInputError("a job needs a dataset and a prompt version (e.g. classify@2)")
     known = {f.name for f in training_fields()}
     unknown = sorted(set(values) - known)
