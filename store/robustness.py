@@ -114,7 +114,8 @@ class RobustnessStore(StoreBase):
     def get_robustness_suite(self, suite_id: int) -> RobustnessSuite:
         row = self._one("SELECT * FROM robustness_suites WHERE id = ?", [suite_id])
         if row is None:
-            raise NotFoundError("robustness suite", str(suite_id))
+            known = [f"s{r['id']}" for r in self._query("SELECT id FROM robustness_suites")]
+            raise NotFoundError("robustness suite", f"s{suite_id}", known)
         return self._suite_from_row(row)
 
     def list_robustness_suites(self, clean_run_id: int | None = None) -> list[RobustnessSuite]:
