@@ -146,6 +146,9 @@ def test_a_detached_dpo_job_on_the_built_in_model(workspace: Workspace) -> None:
         final = store.models_of_job(job.id)[-1]
         assert final.kind == "adapter" and final.method == "dpo" and final.step == 2
         assert final.training_dataset_id == store.get_dataset("prefs").id
+        from tunelab.engine.compare.runs import describe_model
+
+        assert describe_model(final) == f"DPO (LoRA) job {job.id}, step 2"  # as compare says
 
 
 def _preference_dataset(store: Store, name: str = "prefs", n: int = 6) -> int:

@@ -47,6 +47,7 @@ __all__ = [
 
 _METHOD_NAMES = {
     "lora": "LoRA", "prefix": "prefix tuning", "prompt": "prompt tuning", "full": "full fine-tune",
+    "dpo": "DPO (LoRA)",
 }  # fmt: skip
 
 
