@@ -80,7 +80,7 @@ class SweepDriver:
             if len(trials) < self.sweep.n_trials and len(running) < self.sweep.parallel:
                 self.start_trial()
                 continue
-            if not running:
+            if not running and not self._stopping(trials):
                 return self.finish()
             time.sleep(poll_s)
 
@@ -170,6 +170,15 @@ class SweepDriver:
         else:
             self.study.tell(trial.number, state=states.PRUNED if trial.state == "pruned"
                             else states.FAIL)  # fmt: skip
+
+    def _stopping(self, trials: list[SweepTrial]) -> bool:
+        """True while a pruned trial's job is still saving its checkpoint and stopping: the
+        sweep ends only when none of its jobs runs any more."""
+        return any(
+            t.state == "pruned" and t.job_id is not None
+            and self.store.get_job(t.job_id).status in ACTIVE
+            for t in trials
+        )  # fmt: skip
 
     def _cancel_job(self, job_id: int) -> None:
         if self.store.get_job(job_id).status in ACTIVE:
