@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +288,21 @@ def test_a_second_judge_run_reads_the_cache_and_calls_no_model(
     other = judge_run(store, JudgeRequest(changed_id, rubric.ref, "tiny"))
     assert calls == [1] and other.summary.cached == 2
     assert [j.cached for j in other.judgements] == [False, True, True]
+
+
+def test_one_case_is_judged_and_cached(store: Store, tiny_folder: Path) -> None:
+    from tunelab.engine.judge.asking import JudgeCase
+    from tunelab.engine.judge.scoring import judge_one
+
+    rubric, _ = create_rubric(store, "correct", RUBRIC, ScoreScale(), max_new_tokens=6)
+    case = JudgeCase("What is 2 + 2?", "4", "4")
+    first = judge_one(store, rubric.ref, case, _add_tiny(store, tiny_folder))
+    assert first.raw.startswith("Score:") and not first.cached
+    assert (first.score is None) == (first.problem is not None)
+    assert judge_one(store, rubric.ref, case, "tiny") == replace(first, cached=True)
+    store.save_prompt_version("topical", PromptContent(template="{{ topic }}: {{ output }}"))
+    with pytest.raises(BadInputError, match="rubric topical@1 uses topic, which the case"):
+        judge_one(store, "topical@1", case, "tiny")
 
 
 def test_interrupted_judge_run_is_marked_and_keeps_what_it_did(

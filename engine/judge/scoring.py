@@ -32,7 +32,9 @@ from tunelab.engine.judge.rubric import (
     Rubric,
     ScoreScale,
     check_rubric_for,
+    check_variables,
     input_text,
+    known_variables,
     load_rubric,
 )
 from tunelab.store import Judgement, JudgeRun, NewJudgement, Run, RunOutput, Store
@@ -101,6 +103,22 @@ def judge_cases(
     """
     prompts = [score_prompt(rubric, judge, case) for case in cases]
     return _judge_prompts(store, rubric, judge, prompts, use_cache, should_stop)
+
+
+def judge_one(
+    store: Store, rubric_ref: str, case: JudgeCase, judge_model: str = "builtin"
+) -> CaseJudgement:
+    """Score one case on a rubric (a per-case assertion's "judge rubric"): the rubric's
+    variables are checked against the case's row, and the reply is cached like any other."""
+    rubric = load_rubric(store, rubric_ref)
+    known = known_variables(None, case.row)
+    check_variables(rubric.version.template, rubric.version.system, known, "the case",
+                    f"rubric {rubric.ref}")  # fmt: skip
+    judge = load_judge_model(store, judge_model)
+    check_endpoint_settings(rubric, judge)
+    (judged,) = judge_cases(store, rubric, judge, [case])
+    assert judged is not None  # nothing can stop a call without should_stop
+    return judged
 
 
 def _judge_prompts(
