@@ -21,7 +21,6 @@ from .jobs import JobStore
 from .judgements import JudgementStore
 from .models import ModelStore
 from .prompts import PromptStore
-from .samples import SampleStore
 from .robustness import RobustnessStore
 from .samples import SampleStore
 from .sweeps import SweepStore
