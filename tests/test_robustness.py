@@ -256,6 +256,34 @@ def test_a_run_whose_rows_are_gone_is_refused(cli_workspace: Workspace) -> None:
     assert _counts(cli_workspace)[0] == 0
 
 
+def test_a_stopped_suite_keeps_its_perturbed_datasets_and_says_so(store: Store) -> None:
+    ds = dataset(store, "ds", n=4)
+    clean = classification_run(store, prompt(store), base_model(store), ds, [1, 0, 1, 1])
+    request = RobustnessRequest(clean.id, ["typos", "truncate:0.5"], seed=1)
+    summary = run_suite(store, request, should_stop=lambda: True)
+    assert summary.state == "failed" and summary.results == ()
+    suite = store.get_robustness_suite(summary.suite_id)
+    assert suite.status == "interrupted" and [i.run_id for i in suite.items] == [None, None]
+    cut = store.get_dataset_by_id(suite.items[1].dataset_id or 0)
+    texts = [r.data["text"] for r in store.dataset_rows(cut.name, "test")]
+    assert texts == ["row", "row", "row", "row"]  # "row 0" cut to its first half of words
+
+
+def test_show_prints_the_suite_the_engine_summarises(workspace: Workspace) -> None:
+    import json
+
+    with workspace.open_store() as store:
+        clean_id = _suite_with_runs(store, [1, 1, 0, 1], [0, 1, 0, 0])
+        expected = robustness_for_run(store, clean_id)
+    assert expected is not None
+    shown = run_cli("robustness", "show", str(clean_id), "--json", workspace=workspace)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["suite_id"] == expected.suite_id
+    assert data["results"][0]["drop"] == pytest.approx(expected.results[0].drop)
+    assert data["results"][0]["detail"] == "typos at 20% of letters, seed 4"
+
+
 @pytest.mark.model
 def test_a_real_suite_on_8_rows_of_the_built_in_model(tmp_path: Path) -> None:
     import json

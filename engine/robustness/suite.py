@@ -252,15 +252,10 @@ def run_suite(
     stop = should_stop or (lambda: False)
     try:
         for position, item in enumerate(suite.items, start=1):
-            if stop():
-                store.finish_robustness_suite(suite.id, "interrupted", "stopped before the end")
-                return summarize_suite(store, store.get_robustness_suite(suite.id))
-            stopped = _evaluate_item(
-                store, run, request, item, (position, len(suite.items)), on_progress, stop
-            )
-            if stopped:
-                store.finish_robustness_suite(suite.id, "interrupted", "stopped before the end")
-                return summarize_suite(store, store.get_robustness_suite(suite.id))
+            place = (position, len(suite.items))
+            if stop() or _evaluate_item(store, run, request, item, place, on_progress, stop):
+                stopped = store.finish_robustness_suite(suite.id, "interrupted", "stopped early")
+                return summarize_suite(store, stopped)
     except KeyboardInterrupt:
         store.finish_robustness_suite(suite.id, "interrupted", "interrupted")
         raise
