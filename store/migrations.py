@@ -449,6 +449,7 @@ def m009_judge(db: Database) -> None:
     db.execute("CREATE INDEX idx_judgements_output ON judgements (run_output_id)")
     db.execute("CREATE INDEX idx_judge_runs_run ON judge_runs (run_id)")
 
+
 @migrations()
 def m010_feedback_authors(db: Database) -> None:
     """Who gave each rating, as corrections and preferences already record: feedback that
@@ -568,44 +569,6 @@ def m012_curves(db: Database) -> None:
             UNIQUE (curve_id, size, repeat)
         )"""
     )
-
-
-@migrations()
-def m013_robustness(db: Database) -> None:
-    """Robustness suites: a clean run re-run on perturbed copies of its rows (each a derived
-    dataset with lineage) or with small changes to its prompt (each a child version), so
-    every perturbation's paired drop can be recomputed from what is stored."""
-    db.execute(
-        """
-        CREATE TABLE robustness_suites (
-            id INTEGER PRIMARY KEY,
-            clean_run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            seed INTEGER NOT NULL,
-            metric TEXT NOT NULL,
-            settings TEXT NOT NULL DEFAULT '{}',
-            status TEXT NOT NULL
-                CHECK (status IN ('running', 'finished', 'failed', 'interrupted')),
-            error TEXT,
-            created_at TEXT NOT NULL,
-            finished_at TEXT
-        )"""
-    )
-    db.execute(
-        """
-        CREATE TABLE robustness_items (
-            id INTEGER PRIMARY KEY,
-            suite_id INTEGER NOT NULL REFERENCES robustness_suites(id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            perturbation TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('input', 'prompt')),
-            detail TEXT NOT NULL DEFAULT '',
-            dataset_id INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
-            prompt_version_id INTEGER REFERENCES prompt_versions(id),
-            run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
-            UNIQUE (suite_id, position)
-        )"""
-    )
-
 
 
 @migrations()
