@@ -273,6 +273,7 @@ def test_a_four_trial_sweep_with_pruning_finishes_and_labels_its_best(
 
 
 @pytest.mark.slurm
+@pytest.mark.slow  # two Slurm jobs one after another: a minute; the default suite stays fast
 @pytest.mark.skipif(not slurm_available(), reason="no Slurm controller answers `sinfo`")
 def test_a_sweep_on_slurm_runs_its_trials_as_slurm_jobs(
     workspace: Workspace, tmp_path: Path
