@@ -400,3 +400,32 @@ def test_a_resumed_driver_brings_the_study_back_in_step_with_the_store(
     assert states[orphan.number].state == optuna.trial.TrialState.FAIL
     assert [t.number for t in store.sweep_trials(sweep.id)] == [recorded.number]
     assert store.list_jobs() == []
+
+
+def test_cancelling_a_sweep_whose_driver_is_gone_cancels_its_trial_jobs(
+    workspace: Workspace,
+) -> None:
+    from tunelab.engine.sweeps.driver import SweepDriver, cancel_sweep
+    from tunelab.engine.sweeps.launch import study_path
+    from tunelab.store import NewSweep
+
+    store = workspace.open_store()
+    base, dataset, version = add_training_data(store, None, n_train=8, n_val=4)
+    sweep = store.create_sweep(
+        NewSweep(method="lora", base_model_id=base.id, dataset_id=dataset.id,
+                 prompt_version_id=version.id, space="lora_r=4|8", metric="val_loss",
+                 direction="minimize", n_trials=4, parallel=1, pruner="none", seed=0,
+                 config=TrainingConfig().to_dict(), study_path=str(study_path(workspace, 1)))
+    )  # fmt: skip
+    driver = SweepDriver(workspace, store, sweep.id)
+    trial = driver.study.ask(driver.distributions)
+    store.add_sweep_trial(sweep.id, trial.number, dict(trial.params))
+    job = store.create_job("lora", {}, base.id, dataset.id, version.id)  # queued, no worker
+    store.update_sweep_trial(sweep.id, trial.number, job_id=job.id)
+
+    cancelled = cancel_sweep(workspace, store, sweep.id)
+    assert cancelled.status == "cancelled"
+    assert store.get_job(job.id).status == "cancelled"
+    assert store.sweep_trial(sweep.id, trial.number).state == "failed"
+    with pytest.raises(BadInputError, match="only a running sweep"):
+        cancel_sweep(workspace, store, sweep.id)
