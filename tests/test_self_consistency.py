@@ -194,7 +194,7 @@ def _texts(store: Store, run_id: int) -> list[list[str]]:
 
 @pytest.mark.model
 def test_seeded_samples_repeat_and_come_back_from_the_cache(store: Store) -> None:
-    from tunelab.engine.evaluation.run import EvalRequest, evaluate
+    from tunelab.engine.evaluation.run import EvalRequest, evaluate, resume_run
 
     _gsm8k(store, 3)
     store.save_prompt_version(
@@ -221,6 +221,13 @@ def test_seeded_samples_repeat_and_come_back_from_the_cache(store: Store) -> Non
     assert _texts(store, again.run_id) == texts
     fresh = run(3, use_cache=False)  # regenerated with the same seeds: the same samples
     assert fresh.cached_rows == 0 and _texts(store, fresh.run_id) == texts
+    stopped: list[bool] = []
+    request = EvalRequest(prompt="cot", dataset="gsm8k", limit=3, batch_size=2, latency_probe=0,
+                          samples=3)  # fmt: skip
+    cut = evaluate(store, request, lambda p: stopped.append(p.done >= 2), lambda: any(stopped))
+    assert cut.interrupted and len(store.run_samples(cut.run_id)) == 2 * 2  # whole rows only
+    resumed = resume_run(store, cut.run_id, batch_size=2, latency_probe=0)
+    assert resumed.run.status == "succeeded" and _texts(store, cut.run_id) == texts
     alone = run(1)  # the first sample is what a single-sample run at that seed produces
     assert alone.cached_rows == 3 and [t[0] for t in _texts(store, alone.run_id)] == [
         t[0] for t in texts
