@@ -7,6 +7,7 @@ commands, which keeps `tunelab --help` fast.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -209,7 +210,7 @@ def judge_score(
     from tunelab.engine.judge.scoring import JudgeRequest, judge_run
 
     request = JudgeRequest(run_id, rubric, judge_model, batch_size, not no_cache)
-    progress, on_progress = _progress("judge", not json_output)
+    progress, on_progress = _progress("judge", not json_output and sys.stderr.isatty())
     with progress:
         report = judge_run(state.store(), request, on_progress)
     if json_output:
@@ -233,7 +234,7 @@ def judge_pair_command(
     from tunelab.engine.judge.pairwise import PairRequest, judge_pair
 
     request = PairRequest(run_a, run_b, rubric, judge_model, batch_size, not no_cache)
-    progress, on_progress = _progress("judge pair", not json_output)
+    progress, on_progress = _progress("judge pair", not json_output and sys.stderr.isatty())
     with progress:
         report = judge_pair(state.store(), request, on_progress)
     if json_output:

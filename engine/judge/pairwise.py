@@ -20,6 +20,7 @@ from tunelab.engine.judge.scoring import (
     StopCheck,
     check_endpoint_settings,
     judged_cases,
+    one_line,
     run_outputs_to_judge,
 )
 from tunelab.store import NewPairVerdict, PairVerdict, Store
@@ -175,10 +176,10 @@ def judge_pair(
         _finish(store, created.id, "interrupted")
         raise
     except Exception as exc:
-        _finish(store, created.id, "failed", str(exc).strip().splitlines()[0] if str(exc) else "")
+        _finish(store, created.id, "failed", one_line(exc))
         if isinstance(exc, BadInputError | EngineError):
             raise
-        raise EngineError(f"judge run {created.id} failed: {exc}") from exc
+        raise EngineError(f"judge run {created.id} failed: {one_line(exc)}") from exc
     return _finish(store, created.id, "interrupted" if interrupted else "succeeded")
 
 

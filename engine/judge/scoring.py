@@ -206,10 +206,10 @@ def judge_run(
         _finish(store, created.id, scale, "interrupted")
         raise
     except Exception as exc:
-        _finish(store, created.id, scale, "failed", _one_line(exc))
+        _finish(store, created.id, scale, "failed", one_line(exc))
         if isinstance(exc, BadInputError | EngineError):
             raise
-        raise EngineError(f"judge run {created.id} failed: {_one_line(exc)}") from exc
+        raise EngineError(f"judge run {created.id} failed: {one_line(exc)}") from exc
     finished, judgements, summary = _finish(
         store, created.id, scale, "interrupted" if interrupted else "succeeded"
     )
@@ -243,7 +243,8 @@ def _finish(
     return finished, judgements, summary
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line a judge run stores and shows."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
