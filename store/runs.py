@@ -282,6 +282,19 @@ class RunStore(StoreBase):
             )
         return self.get_run(run_id)
 
+    def hand_run_to(
+        self, run_id: int, pid: int, host: str, pid_start: int | None, from_pid: int | None
+    ) -> bool:
+        """Record process `pid` as a running run's owner, if `from_pid` still owns it (a
+        launcher handing its run to the detached worker it started); True when changed."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE runs SET pid = ?, host = ?, pid_start = ? "
+                "WHERE id = ? AND status = 'running' AND pid IS ?",
+                [pid, host, pid_start, run_id, from_pid],
+            )
+            return cursor.rowcount > 0
+
     def running_runs(self) -> list[Run]:
         rows = self._query(_RUN_SELECT + " WHERE r.status = 'running' ORDER BY r.id")
         return [_run_from_row(r) for r in rows]

@@ -18,6 +18,7 @@ from tunelab.engine.api.facade import (
     training_command_line,
 )
 from tunelab.engine.api.types import (
+    Activity,
     BiasEntry,
     Comparison,
     CurveSummary,
@@ -84,6 +85,8 @@ class FakeEngine:
     fail_with: Exception | None = None
     calls: list[str] = field(default_factory=list)
     cancelled_jobs: list[int] = field(default_factory=list)
+    evaluation_stops: dict[int, threading.Event] = field(default_factory=dict)
+    """Per run started with `start_evaluation`: set by `cancel_evaluation`."""
 
     def _wait_gate(self, should_stop: StopCallback) -> bool:
         """Block while the gate is closed; True if the caller asked to stop meanwhile."""
@@ -167,6 +170,49 @@ class FakeEngine:
         metrics: dict[str, object] = {"accuracy": correct / max(1, len(rows))}
         self.store.finish_run(run.id, "succeeded", metrics)
         return EvalOutcome(run.id, "succeeded", metrics)
+
+    def start_evaluation(self, spec: EvalSpec) -> int:
+        """Like the real one, returns the run id at once; a thread stands in for the worker
+        process and writes the rows (held by `gate` like `evaluate`)."""
+        self.calls.append(f"start_evaluation:{spec.prompt_ref}")
+        if self.fail_with is not None:
+            raise self.fail_with
+        created = threading.Event()
+        run_ids: list[int] = []
+        stop = threading.Event()
+
+        def first_progress(progress: EvalProgress) -> None:
+            if not run_ids:
+                run_ids.append(progress.run_id)
+                created.set()
+
+        def work() -> None:
+            try:
+                self.evaluate(spec, first_progress, stop.is_set)
+            finally:
+                created.set()
+
+        threading.Thread(target=work, daemon=True, name="fake-eval-worker").start()
+        created.wait(10)
+        if not run_ids:
+            raise EngineError("the fake evaluation wrote no row")
+        self.evaluation_stops[run_ids[0]] = stop
+        return run_ids[0]
+
+    def cancel_evaluation(self, run_id: int) -> None:
+        self.calls.append(f"cancel_evaluation:{run_id}")
+        stop = self.evaluation_stops.get(run_id)
+        if stop is None:
+            raise BadInputError(f"run {run_id} is not running")
+        stop.set()
+
+    def activity(self) -> Activity:
+        jobs = self.store.list_jobs(statuses=("queued", "running"))
+        return Activity(
+            evaluations=len(self.store.running_runs()),
+            jobs_running=sum(job.status == "running" for job in jobs),
+            jobs_queued=sum(job.status == "queued" for job in jobs),
+        )
 
     def training_fields(self) -> list[TrainingField]:
         return list(FAKE_TRAINING_FIELDS)

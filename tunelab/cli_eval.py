@@ -22,6 +22,7 @@ from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS
 from tunelab.store import Run
 
 if TYPE_CHECKING:
+    from tunelab.engine.evaluation.case_report import CaseVerdict
     from tunelab.engine.evaluation.run import EvalProgress, EvalRequest, EvalResult
 
 run_app = typer.Typer(help="List, inspect and rate evaluation runs.", no_args_is_help=True)
@@ -190,6 +191,27 @@ def _result_json(result: EvalResult) -> dict[str, Any]:
     }
 
 
+def _start_detached(request: EvalRequest | None, judge: str | None, json_output: bool) -> None:
+    """`eval --detach`: create the run, start its worker, print how to follow it."""
+    from tunelab.engine.evaluation.detached import eval_log_path, start_evaluation
+
+    if request is None:
+        fail("--detach starts a new run; resume in the foreground (drop --detach)")
+    if judge is not None:
+        fail("--judge needs the finished run; judge it afterwards with `tunelab judge RUN`")
+    workspace = state.workspace()
+    run = start_evaluation(workspace, state.store(), request)
+    if json_output:
+        emit_json({"run_id": run.id, "status": run.status, "pid": run.pid,
+                   "log": str(eval_log_path(workspace, run.id))})  # fmt: skip
+        return
+    console.print(
+        f"run {run.id} started in the background (pid {run.pid}); follow it with "
+        f"`tunelab run show {run.id}` or the TUI's Runs screen; log: "
+        f"{eval_log_path(workspace, run.id)}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
@@ -246,6 +268,11 @@ def register(app: typer.Typer) -> None:
         judge_model: str = typer.Option(
             "builtin", "--judge-model", help="The model that judges, with --judge."
         ),
+        detach: bool = typer.Option(
+            False,
+            "--detach",
+            help="Run in a background process that outlives the terminal; prints the run id.",
+        ),
         json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Evaluate a prompt version on a model over a dataset split; scores go to the store."""
@@ -286,6 +313,9 @@ def register(app: typer.Typer) -> None:
         if batch_size < 1:
             fail(f"--batch-size must be at least 1, got {batch_size}")
         show = not json_output and sys.stderr.isatty()
+        if detach:
+            _start_detached(request, judge, json_output)
+            return
         if judge is not None:  # a bad rubric fails before the evaluation starts
             check_rubric_arg(judge, dataset, split, resume)
         result = _run_with_progress(request, resume, batch_size, show, probe)
@@ -332,6 +362,23 @@ def register(app: typer.Typer) -> None:
             )
         console.print(table)
 
+    def _print_cases(cases: list[CaseVerdict]) -> None:
+        failed = [c for c in cases if not c.passed]
+        console.print(f"cases: {len(cases) - len(failed)} of {len(cases)} passed")
+        if not failed:
+            return
+        table = Table("row", "case", "failed assertion", "why", "output")
+        for case in failed:
+            for verdict in (v for v in case.assertions if not v.passed):
+                table.add_row(
+                    str(case.row_idx),
+                    case.description,
+                    verdict.assertion,
+                    verdict.reason,
+                    case.output[:60].replace("\n", " "),
+                )
+        console.print(table)
+
     @run_app.command("show")
     def run_show(
         run_id: int = typer.Argument(..., help="The run's id."),
@@ -365,17 +412,24 @@ def register(app: typer.Typer) -> None:
             else:
                 print_stability(ranked)
             return
+        from tunelab.engine.evaluation.case_report import case_verdicts
+
         rows = store.run_outputs(run_id) if outputs else []
+        cases = case_verdicts(store, run_id)
         if json_output:
             payload: dict[str, Any] = {"run": run}
             if outputs:
                 payload["outputs"] = rows
+            if cases is not None:
+                payload["cases"] = cases
             emit_json(payload)
             return
         _print_summary(run, run.metrics, run.cached_rows, 0)
         console.print(Text(f"settings: {json.dumps(run.settings, sort_keys=True)}", style="dim"))
         if run.error:
             console.print(Text(f"error: {run.error}", style="red"))
+        if cases is not None:
+            _print_cases(cases)
         if outputs:
             # With an answer rule, the extracted answers stand next to each other, so a wrong
             # score reads as a wrong answer or as a failed extraction at a glance.

@@ -19,6 +19,7 @@ from tunelab.engine.api.training_form import (
     training_fields,
 )
 from tunelab.engine.api.types import (
+    Activity,
     BiasEntry,
     Comparison,
     CurveSummary,
@@ -202,6 +203,42 @@ class Engine:
         status = "interrupted" if result.interrupted else result.run.status
         return EvalOutcome(result.run_id, status, dict(result.metrics))
 
+    def start_evaluation(self, spec: EvalSpec) -> int:
+        from tunelab.engine.evaluation.detached import start_evaluation
+        from tunelab.engine.evaluation.run import EvalRequest
+
+        request = EvalRequest(
+            prompt=spec.prompt_ref,
+            model=spec.model,
+            dataset=spec.dataset,
+            split=spec.split,
+            limit=spec.limit,
+        )
+        return start_evaluation(self._workspace(), self.store, request).id
+
+    def cancel_evaluation(self, run_id: int) -> None:
+        from tunelab.engine.evaluation.detached import cancel_evaluation
+
+        cancel_evaluation(self.store, run_id)
+
+    def activity(self) -> Activity:
+        from tunelab.engine.evaluation.detached import reap_eval_workers
+        from tunelab.engine.evaluation.run import refresh_run_states
+        from tunelab.engine.training.jobs import reap_workers
+
+        reap_workers()
+        reap_eval_workers()
+        refresh_run_states(self.store)
+        jobs = self.store.list_jobs(statuses=("queued", "running"))
+        tuning = [job for job in jobs if job.kind != "optimize"]
+        return Activity(
+            evaluations=len(self.store.running_runs()),
+            jobs_running=sum(job.status == "running" for job in tuning),
+            jobs_queued=sum(job.status == "queued" for job in tuning),
+            searches=sum(job.kind == "optimize" for job in jobs),
+            sweeps=sum(sweep.status == "running" for sweep in self.store.list_sweeps()),
+        )
+
     # Fine-tuning -------------------------------------------------------------------------
     def training_fields(self) -> list[TrainingField]:
         return training_fields()
@@ -212,7 +249,9 @@ class Engine:
 
     def _workspace(self) -> Workspace:
         if self.workspace is None:
-            raise EngineError("fine-tuning needs a workspace folder; open tunelab in one")
+            raise EngineError(
+                "jobs and detached evaluations need a workspace folder; open tunelab in one"
+            )
         return self.workspace
 
     def launch_job(self, values: FormValues) -> int:

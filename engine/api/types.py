@@ -71,6 +71,25 @@ class EvalOutcome:
 
 
 @dataclass(frozen=True)
+class Activity:
+    """What is running in the workspace, in any session: counted from the store."""
+
+    evaluations: int = 0
+    """Evaluation runs whose process is alive (or on another host)."""
+    jobs_running: int = 0
+    """Fine-tuning jobs running now."""
+    jobs_queued: int = 0
+    searches: int = 0
+    """Prompt searches (optimize jobs) running or queued."""
+    sweeps: int = 0
+    """Hyperparameter sweeps still running."""
+
+    @property
+    def total(self) -> int:
+        return self.evaluations + self.jobs_running + self.jobs_queued + self.searches + self.sweeps
+
+
+@dataclass(frozen=True)
 class TrainingField:
     """One fine-tuning setting as the form shows it."""
 
@@ -109,6 +128,19 @@ class EngineProtocol(Protocol):
     def evaluate(
         self, spec: EvalSpec, on_progress: ProgressCallback, should_stop: StopCallback
     ) -> EvalOutcome: ...
+
+    def start_evaluation(self, spec: EvalSpec) -> int:
+        """Start an evaluation in a detached process; returns its run id at once (the run
+        fills in through the store, and outlives the TUI)."""
+        ...
+
+    def cancel_evaluation(self, run_id: int) -> None:
+        """Stop a running evaluation after its current chunk; it stays resumable."""
+        ...
+
+    def activity(self) -> Activity:
+        """What runs now in any session (also marks runs and jobs whose process died)."""
+        ...
 
     def training_fields(self) -> list[TrainingField]: ...
 
@@ -187,6 +219,7 @@ class EngineProtocol(Protocol):
 
 
 __all__ = [
+    "Activity",
     "BiasEntry",
     "Comparison",
     "CurveSummary",

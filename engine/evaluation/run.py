@@ -63,20 +63,25 @@ def evaluate(
     if request.resume_run_id is not None:
         run = store.reopen_run(request.resume_run_id)
     else:
-        run = store.create_run(
-            prompt_version_id=plan.version.id,
-            model_id=plan.model.id,
-            dataset_id=plan.dataset.id,
-            split=plan.split,
-            rows_total=len(plan.rows),
-            settings=plan.settings_dict,
-            scoring=plan.scoring,
-            metric_names=[m.name for m in plan.metrics],
-            row_limit=plan.row_limit,
-            sample_seed=plan.sample_seed,
-            samples=request.samples,
-        )
+        run = create_planned_run(store, plan, request.samples)
     return _execute(store, plan, loaded, run, jobs, request, on_progress, should_stop)
+
+
+def create_planned_run(store: Store, plan: eval_plan.EvalPlan, samples: int) -> Run:
+    """The run row a plan becomes (running, no rows yet), owned by this process."""
+    return store.create_run(
+        prompt_version_id=plan.version.id,
+        model_id=plan.model.id,
+        dataset_id=plan.dataset.id,
+        split=plan.split,
+        rows_total=len(plan.rows),
+        settings=plan.settings_dict,
+        scoring=plan.scoring,
+        metric_names=[m.name for m in plan.metrics],
+        row_limit=plan.row_limit,
+        sample_seed=plan.sample_seed,
+        samples=samples,
+    )
 
 
 def _check_resumable(run: Run, plan: eval_plan.EvalPlan, samples: int) -> None:
@@ -163,9 +168,16 @@ def _resume_claimed(
     batch_size: int,
     latency_probe: int,
 ) -> EvalResult:
-    run_id = run.id
+    request = resume_request(store, run, batch_size, latency_probe)
+    return evaluate(store, request, on_progress, should_stop)
+
+
+def resume_request(
+    store: Store, run: Run, batch_size: int = 8, latency_probe: int = DEFAULT_PROBE_REQUESTS
+) -> EvalRequest:
+    """The request that continues `run` with its original settings (its missing rows)."""
     is_sample = run.sample_seed is not None
-    request = EvalRequest(
+    return EvalRequest(
         prompt=store.get_prompt_version(run.prompt_ref),
         model=run.model_name,
         dataset=run.dataset_name,
@@ -177,11 +189,10 @@ def _resume_claimed(
         scoring=run.scoring,
         metrics=list(run.metric_names),
         batch_size=batch_size,
-        resume_run_id=run_id,
+        resume_run_id=run.id,
         latency_probe=latency_probe,
         samples=run.samples,
     )
-    return evaluate(store, request, on_progress, should_stop)
 
 
 def _execute(
