@@ -5,7 +5,7 @@ file), wall time, and the rows successive halving saved.
 
     .venv/bin/python benchmarks/bench_optimize.py [--budget 32] [--strategy random]
         [--k-range 0..4] [--first-rung 16] [--val-rows 246] [--heldout-rows 128]
-        [--workspace DIR]
+        [--workspace DIR] [--calibration none,contextual,batch] [--demo-selection fixed,bm25]
 
 Re-running with the same --workspace reuses every finished evaluation (resume).
 """
@@ -27,7 +27,13 @@ from tunelab.engine.evaluation.plan import resolve_model_arg
 from tunelab.engine.evaluation.run import EvalRequest, evaluate
 from tunelab.engine.models.loading import load_model
 from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, optimize
-from tunelab.engine.optimize.space import SearchSpace, parse_k_range
+from tunelab.engine.optimize.space import (
+    CALIBRATIONS,
+    SELECTIONS,
+    SearchSpace,
+    parse_choices,
+    parse_k_range,
+)
 from tunelab.store import NewDataset, NewSplit, PromptContent, Store, StoreError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -90,6 +96,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workspace", type=Path, default=None)
+    parser.add_argument("--calibration", default="none", help="e.g. none,contextual,batch")
+    parser.add_argument("--demo-selection", default="fixed", help="e.g. fixed,bm25")
     args = parser.parse_args()
 
     if args.workspace is not None:
@@ -109,6 +117,8 @@ def main() -> None:
             pool_size=args.pool_size,
             instructions=INSTRUCTIONS,
             scorings=("likelihood",),
+            calibrations=parse_choices(args.calibration, CALIBRATIONS, "--calibration"),
+            selections=parse_choices(args.demo_selection, SELECTIONS, "--demo-selection"),
         ),
         seed=args.seed,
         first_rung=args.first_rung,
@@ -154,6 +164,11 @@ def main() -> None:
     summary = {
         "budget": args.budget,
         "strategy": args.strategy,
+        "calibration": args.calibration,
+        "demo_selection": args.demo_selection,
+        "best_change": next(
+            (c.description for c in result.candidates if c.version_ref == result.best_ref), ""
+        ),
         "rungs": result.rung_rows,
         "seed_macro_f1": result.seed_score,
         "best": result.best_ref,
