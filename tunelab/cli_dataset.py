@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli_common import console, emit_json, state
+from tunelab.cli_common import console, emit_json, fail, state
 from tunelab.store import Dataset, NewDataset
 
 dataset_app = typer.Typer(help="Add and inspect datasets.", no_args_is_help=True)
@@ -64,8 +66,30 @@ def dataset_add(
     replace: bool = typer.Option(False, "--replace", help="Replace a dataset of the same name."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Add a dataset; splits come from file names (train/validation/test) or --split."""
+    """Add a dataset; splits come from file names (train/validation/test) or --split.
+
+    A YAML file (or a JSONL file whose lines have vars and assert) is a test-case file:
+    each case's variables and assertions, scored by the assertions (docs/assertions.md).
+    """
+    from tunelab.engine.data.cases import add_cases_dataset, looks_like_cases
     from tunelab.engine.data.importing import DatasetOptions, add_dataset
+
+    if len(paths) == 1 and looks_like_cases(Path(paths[0]).expanduser()):
+        if input_columns or reference or labels or task or metrics or answer_rule:
+            fail("a test-case file sets its own columns and metrics; drop --input, --reference, "
+                 "--labels, --task, --metrics and --answer-rule")  # fmt: skip
+        cases = add_cases_dataset(
+            state.store(), Path(paths[0]).expanduser(), name, split or "test", replace=replace
+        )
+        if json_output:
+            emit_json(_summary(cases))
+            return
+        rows = cases.splits[0].row_count
+        console.print(
+            f"Added test cases {cases.name!r}: {rows} cases in split {cases.splits[0].name}; "
+            f"variables {', '.join(cases.input_columns) or '(none)'}; scored by their assertions"
+        )
+        return
 
     options = DatasetOptions(
         name=name,

@@ -35,7 +35,7 @@ from tunelab.store.workspace_config import store_config
 if TYPE_CHECKING:
     import numpy as np
 
-CORRECTNESS_KEYS = ("accuracy", "exact_match", "correct", "contains", "valid_json")
+CORRECTNESS_KEYS = ("accuracy", "exact_match", "correct", "pass", "contains", "valid_json")
 """Per-example scores, in order of preference, that say whether a row was right."""
 HIGHLIGHTS = 5
 

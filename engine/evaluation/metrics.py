@@ -351,6 +351,11 @@ def _build(name: str, labels: Sequence[str]) -> Metric:
             "generation",
         ),
         "valid_json": Metric(name, "the output parses as JSON", False, _valid_json, _mean_of(name)),
+        # Test-case datasets: the row's assertions give these scores (evaluation/assertions.py).
+        "pass": Metric(name, "every assertion of the case passed", False, None, _mean_of(name)),
+        "assertion_pass": Metric(
+            name, "share of the case's assertions that passed", False, None, _mean_of(name)
+        ),
     }
     for kind in ("rouge1", "rouge2", "rougeL"):
         simple[kind] = Metric(
@@ -382,6 +387,8 @@ METRIC_NAMES = (
     "regex",
     "valid_json",
     "final_answer",
+    "pass",
+    "assertion_pass",
 )
 """Names `get_metric` knows; `regex:PATTERN`, `contains:TEXT` and `final_answer:TOLERANCE`
 take an argument."""

@@ -16,8 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunelab.engine.data.cases import (
+    ASSERT_COLUMN,
+    CASE_METRICS,
+    Assertion,
+    assertions_of,
+    is_cases_dataset,
+)
 from tunelab.engine.errors import BadInputError
 from tunelab.engine.evaluation.answers import RULE_SETTING, AnswerRule, parse_rule
+from tunelab.engine.evaluation.assertions import Judge, check_case
 from tunelab.engine.evaluation.metrics import (
     INVALID,
     Example,
@@ -73,6 +81,10 @@ class EvalPlan:
     or for a per-run batch calibration the mean over this run's rows once measured."""
     prescored: dict[str, tuple[CachedResponse, Timing]] = field(default_factory=dict)
     """Responses scored ahead of the run loop (to measure a per-run prior), by cache key."""
+    cases: bool = False
+    """The dataset is a test-case file: each row is scored by its own assertions."""
+    case_judge: CaseJudge | None = None
+    """Asks a judge assertion's rubric (only when some case has one)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,9 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
             f"{dataset.name!r} is a {dataset.task} dataset"
         )
     metric_names = list(request.metrics) or list(dataset.metrics)
+    cases = is_cases_dataset(dataset)
+    if cases:  # a case file's verdict is its assertions, whatever else is asked for
+        metric_names = list(dict.fromkeys([*CASE_METRICS, *metric_names]))
     metrics = resolve_metrics(
         metric_names, dataset.task, dataset.labels, dataset.reference_column is not None
     )
@@ -216,7 +231,36 @@ def prepare(store: Store, request: EvalRequest) -> EvalPlan:
         calibration_prior=(
             list(calibration.vector) if calibration is not None and calibration.vector else None
         ),
+        cases=cases,
+        case_judge=_case_judge(store) if cases and _has_judge(rows) else None,
     )
+
+
+CaseJudge = Callable[[Assertion, str, str, dict[str, Any]], tuple[float | None, str]]
+"""(assertion, output, the rendered input, the case's variables) → (score, rationale)."""
+
+
+def _has_judge(rows: Sequence[DatasetRow]) -> bool:
+    return any(a.type == "judge" for row in rows for a in assertions_of(row.data))
+
+
+def _case_judge(store: Store) -> CaseJudge:
+    """A judge assertion's rubric asked through the judge (cached like any reply)."""
+
+    def ask(
+        assertion: Assertion, output: str, rendered: str, row: dict[str, Any]
+    ) -> tuple[float | None, str]:
+        from tunelab.engine.judge.asking import JudgeCase
+        from tunelab.engine.judge.scoring import judge_one
+
+        variables = {k: v for k, v in row.items() if k not in (ASSERT_COLUMN, "description")}
+        assert assertion.rubric is not None  # parse_assertion requires one for judge
+        judged = judge_one(
+            store, assertion.rubric, JudgeCase(rendered, output, None, variables), assertion.model
+        )
+        return judged.score, judged.rationale or (judged.problem or "")
+
+    return ask
 
 
 def resolve_model_arg(store: Store, arg: str) -> Model:
@@ -372,6 +416,14 @@ def _scored(
     scores = score_example(
         plan.metrics, Example(output, prediction, scored_reference, answer_found)
     )
+    if plan.cases:
+        judge = plan.case_judge
+        row = job.row.data
+        asked: Judge | None = (
+            None if judge is None else (lambda a, out: judge(a, out, job.prompt, row))
+        )
+        case = check_case(assertions_of(row), output, plan.output_rule, asked)
+        scores.update(case.scores())
     return NewRunOutput(
         row_idx=job.row.idx,
         row_id=job.row.id,
