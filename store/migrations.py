@@ -608,4 +608,11 @@ def m013_robustness(db: Database) -> None:
     )
 
 
+@migrations()
+def m017_run_device(db: Database) -> None:
+    """Which device a run's model ran on (cpu, cuda, mps; NULL for endpoint models and runs
+    from before), so its throughput is priced at the CPU-hour or the GPU-hour rate."""
+    db.execute("ALTER TABLE runs ADD COLUMN device TEXT")
+
+
 KNOWN_MIGRATIONS = frozenset(m.name for m in migrations._migrations)

@@ -170,6 +170,8 @@ class Run:
     samples: int = 1
     """Outputs generated per row: above 1, a self-consistency run whose first sample is each
     row's output (`run_outputs`) and the rest are in `run_samples`."""
+    device: str | None = None
+    """The device the model ran on (cpu, cuda, mps); None for endpoint models and older runs."""
 
 
 @dataclass(frozen=True)

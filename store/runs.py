@@ -53,6 +53,7 @@ def _run_from_row(row: dict[str, Any]) -> Run:
         host=row.get("host"),
         pid_start=row.get("pid_start"),
         samples=row.get("samples") or 1,
+        device=row.get("device"),
     )
 
 
@@ -211,6 +212,11 @@ class RunStore(StoreBase):
         """
         with self._write() as db:
             return insert_run_outputs(db, run_id, outputs)
+
+    def set_run_device(self, run_id: int, device: str) -> None:
+        """Record the device the run's model runs on (what its throughput is priced at)."""
+        with self._write() as db:
+            db.table("runs").update(run_id, {"device": device})
 
     def done_row_indices(self, run_id: int) -> set[int]:
         return {

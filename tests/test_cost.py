@@ -80,9 +80,50 @@ def test_latency_comes_from_the_probe_and_cost_from_throughput(store: Store) -> 
     assert probed.latency_p95_ms == pytest.approx(128.5)
     assert probed.ttft_p50_ms == pytest.approx(21.5)
     assert probed.requests_timed == 4 and probed.latency_source.startswith("probe: 4")
-    # Cost is the batch share (50 ms a row) at the GPU-hour price, whatever the probe says.
+    # Cost is the batch share (50 ms a row) at the GPU-hour price (no device recorded: a GPU is
+    # assumed, and said), whatever the probe says.
     assert probed.cost_per_1k_requests == pytest.approx(0.05 / 3600 * 2.0 * 1000)
     assert probed.rows_per_second == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize(
+    ("device", "rate", "note"),
+    [
+        ("cpu", 0.1, "on the CPU at $0.1 per CPU-hour"),
+        ("cuda", 2.0, "on cuda at $2 per GPU-hour"),
+        (None, 2.0, "device not recorded"),
+    ],
+)
+def test_inference_is_priced_at_the_rate_of_the_device_it_ran_on(
+    store: Store, device: str | None, rate: float, note: str
+) -> None:
+    run_id = _batched_run(store, share_ms=50.0)
+    if device is not None:
+        store.set_run_device(run_id, device)
+    run = store.get_run(run_id)
+    assert run.device == device
+    cost = run_cost(store, run, store.run_outputs(run_id), PRICES)
+    assert cost.cost_per_1k_requests == pytest.approx(0.05 / 3600 * rate * 1000)
+    assert note in cost.cost_note and cost.inference_device == device
+
+
+@pytest.mark.model
+def test_an_evaluation_records_the_device_its_model_ran_on(store: Store) -> None:
+    from tunelab.engine.evaluation.request import EvalRequest
+    from tunelab.engine.evaluation.run import evaluate
+    from tunelab.store import NewModel, PromptContent
+
+    ds = h.dataset(store, n=2)
+    store.add_model(NewModel("builtin", "base", "builtin", "builtin"), exist_ok=True)
+    store.save_prompt_version(
+        "tiny", PromptContent(template="{{ text }}", settings={"max_new_tokens": 2})
+    )
+    result = evaluate(store, EvalRequest(prompt="tiny", model="builtin", dataset=ds.name,
+                                         metrics=["valid_json"], latency_probe=0))  # fmt: skip
+    run = store.get_run(result.run.id)
+    assert run.device == "cpu"
+    cost = run_cost(store, run, store.run_outputs(run.id), PRICES)
+    assert "CPU-hour" in cost.cost_note
 
 
 def test_no_break_even_when_the_fine_tune_is_significantly_worse(store: Store) -> None:

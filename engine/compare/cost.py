@@ -2,8 +2,9 @@
 
 Two different measurements, never mixed: **latency** is per request, from the run's latency
 probe (rows generated one at a time at batch size 1); **cost** comes from **throughput**, each
-row's share of its batch's wall time, priced at the GPU-hour rate (an endpoint model's run is
-billed by its API's token prices instead: `api_cost.py`). Training costs its job's
+row's share of its batch's wall time, priced at the hourly rate of the device the run ran on
+(CPU-hour or GPU-hour; an endpoint model's run is billed by its API's token prices instead:
+`api_cost.py`). Training costs its job's
 wall-clock time * its device count at the rate of its device kind (GPU-hour or CPU-hour).
 Prices come from the workspace config (`tunelab config`), the one place they live.
 """
@@ -38,7 +39,7 @@ class RunCost:
     tokens_per_second: float | None
     """Throughput: generated tokens per second of batch wall time."""
     cost_per_1k_requests: float | None
-    """From throughput (batch wall time per row), at the GPU-hour price."""
+    """From throughput (batch wall time per row), at the hourly price of the run's device."""
     training_seconds: float | None
     training_gpu_hours: float | None
     """Device-hours of training (GPU-hours, or CPU machine-hours for a CPU job)."""
@@ -54,8 +55,10 @@ class RunCost:
     training_device: str | None = None
     """'gpu' or 'cpu': which price the training was charged at."""
     cost_note: str = ""
-    """Where `cost_per_1k_requests` came from when not from throughput (an endpoint's API
-    token prices: `api_cost.py`)."""
+    """Where `cost_per_1k_requests` came from: throughput at the rate of the run's device,
+    or an endpoint's API token prices (`api_cost.py`)."""
+    inference_device: str | None = None
+    """The device the run's throughput was measured on (None: an endpoint, or not recorded)."""
 
 
 @dataclass(frozen=True)
@@ -179,8 +182,9 @@ def run_cost(
     train_s, device_hours, train_note, kind = _training(store, run.model_id)
     cost, note, kind = _priced(device_hours, train_note, kind, prices)
     share_s = busy_s / n if n and busy_s > 0 else None
-    per_1k = None if share_s is None else share_s / 3600 * prices.gpu_hour * 1000
-    # An endpoint run is billed per token by its API, not per second of a GPU we rent.
+    rate, served_on = inference_rate(run, prices)
+    per_1k = None if share_s is None else share_s / 3600 * rate * 1000
+    # An endpoint run is billed per token by its API, not per second of a machine we rent.
     billed = api_cost(store.get_model_by_id(run.model_id), outputs)
     if billed is not None:
         per_1k = billed.cost_per_1k_requests
@@ -201,8 +205,23 @@ def run_cost(
         ttft_p50_ms=percentile(ttfts, 50) if ttfts else None,
         rows_per_second=n / busy_s if busy_s > 0 else None,
         training_device=kind,
-        cost_note=billed.note if billed is not None else "",
+        cost_note=billed.note if billed is not None else served_on,
+        inference_device=None if billed is not None else run.device,
     )
+
+
+def inference_rate(run: Run, prices: Prices) -> tuple[float, str]:
+    """(price per hour, where it came from) for a run's throughput: the CPU-hour rate when
+    the run's model ran on the CPU, else the GPU-hour rate (a run from before devices were
+    recorded is assumed to have run on a GPU, and says so)."""
+    if run.device == "cpu":
+        return prices.cpu_hour, f"throughput on the CPU at ${prices.cpu_hour:g} per CPU-hour"
+    if run.device is None:
+        return (
+            prices.gpu_hour,
+            f"throughput at ${prices.gpu_hour:g} per GPU-hour (device not recorded)",
+        )
+    return prices.gpu_hour, f"throughput on {run.device} at ${prices.gpu_hour:g} per GPU-hour"
 
 
 def break_even(baseline: RunCost, other: RunCost, worse: str | None = None) -> BreakEven:

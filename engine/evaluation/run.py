@@ -207,6 +207,9 @@ def _execute(
 ) -> EvalResult:
     stop = should_stop or (lambda: False)
     batch_size = request.batch_size
+    if not is_endpoint(plan.model):
+        # Its throughput is priced at the rate of this device (CPU-hour or GPU-hour).
+        store.set_run_device(run.id, str(loaded.device).split(":")[0])
     if is_endpoint(plan.model):
         # A chunk's rows are the requests in flight together: fill every concurrency slot.
         batch_size = max(batch_size, loaded.config.max_concurrency)
