@@ -27,12 +27,15 @@ from tunelab.engine.api.types import (
     EvalOutcome,
     EvalProgress,
     EvalSpec,
+    ExampleDetail,
     FormValues,
     GenerationSettings,
+    JobDetail,
     ProgressCallback,
     RenderedPrompt,
     RobustnessSummary,
     RowInput,
+    RunDetail,
     RunStability,
     StopCallback,
     SweepDetail,
@@ -248,6 +251,21 @@ class FakeEngine:
 
     def log_tail(self, job_id: int, lines: int = 200) -> list[str]:
         return [f"{e.kind}: {e.message}" for e in self.store.job_events(job_id)][-lines:]
+
+    def job_detail(self, job_id: int) -> JobDetail:
+        from tunelab.engine.training.job_detail import job_detail
+
+        return job_detail(self.store, job_id, self.log_tail(job_id))
+
+    def run_detail(self, run_id: int) -> RunDetail:
+        from tunelab.engine.evaluation.run_detail import run_detail
+
+        return run_detail(self.store, run_id)
+
+    def example_detail(self, comparison: Comparison, row_idx: int) -> ExampleDetail:
+        from tunelab.engine.compare.example_detail import example_detail
+
+        return example_detail(self.store, comparison, row_idx)
 
     def compare_runs(
         self, run_ids: Sequence[int], price_per_gpu_hour: float | None = None

@@ -220,7 +220,7 @@ class TunelabApp(App[None]):
         if isinstance(self.screen, HelpModal):
             return
         title = self.screen.sub_title or self.screen.__class__.__name__
-        self.push_screen(HelpModal(title, describe_bindings(self.screen.active_bindings)))
+        self.push_screen(HelpModal(title, describe_bindings(self.screen.active_bindings, title)))
 
     def action_cycle_theme(self) -> None:
         names = list(BUILTIN_THEMES)

@@ -12,6 +12,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.base import TunelabScreen
     from tunelab.tui.screens.compare import CompareScreen
     from tunelab.tui.screens.correction import CorrectionModal
+    from tunelab.tui.screens.detail import DetailModal
     from tunelab.tui.screens.eval_modal import EvalModal
     from tunelab.tui.screens.finetune import FinetuneScreen
     from tunelab.tui.screens.help import HelpModal
@@ -22,6 +23,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.playground import PlaygroundScreen
     from tunelab.tui.screens.prompts import PromptsScreen
     from tunelab.tui.screens.report import ReportScreen
+    from tunelab.tui.screens.run_detail import RunDetailModal
     from tunelab.tui.screens.runs import RunsScreen
     from tunelab.tui.screens.stability import StabilityModal
     from tunelab.tui.screens.sweeps import SweepsModal
@@ -33,7 +35,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
         CompareScreen, FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable,
         ReportScreen,
         HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal, StabilityModal,
-        SweepsModal, OptimizeModal, SearchModal,
+        SweepsModal, OptimizeModal, SearchModal, DetailModal, RunDetailModal,
     ]  # fmt: skip
 
 

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
         Comparison,
         EvalOutcome,
         EvalProgress,
+        ExampleDetail,
+        JobDetail,
         RenderedPrompt,
+        RunDetail,
         RunStability,
         SweepDetail,
         TrainingField,
@@ -276,3 +279,25 @@ class TrainingFieldsLoaded(Message):
     """The engine's training settings, to build the fine-tuning form from."""
 
     fields: list[TrainingField]
+
+
+@dataclass
+class JobDetailLoaded(Message):
+    """A job read in full, for its detail view."""
+
+    detail: JobDetail
+
+
+@dataclass
+class RunDetailLoaded(Message):
+    """A run read in full, for its detail view, opened at one output (None: the first)."""
+
+    detail: RunDetail
+    output_id: int | None = None
+
+
+@dataclass
+class ExampleDetailLoaded(Message):
+    """One compared row read in full (input, both outputs, their word diff)."""
+
+    detail: ExampleDetail

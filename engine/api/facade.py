@@ -28,11 +28,14 @@ from tunelab.engine.api.types import (
     EvalOutcome,
     EvalProgress,
     EvalSpec,
+    ExampleDetail,
     FormValues,
+    JobDetail,
     ProgressCallback,
     RenderedPrompt,
     RobustnessSummary,
     RowInput,
+    RunDetail,
     RunStability,
     StopCallback,
     SweepDetail,
@@ -279,6 +282,21 @@ class Engine:
         from tunelab.engine.training.jobs import log_tail
 
         return log_tail(self.store.get_job(job_id), lines).splitlines()
+
+    def job_detail(self, job_id: int) -> JobDetail:
+        from tunelab.engine.training.job_detail import job_detail
+
+        return job_detail(self.store, job_id, self.log_tail(job_id))
+
+    def run_detail(self, run_id: int) -> RunDetail:
+        from tunelab.engine.evaluation.run_detail import run_detail
+
+        return run_detail(self.store, run_id)
+
+    def example_detail(self, comparison: Comparison, row_idx: int) -> ExampleDetail:
+        from tunelab.engine.compare.example_detail import example_detail
+
+        return example_detail(self.store, comparison, row_idx)
 
     # Compare -----------------------------------------------------------------------------
     def compare_runs(

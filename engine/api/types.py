@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from tunelab.engine.compare.example_detail import ExampleDetail
 from tunelab.engine.compare.records import Comparison
 from tunelab.engine.curves.records import CurveSummary
 from tunelab.engine.evaluation.request import EvalProgress, ProgressCallback
+from tunelab.engine.evaluation.run_detail import RunDetail
 from tunelab.engine.evaluation.stability import RunStability
 from tunelab.engine.generation.batched import TokenChunk
 from tunelab.engine.generation.controls import BiasEntry
@@ -28,6 +30,7 @@ from tunelab.engine.report.records import DecisionReport
 from tunelab.engine.robustness.records import RobustnessSummary
 from tunelab.engine.sweeps.records import SweepDetail
 from tunelab.engine.text_diff import WordDiffSegment
+from tunelab.engine.training.job_detail import JobDetail
 
 if TYPE_CHECKING:
     from tunelab.store import Judgement, PromptContent, PromptVersion
@@ -156,6 +159,18 @@ class EngineProtocol(Protocol):
 
     def log_tail(self, job_id: int, lines: int = 200) -> list[str]: ...
 
+    def job_detail(self, job_id: int) -> JobDetail:
+        """A job with its changed settings, validation metrics, checkpoints and log tail."""
+        ...
+
+    def run_detail(self, run_id: int) -> RunDetail:
+        """A run with its metrics, latency probe, outputs and judge scores."""
+        ...
+
+    def example_detail(self, comparison: Comparison, row_idx: int) -> ExampleDetail:
+        """One highlighted row of a comparison: its input, both outputs, their word diff."""
+        ...
+
     def compare_runs(
         self, run_ids: Sequence[int], price_per_gpu_hour: float | None = None
     ) -> Comparison: ...
@@ -228,8 +243,10 @@ __all__ = [
     "EvalOutcome",
     "EvalProgress",
     "EvalSpec",
+    "ExampleDetail",
     "FormValues",
     "GenerationSettings",
+    "JobDetail",
     "OptimizeProgress",
     "OptimizeRequest",
     "OptimizeResult",
@@ -237,6 +254,7 @@ __all__ = [
     "RenderedPrompt",
     "RobustnessSummary",
     "RowInput",
+    "RunDetail",
     "RunStability",
     "SearchHistory",
     "StopCallback",

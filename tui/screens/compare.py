@@ -12,7 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
 from tunelab.engine.compare.report import cost_lines, fmt_p
-from tunelab.tui.messages import OutputsDiffed, RunsCompared
+from tunelab.tui.messages import ExampleDetailLoaded, OutputsDiffed, RunsCompared
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.widgets.nav_table import NavTable
 
@@ -71,6 +71,8 @@ class CompareScreen(TunelabScreen):
                 tooltip="Show changed, fixed, broken or all examples"),
         Binding("t", "next_tab", "Next tab", id="compare-next-tab",
                 tooltip="Cycle Verdict, Examples and Cost"),
+        Binding("enter", "open_example", "Example", id="compare-example",
+                tooltip="The selected example in full: input, both outputs, word diff"),
         Binding("w", "word_diff", "Word diff", id="compare-diff",
                 tooltip="Word-level diff of the selected example's outputs"),
         Binding("escape", "back", "Back", id="compare-back", tooltip="Back to the verdict table"),
@@ -172,7 +174,7 @@ class CompareScreen(TunelabScreen):
         counts = counts_text(self.comparison) if self.comparison is not None else ""
         self.query_one("#compare-filter-label", Static).update(
             f"showing {self.example_filter} ({len(examples)}) · {counts}"
-            " · f changes filter · w word diff"
+            " · Enter opens one · f changes filter · w word diff"
         )
 
     def action_cycle_filter(self) -> None:
@@ -180,10 +182,31 @@ class CompareScreen(TunelabScreen):
         self.example_filter = EXAMPLE_FILTERS[(index + 1) % len(EXAMPLE_FILTERS)]
         self.show_examples()
 
-    @on(DataTable.RowSelected, "#compare-examples")
-    def action_word_diff(self) -> None:
+    def selected_example(self) -> ChangedRow | None:
         key = self.query_one("#compare-examples", NavTable).selected_key()
-        example = next((e for e in self.filtered_examples() if str(e.row_idx) == key), None)
+        return next((e for e in self.filtered_examples() if str(e.row_idx) == key), None)
+
+    @on(DataTable.RowSelected, "#compare-examples")
+    def action_open_example(self) -> None:
+        example = self.selected_example()
+        if example is not None and self.comparison is not None:
+            self.load_example(self.comparison, example.row_idx)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail", description="Example")
+    def load_example(self, comparison: Comparison, row_idx: int) -> None:
+        self.post_message(ExampleDetailLoaded(self.engine.example_detail(comparison, row_idx)))
+
+    @on(ExampleDetailLoaded)
+    def example_loaded(self, event: ExampleDetailLoaded) -> None:
+        from tunelab.tui.screens.example_detail import ExampleDetailModal
+
+        theme = self.app.current_theme
+        segments = event.detail.diff.segments
+        drawn = diff_text(segments, theme.error or "red", theme.success or "green")
+        self.app.push_screen(ExampleDetailModal(event.detail, drawn))
+
+    def action_word_diff(self) -> None:
+        example = self.selected_example()
         if example is None or len(example.outputs) < 2:
             return
         self.query_one("#compare-tabs", TabbedContent).active = "tab-examples"

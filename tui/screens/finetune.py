@@ -18,6 +18,7 @@ from tunelab.tui.data import job_fraction
 from tunelab.tui.job_errors import one_line_error, without_tracebacks
 from tunelab.tui.messages import (
     JobCancelled,
+    JobDetailLoaded,
     JobLaunched,
     JobLogRead,
     JobsPolled,
@@ -25,6 +26,7 @@ from tunelab.tui.messages import (
     TrainingFieldsLoaded,
 )
 from tunelab.tui.screens.base import TunelabScreen
+from tunelab.tui.widgets.columns import Column, PriorityTable
 from tunelab.tui.widgets.curves import TrainingCurves
 from tunelab.tui.widgets.nav_table import NavTable
 
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
     from tunelab.engine.api.facade import TrainingField
 
 POLL_SECONDS = 2.0
+JOB_COLUMNS = [
+    Column("Job", 0, 5), Column("Method", 3, 10), Column("Status", 0, 10),
+    Column("Progress", 2, 11), Column("Where", 5, 16), Column("Base", 4, 24, "middle"),
+    Column("Dataset", 6, 20, "middle"), Column("Error", 1, 60, min_width=16),
+]  # fmt: skip
+"""The error is one line, cut to fit; Enter opens the job's detail with the whole error."""
 FULL_LOG_LINES = 5000
 """The most lines `l` shows (the engine reads at most the log's last 64 KiB)."""
 
@@ -84,6 +92,8 @@ class FinetuneScreen(TunelabScreen):
                 tooltip="Cancel the selected job"),
         Binding("R", "resume_job", "Resume", id="finetune-resume",
                 tooltip="Resume the selected failed or cancelled job"),
+        Binding("enter", "open_job", "Details", id="finetune-detail",
+                tooltip="The selected job in full: settings, validation, checkpoints, error, log"),
         Binding("l", "show_log", "Log", id="finetune-log",
                 tooltip="Read the selected job's whole log, traceback included"),
         Binding("escape", "show_jobs", "Jobs", id="finetune-back", tooltip="Back to the job list"),
@@ -100,7 +110,7 @@ class FinetuneScreen(TunelabScreen):
         yield from self.compose_header()
         with TabbedContent(id="finetune-tabs"):
             with TabPane("Jobs", id="tab-jobs"):
-                yield NavTable(id="job-list")
+                yield PriorityTable(id="job-list")
                 with Horizontal(id="job-detail"):
                     yield TrainingCurves(id="job-curves")
                     yield Log(id="job-log", max_lines=500)
@@ -112,9 +122,7 @@ class FinetuneScreen(TunelabScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        self.query_one("#job-list", NavTable).add_columns(
-            "Job", "Method", "Status", "Progress", "Where", "Base", "Dataset", "Error"
-        )
+        self.query_one("#job-list", PriorityTable).set_columns(JOB_COLUMNS)
         self.load_fields()
         self.poll_jobs()
         self.set_interval(POLL_SECONDS, self.poll_jobs)
@@ -142,19 +150,20 @@ class FinetuneScreen(TunelabScreen):
 
     @on(JobsPolled)
     def jobs_polled(self, event: JobsPolled) -> None:
-        table = self.query_one("#job-list", NavTable)
+        table = self.query_one("#job-list", PriorityTable)
         selected = self.selected_job_id or event.selected_job_id
         keep = str(selected) if selected is not None else table.selected_key()
-        table.clear()
+        rows = []
         for job in event.jobs:
             done, total = job_fraction(job)
             progress = f"{int(done)}/{int(total)}" if total else "—"
             base = event.names.get(f"model:{job.base_model_id}", "—")
             dataset = event.names.get(f"dataset:{job.dataset_id}", "—")
-            table.add_row(
+            rows.append((str(job.id), [
                 str(job.id), job.method, job.status, progress, job_placement(job), base,
-                dataset, one_line_error(job.error), key=str(job.id),
-            )  # fmt: skip
+                dataset, one_line_error(job.error, 200),
+            ]))  # fmt: skip
+        table.set_rows(rows)
         table.move_to_key(keep)
         if event.selected_job_id != self.selected_job_id and self.selected_job_id is not None:
             return
@@ -182,6 +191,22 @@ class FinetuneScreen(TunelabScreen):
         self.app.push_screen(
             TextViewModal(f"Job {event.job_id} log", event.text or "(the log is empty)")
         )
+
+    @on(DataTable.RowSelected, "#job-list")
+    def action_open_job(self) -> None:
+        job_id = self._selected()
+        if job_id is not None:
+            self.read_job_detail(job_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail", description="Job")
+    def read_job_detail(self, job_id: int) -> None:
+        self.post_message(JobDetailLoaded(self.engine.job_detail(job_id)))
+
+    @on(JobDetailLoaded)
+    def show_job_detail(self, event: JobDetailLoaded) -> None:
+        from tunelab.tui.screens.job_detail import JobDetailModal
+
+        self.app.push_screen(JobDetailModal(event.detail))
 
     @on(DataTable.RowHighlighted, "#job-list")
     def job_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -19,7 +19,7 @@ from tunelab.tui.data import (
 )
 from tunelab.tui.messages import HomeLoaded, RunChosen
 from tunelab.tui.screens.base import TunelabScreen
-from tunelab.tui.widgets.nav_table import NavTable
+from tunelab.tui.widgets.columns import Column, PriorityTable
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -55,6 +55,17 @@ class JobRow(Vertical):
         self.query_one(ProgressBar).update(total=total or None, progress=done)
 
 
+RUN_COLUMNS = [
+    Column("Run", 0, 6), Column("Prompt", 2, 30, "middle", 12), Column("Model", 3, 30, "middle"),
+    Column("Dataset", 4, 20, "middle"), Column("Status", 0, 12), Column("Main metric", 0, 20),
+]  # fmt: skip
+"""At 80 columns the main metric and status stay; the dataset, then the model drop first."""
+BEST_COLUMNS = [
+    Column("Dataset", 0, 20, "middle"), Column("Best prompt version", 1, 60, "middle", 16),
+    Column("Best checkpoint", 0, 60, "middle", 16),
+]  # fmt: skip
+
+
 class HomeScreen(TunelabScreen):
     """What is going on in this workspace, at a glance."""
 
@@ -74,18 +85,19 @@ class HomeScreen(TunelabScreen):
         yield from self.compose_header()
         with Vertical(id="home"):
             yield Static("Recent runs", classes="section-title")
-            yield NavTable(id="home-runs")
+            yield PriorityTable(id="home-runs")
             yield Static("Jobs", classes="section-title")
             with VerticalScroll(id="home-jobs"):
                 yield Static("No running or queued jobs.", id="home-no-jobs", classes="muted")
             yield Static("Best per dataset", classes="section-title")
-            yield NavTable(id="home-best")
+            yield PriorityTable(id="home-best")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        runs = self.query_one("#home-runs", NavTable)
-        runs.add_columns("Run", "Prompt", "Model", "Dataset", "Status", "Main metric")
-        self.query_one("#home-best", NavTable).can_focus = False
+        self.query_one("#home-runs", PriorityTable).set_columns(RUN_COLUMNS)
+        best = self.query_one("#home-best", PriorityTable)
+        best.set_columns(BEST_COLUMNS)
+        best.can_focus = False
         self.shown: HomeLoaded | None = None
         self.action_refresh()
 
@@ -119,25 +131,23 @@ class HomeScreen(TunelabScreen):
         if event == self.shown:
             return  # nothing new: leave the tables (and their scroll) alone
         self.shown = event
-        table = self.query_one("#home-runs", NavTable)
-        keep = table.selected_key()
-        table.clear()
+        rows = []
         for run in event.runs:
             status = run.status if run.status != "running" else f"{run.rows_done}/{run.rows_total}"
-            table.add_row(
+            rows.append((str(run.id), [
                 str(run.id), run.prompt_ref, run.model_name, run.dataset_name, status,
-                event.main_metrics.get(run.id, "—"), key=str(run.id),
-            )  # fmt: skip
-        table.move_to_key(keep)
+                event.main_metrics.get(run.id, "—"),
+            ]))  # fmt: skip
+        self.query_one("#home-runs", PriorityTable).set_rows(rows)
         self._show_jobs(event.jobs)
-        best = self.query_one("#home-best", NavTable)
-        # Columns are rebuilt with the rows so the header is sized with them, every time.
-        best.clear(columns=True)
-        best.add_columns("Dataset", "Best prompt version", "Best checkpoint")
-        for name in sorted(set(event.best_prompts) | set(event.best_checkpoints)):
-            best.add_row(
-                name, event.best_prompts.get(name, "—"), event.best_checkpoints.get(name, "—")
-            )
+        names = sorted(set(event.best_prompts) | set(event.best_checkpoints))
+        self.query_one("#home-best", PriorityTable).set_rows(
+            [
+                (name, [name, event.best_prompts.get(name, "—"),
+                        event.best_checkpoints.get(name, "—")])
+                for name in names
+            ]
+        )  # fmt: skip
 
     def _show_jobs(self, jobs: list[Job]) -> None:
         box = self.query_one("#home-jobs", VerticalScroll)
@@ -155,7 +165,7 @@ class HomeScreen(TunelabScreen):
 
     @on(DataTable.RowSelected, "#home-runs")
     def action_open_run(self) -> None:
-        key = self.query_one("#home-runs", NavTable).selected_key()
+        key = self.query_one("#home-runs", PriorityTable).selected_key()
         if key is not None:
             self.post_message(RunChosen(int(key)))
 

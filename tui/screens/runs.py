@@ -18,6 +18,7 @@ from tunelab.tui.messages import (
     EvalProgressed,
     OutputCorrected,
     OutputRated,
+    RunDetailLoaded,
     RunOutputsLoaded,
     RunsChosenForCompare,
     RunsLoaded,
@@ -27,6 +28,7 @@ from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.screens.correction import CorrectionModal
 from tunelab.tui.screens.eval_modal import EvalModal
 from tunelab.tui.screens.stability import StabilityModal
+from tunelab.tui.widgets.columns import Column, PriorityTable
 from tunelab.tui.widgets.nav_table import NavTable
 from tunelab.tui.widgets.outputs_table import OutputsTable, judge_cell
 
@@ -39,6 +41,12 @@ if TYPE_CHECKING:
     from tunelab.store.records import RunOutput
 
 SORT_KEYS = ("newest", "metric", "prompt", "model", "dataset")
+RUN_COLUMNS = [
+    Column(" ", 0, 1, min_width=1), Column("Run", 0, 6), Column("Prompt", 2, 30, "middle", 12),
+    Column("Model", 3, 30, "middle"), Column("Dataset", 4, 20, "middle"), Column("Status", 0, 12),
+    Column("Rows", 5, 11), Column("Main metric", 0, 20),
+]  # fmt: skip
+"""At 80 columns the main metric and status stay; rows, the dataset, then the model drop."""
 
 
 class RunsScreen(TunelabScreen):
@@ -50,6 +58,9 @@ class RunsScreen(TunelabScreen):
     AUTO_FOCUS = "#runs-table"
     BINDINGS = [
         Binding("enter", "open_selected", "Open", id="runs-open", tooltip="Open the selected run"),
+        Binding("i", "show_detail", "Details", id="runs-detail",
+                tooltip="The run in full: metrics, latency probe, each row's input and output "
+                "(Enter on an output opens it at that row)"),
         Binding("slash", "focus_filter", "Filter", id="runs-filter",
                 tooltip="Filter runs by prompt, model, dataset or status"),
         Binding("s", "cycle_sort", "Sort", id="runs-sort",
@@ -93,7 +104,7 @@ class RunsScreen(TunelabScreen):
             with Horizontal(id="eval-status"):
                 yield Static("", id="eval-label", classes="hint")
                 yield ProgressBar(show_eta=False, id="eval-progress")
-            yield NavTable(id="runs-table")
+            yield PriorityTable(id="runs-table")
             with Vertical(id="run-detail"):
                 yield Static("", id="run-title", classes="section-title", markup=False)
                 yield OutputsTable(id="outputs-table")
@@ -102,9 +113,7 @@ class RunsScreen(TunelabScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        self.query_one("#runs-table", NavTable).add_columns(
-            " ", "Run", "Prompt", "Model", "Dataset", "Status", "Rows", "Main metric"
-        )
+        self.query_one("#runs-table", PriorityTable).set_columns(RUN_COLUMNS)
         self.query_one("#run-detail").display = False
         self.query_one("#eval-status").display = False
         self._show_sort()
@@ -150,16 +159,16 @@ class RunsScreen(TunelabScreen):
         return runs
 
     def show_runs(self) -> None:
-        table = self.query_one("#runs-table", NavTable)
-        keep = table.selected_key()
-        table.clear()
-        for run in self.visible_runs():
-            table.add_row(
-                "●" if run.id in self.marked else " ", str(run.id), run.prompt_ref, run.model_name,
-                run.dataset_name, run.status, f"{run.rows_done}/{run.rows_total}",
-                format_metric(main_metric(run)), key=str(run.id),
-            )  # fmt: skip
-        table.move_to_key(keep)
+        self.query_one("#runs-table", PriorityTable).set_rows(
+            [
+                (str(run.id), [
+                    "●" if run.id in self.marked else " ", str(run.id), run.prompt_ref,
+                    run.model_name, run.dataset_name, run.status,
+                    f"{run.rows_done}/{run.rows_total}", format_metric(main_metric(run)),
+                ])
+                for run in self.visible_runs()
+            ]
+        )  # fmt: skip
 
     @on(Input.Changed, "#runs-filter-input")
     def filter_changed(self) -> None:
@@ -237,6 +246,31 @@ class RunsScreen(TunelabScreen):
         self.query_one("#outputs-table", OutputsTable).show_outputs(
             event.outputs, event.judgements
         )
+
+    @on(DataTable.RowSelected, "#outputs-table")
+    def output_selected(self) -> None:
+        output = self.selected_output()
+        if output is not None:
+            self.load_run_detail(output.run_id, output.id)
+
+    def action_show_detail(self) -> None:
+        key = self.query_one("#runs-table", NavTable).selected_key()
+        run_id = self.open_run_id if self.open_run_id is not None else key
+        if run_id is None:
+            self.notify("No run selected", severity="warning")
+            return
+        output = self.selected_output() if self.open_run_id is not None else None
+        self.load_run_detail(int(run_id), output.id if output is not None else None)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail", description="Run")
+    def load_run_detail(self, run_id: int, output_id: int | None) -> None:
+        self.post_message(RunDetailLoaded(self.engine.run_detail(run_id), output_id))
+
+    @on(RunDetailLoaded)
+    def run_detail_loaded(self, event: RunDetailLoaded) -> None:
+        from tunelab.tui.screens.run_detail import RunDetailModal
+
+        self.app.push_screen(RunDetailModal(event.detail, event.output_id))
 
     @on(DataTable.RowHighlighted, "#outputs-table")
     def output_highlighted(self) -> None:

@@ -62,14 +62,14 @@ class OutputsTable(NavTable):
             )
             self.add_row(
                 str(output.row_idx), _one_line(output.output), _one_line(output.reference, 16),
-                scores, _stars(output.rating), judge_cell(judged.get(output.id)),
+                scores, stars(output.rating), judge_cell(judged.get(output.id)),
                 key=str(output.id),
             )  # fmt: skip
         self.move_to_key(keep)
 
     def set_rating(self, output_id: int, rating: int) -> None:
         try:
-            self.update_cell(str(output_id), self.ordered_columns[4].key, _stars(rating))
+            self.update_cell(str(output_id), self.ordered_columns[4].key, stars(rating))
         except Exception:
             pass
 
@@ -79,7 +79,8 @@ class OutputsTable(NavTable):
             self.post_message(self.RatingChosen(self, int(key), rating))
 
 
-def _stars(rating: int | None) -> str:
+def stars(rating: int | None) -> str:
+    """A 1-5 rating as stars, `—` unrated."""
     return "—" if rating is None else "★" * rating + "☆" * (5 - rating)
 
 
