@@ -6,6 +6,7 @@ at every batch size; the thread choice never exceeds the cores it may use.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,90 @@ def test_every_way_of_running_a_model_chooses_threads_first(
     list(batched.stream_generate(builtin_model, "Hi", settings))
     score_labels(builtin_model, ["Hi"], ["yes", "no"])
     assert calls == ["applied"] * 3
+
+
+def zero_shot_prompts(n: int) -> list[str]:
+    """Zero-shot prompts on which the built-in model stops after 1 to 16 tokens, row by row."""
+    path = Path(SHARED_DATASETS) / "tweeteval-irony-val.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} is not present")
+    with path.open() as fh:
+        rows = [json.loads(line) for _, line in zip(range(8 + n), fh, strict=False)]
+    head = "Label each tweet as irony or non_irony.\n\n"
+    return [f"{head}Tweet: {r['text']}\nLabel:" for r in rows[8:]]
+
+
+def _with_generate(
+    loaded: Any,
+    input_ids: Any,
+    mask: Any,
+    settings: GenerationSettings,
+    kwargs: dict[str, Any],
+    criteria: list[Any],
+    cache: Any = None,
+    cache_kwarg: str = "cache",
+) -> Any:
+    """Hugging Face's generate(), which decodes padding for finished rows: the reference."""
+    from transformers import StoppingCriteriaList
+
+    if cache is not None:
+        kwargs = {**kwargs, cache_kwarg: cache}
+    stopping = StoppingCriteriaList(criteria) if criteria else None
+    return batched._generate(loaded, input_ids, mask, settings, kwargs, stopping)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("few_shot", "rows", "size"),
+    [
+        (False, 1, 1),
+        (False, 8, 8),
+        (True, 8, 8),
+        pytest.param(False, 32, 32, marks=pytest.mark.slow),
+        pytest.param(True, 32, 32, marks=pytest.mark.slow),
+    ],
+)
+def test_shrinking_batch_greedy_equals_generate(
+    builtin_model: Any, few_shot: bool, rows: int, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = few_shot_prompts(rows) if few_shot else zero_shot_prompts(rows)
+    settings = GenerationSettings(max_new_tokens=12, stop=["\n"])
+    shrinking = generate_batch(builtin_model, prompts, settings, batch_size=size)
+    monkeypatch.setattr(batched, "decode_shrinking", _with_generate)
+    reference = generate_batch(builtin_model, prompts, settings, batch_size=size)
+    assert [r.text for r in shrinking] == [r.text for r in reference]
+    assert [r.tokens_out for r in shrinking] == [r.tokens_out for r in reference]
+    assert [r.finish_reason for r in shrinking] == [r.finish_reason for r in reference]
+
+
+@pytest.mark.model
+def test_rows_finishing_at_very_different_lengths_leave_the_batch(
+    builtin_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = zero_shot_prompts(8)  # on these the model stops after 2 tokens or runs to 16
+    settings = GenerationSettings(max_new_tokens=16, stop=["\n"])
+    model_class = type(builtin_model.model)
+    forward = model_class.forward
+    rows_per_step: list[int] = []
+
+    @functools.wraps(forward)
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rows_per_step.append(int(kwargs["input_ids"].shape[0]))
+        return forward(self, *args, **kwargs)
+
+    # Only decoding steps are counted: no one-row prefill of a shared prefix first.
+    monkeypatch.setattr(batched, "shared_prefix", lambda loaded, encoded: None)
+    monkeypatch.setattr(model_class, "forward", counting)
+    shrinking = generate_batch(builtin_model, prompts, settings, batch_size=8)
+    monkeypatch.setattr(model_class, "forward", forward)
+    monkeypatch.setattr(batched, "decode_shrinking", _with_generate)
+    reference = generate_batch(builtin_model, prompts, settings, batch_size=8)
+    lengths = sorted(r.tokens_out for r in shrinking)
+    assert lengths[0] <= 2 and lengths[-1] == 16
+    assert [r.text for r in shrinking] == [r.text for r in reference]
+    assert [r.finish_reason for r in shrinking] == [r.finish_reason for r in reference]
+    # Every step runs only the rows still going: the batch only shrinks, down to the longest.
+    assert rows_per_step[0] == 8
+    assert rows_per_step == sorted(rows_per_step, reverse=True)
+    assert rows_per_step[-1] == sum(1 for n in lengths if n == 16)
+    assert len(rows_per_step) == 16

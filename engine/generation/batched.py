@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.generation import controls as controls
 from tunelab.engine.generation import threads
+from tunelab.engine.generation.decoding import decode_shrinking
 from tunelab.engine.generation.prefix_cache import SharedPrefix, shared_prefix
 from tunelab.engine.models.prompt_learning import VirtualTokens, virtual_cache, virtual_tokens
 from tunelab.engine.prompts.settings import GenerationSettings
@@ -168,28 +169,42 @@ def _run_batch(
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
     kwargs = controls.generate_kwargs(loaded, settings)
+    cache = None
     if prefix is None:
         id_rows = [[pad] * (width - len(r)) + r for r in rows]
         mask_rows = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
     else:
         # Shared prefix, then padding, then each row's own tokens; see prefix_cache.py.
         id_rows, mask_rows = prefix.layout(rows, pad)
-        kwargs[prefix.cache_kwarg] = prefix.for_batch(len(rows))
-    input_ids = torch.tensor(id_rows, dtype=torch.long)
-    mask = torch.tensor(mask_rows, dtype=torch.long)
-    criteria, _ = controls.stopping(loaded, width, settings.stop, should_stop)
+        cache = prefix.for_batch(len(rows))
+    input_ids = torch.tensor(id_rows, dtype=torch.long).to(loaded.device)
+    mask = torch.tensor(mask_rows, dtype=torch.long).to(loaded.device)
+    criteria = controls.stopping(loaded, width, settings.stop, should_stop)
     from transformers import StoppingCriteriaList
 
     began = time.perf_counter()
     with loaded.lock, torch.inference_mode():
-        output = _generate(
-            loaded,
-            input_ids.to(loaded.device),
-            mask.to(loaded.device),
-            settings,
-            kwargs,
-            StoppingCriteriaList(criteria) if criteria else None,
-        )
+        if virtual_tokens(loaded.model) is None:
+            # Finished rows leave the batch instead of decoding padding; see decoding.py.
+            output = decode_shrinking(
+                loaded,
+                input_ids,
+                mask,
+                settings,
+                kwargs,
+                criteria,
+                cache,
+                prefix.cache_kwarg if prefix is not None else "cache",
+            )
+        else:
+            output = _generate(
+                loaded,
+                input_ids,
+                mask,
+                settings,
+                kwargs,
+                StoppingCriteriaList(criteria) if criteria else None,
+            )
     batch_ms = (time.perf_counter() - began) * 1000
     elapsed_ms = batch_ms / len(rows)
     cancelled = bool(should_stop and should_stop())
@@ -343,7 +358,7 @@ def stream_generate(
 
     streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = controls.generate_kwargs(loaded, settings)
-    criteria, _ = controls.stopping(loaded, len(ids), settings.stop, cancel)
+    criteria = controls.stopping(loaded, len(ids), settings.stop, cancel)
     failure: list[BaseException] = []
     produced: list[Any] = []
 

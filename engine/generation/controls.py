@@ -75,8 +75,9 @@ def _vocab_size(loaded: LoadedModel) -> int:
 
 def stopping(
     loaded: LoadedModel, prompt_len: int, stops: list[str], cancel: Callable[[], bool] | None
-) -> tuple[list[Any], Any]:
-    """Stopping criteria: per-row stop strings and a cancel flag. Returns (criteria, hit)."""
+) -> list[Any]:
+    """Stopping criteria: per-row stop strings and a cancel flag. Each call looks only at the
+    rows it is given, so a batch may shrink between calls."""
     import torch  # heavy import
     from transformers import StoppingCriteria
 
@@ -85,7 +86,6 @@ def stopping(
         (len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops), default=0
     )
     window += 4
-    hits: dict[str, Any] = {"rows": None}
 
     class StopOnStrings(StoppingCriteria):
         """Marks a row finished once its generated text contains a stop string."""
@@ -98,10 +98,6 @@ def stopping(
                 text = tokenizer.decode(tail, skip_special_tokens=True)
                 if any(stop in text for stop in stops):
                     done[i] = True
-            if hits["rows"] is None:
-                hits["rows"] = done.clone()
-            else:
-                hits["rows"] |= done
             return done
 
     class Cancel(StoppingCriteria):
@@ -118,7 +114,7 @@ def stopping(
         criteria.append(StopOnStrings())
     if cancel is not None:
         criteria.append(Cancel())
-    return criteria, hits
+    return criteria
 
 
 def decode_processors(loaded: LoadedModel, settings: GenerationSettings) -> Any:
