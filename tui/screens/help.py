@@ -95,7 +95,7 @@ def help_table(rows: list[HelpRow]) -> Table:
     table.add_column("Key", no_wrap=True, min_width=6)
     table.add_column("Action", min_width=8, ratio=1)
     table.add_column("What it does", ratio=3, overflow="fold")
-    table.add_column("Id", style="dim", ratio=1, overflow="fold")
+    table.add_column("Id", style="dim", no_wrap=True)
     for row in rows:
         table.add_row(row.keys, row.action, row.what, row.id)
     return table
