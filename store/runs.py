@@ -301,6 +301,15 @@ class RunStore(StoreBase):
             )
             return cursor.rowcount > 0
 
+    def hand_run_to_scheduler(self, run_id: int, where: str) -> None:
+        """Record that a scheduler's job evaluates a running run, not a process here: no pid
+        (so no process check marks it interrupted), `where` as its host."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET pid = NULL, pid_start = NULL, host = ? WHERE id = ?",
+                [where, run_id],
+            )
+
     def running_runs(self) -> list[Run]:
         rows = self._query(_RUN_SELECT + " WHERE r.status = 'running' ORDER BY r.id")
         return [_run_from_row(r) for r in rows]

@@ -9,13 +9,16 @@ import sqlite3
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.store import DatabaseGuard, Store, StoreError, Workspace, find_workspace
+
+if TYPE_CHECKING:
+    from tunelab.engine.training.slurm import SlurmOptions
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -117,4 +120,22 @@ def exit_code_for(exc: BaseException) -> int | None:
         return EXIT_BAD_INPUT
     if isinstance(exc, EngineError):
         return EXIT_FAILURE
+    return None
+
+
+def slurm_options(
+    on: str, partition: str, gpus_per_node: int, nodes: int, time_limit: str,
+    slurm_arg: list[str], allow_local_fs: bool,
+) -> SlurmOptions | None:  # fmt: skip
+    """The cluster flags `tune`, `sweep`, `curve` and `eval` share, as Slurm options (None:
+    run locally)."""
+    from tunelab.engine.training.slurm import SlurmOptions, parse_slurm_args
+
+    if on not in ("local", "slurm"):
+        fail(f"--on must be local or slurm, not {on!r}")
+    if on == "slurm":
+        return SlurmOptions(partition, gpus_per_node, nodes, time_limit,
+                            parse_slurm_args(slurm_arg), allow_local_fs)  # fmt: skip
+    if partition or gpus_per_node or nodes != 1 or time_limit or slurm_arg:
+        fail("--partition, --gpus-per-node, --nodes, --time and --slurm-arg need --on slurm")
     return None

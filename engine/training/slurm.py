@@ -21,6 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.training.eval_events import (
+    EVAL_KIND,
+    eval_run_id,
+    ingest_eval_events,
+    settle_eval_run,
+)
 from tunelab.engine.training.job_events import ingest_job_events, job_dir, stop_file
 from tunelab.engine.training.job_spec import SPEC_FILE, write_spec
 
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
     from tunelab.store import Job, Store, Workspace
 
 SCRIPT_FILE = "job.sbatch"
+EVAL_WORKER_MODULE = "tunelab.engine.training.eval_worker"
 LOG_FILE = "slurm.log"
 ENDED_STATES = frozenset(
     {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
@@ -160,8 +167,13 @@ def filesystem_type(path: Path) -> str:
     return kind
 
 
-def batch_script(job_id: int, folder: Path, options: SlurmOptions) -> str:
-    """The sbatch script: directives, then the worker (torchrun for several processes)."""
+def batch_script(
+    job_id: int, folder: Path, options: SlurmOptions, worker_args: list[str] | None = None
+) -> str:
+    """The sbatch script: directives, then the worker (torchrun for several processes).
+
+    `worker_args` is the worker module and its arguments; the training worker in spec mode
+    when omitted."""
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name=tunelab-job-{job_id}",
@@ -179,8 +191,8 @@ def batch_script(job_id: int, folder: Path, options: SlurmOptions) -> str:
     for key, value in options.extra:
         lines.append(f"#SBATCH --{key}={value}" if value else f"#SBATCH --{key}")
     python = shlex.quote(sys.executable)
-    spec = shlex.quote(str(folder / SPEC_FILE))
-    worker = f"-m tunelab.engine.training.worker --spec {spec}"
+    args = worker_args or ["tunelab.engine.training.worker", "--spec", str(folder / SPEC_FILE)]
+    worker = "-m " + " ".join(shlex.quote(a) for a in args)
     lines += [
         "set -euo pipefail",
         "export PYTHONUNBUFFERED=1",
@@ -220,8 +232,20 @@ def submit(workspace: Workspace, store: Store, job: Job, options: SlurmOptions) 
     """
     folder = job_dir(workspace, job.id)
     write_spec(store, job, folder, stop_file(workspace, job.id), options.to_dict())
+    return sbatch(store, job, folder, options)
+
+
+def sbatch(
+    store: Store, job: Job, folder: Path, options: SlurmOptions,
+    worker_args: list[str] | None = None,
+) -> Job:  # fmt: skip
+    """Write the batch script (see `batch_script`) into the job folder and `sbatch` it.
+
+    Returns:
+        The job with its Slurm job id; failed (and EngineError raised) when sbatch refuses.
+    """
     script = folder / SCRIPT_FILE
-    script.write_text(batch_script(job.id, folder, options), encoding="utf-8")
+    script.write_text(batch_script(job.id, folder, options, worker_args), encoding="utf-8")
     done = _run(["sbatch", "--parsable", str(script)])
     slurm_id = done.stdout.strip().split(";")[0]
     if done.returncode != 0 or not slurm_id:
@@ -290,6 +314,8 @@ def cancel(workspace: Workspace, store: Store, job: Job) -> Job:
             job.id, ["queued"], ("cancelled", "cancelled in Slurm before it started"),
             status="cancelled", finished_at=_now(),
         )  # fmt: skip
+        if job.kind == EVAL_KIND:
+            settle_eval_run(store, job, job_dir(workspace, job.id))
     return store.get_job(job.id)
 
 
@@ -297,8 +323,27 @@ def resubmit(workspace: Workspace, store: Store, job: Job) -> Job:
     """Submit a queued-again job to Slurm with its first submission's options."""
     from tunelab.engine.training.job_spec import read_spec
 
-    spec = read_spec(job_dir(workspace, job.id) / SPEC_FILE)
+    folder = job_dir(workspace, job.id)
+    if job.kind == EVAL_KIND:
+        return _resubmit_evaluation(store, job, folder)
+    spec = read_spec(folder / SPEC_FILE)
     return submit(workspace, store, job, SlurmOptions.from_dict(spec.scheduler))
+
+
+def _resubmit_evaluation(store: Store, job: Job, folder: Path) -> Job:
+    """An evaluation again: its run reopens and the worker scores every row again; the rows
+    already stored are kept (a row index is stored once)."""
+    from tunelab.engine.evaluation.remote_spec import EVAL_SPEC_FILE, read_eval_spec
+
+    spec_path = folder / EVAL_SPEC_FILE
+    spec = read_eval_spec(spec_path)
+    store.reopen_run(eval_run_id(job))
+    store.hand_run_to_scheduler(eval_run_id(job), f"slurm:job-{job.id}")
+    worker = [EVAL_WORKER_MODULE, str(spec_path)]
+    try:
+        return sbatch(store, job, folder, SlurmOptions.from_dict(spec.scheduler), worker)
+    finally:
+        settle_eval_run(store, job, folder)
 
 
 def refresh_slurm_jobs(
@@ -328,7 +373,10 @@ def refresh_slurm_jobs(
         unreachable = f"unknown ({exc})"
     ended = []
     for job in active:
-        ingest_job_events(store, job.id, job_dir(workspace, job.id))
+        if job.kind == EVAL_KIND:
+            ingest_eval_events(store, job, job_dir(workspace, job.id))
+        else:
+            ingest_job_events(store, job.id, job_dir(workspace, job.id))
         if states is None:
             if job.scheduler_state != unreachable:
                 store.update_job(job.id, scheduler_state=unreachable)
@@ -353,6 +401,8 @@ def refresh_slurm_jobs(
             fields["error"] = message
         if store.transition_job(job.id, ["queued", "running"], (status, message), **fields):
             ended.append(store.get_job(job.id))
+            if job.kind == EVAL_KIND:
+                settle_eval_run(store, job, job_dir(workspace, job.id))
     return ended
 
 

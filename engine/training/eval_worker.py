@@ -1,0 +1,95 @@
+"""The remote evaluation worker: `python -m tunelab.engine.training.eval_worker SPEC`.
+
+Runs on a compute node (the batch script starts it under `srun`). It reads the evaluation
+spec from the job folder, loads the model, scores the rows in chunks through the same
+`render_jobs`/`score_chunk` as a local run, and appends `started`, `outputs`, `finished`
+or `failed` events to the job folder; it never opens the workspace database. SIGTERM (a
+`scancel`, a time limit) stops it after the current chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from tunelab.engine.evaluation.remote_spec import SpecRowStore, plan_from_spec, read_eval_spec
+from tunelab.engine.training.job_events import EventWriter
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from tunelab.store import Store
+
+
+def one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
+    """Evaluate the spec's rows, reporting through file events; returns the exit status."""
+    from tunelab.engine.evaluation import plan as eval_plan
+    from tunelab.engine.models.loading import load_ref
+
+    spec = read_eval_spec(spec_path)
+    folder = Path(spec.folder)
+    events = events or EventWriter(folder)
+    stop = [False]
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop[0] = True
+        print("stop requested: finishing the current chunk", flush=True)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    events.write("started", host=socket.gethostname(), pid=os.getpid(),
+                 slurm_job_id=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
+
+    def should_stop() -> bool:
+        return stop[0] or Path(spec.stop_file).exists()
+
+    try:
+        rows = SpecRowStore(spec)
+        plan = plan_from_spec(spec, rows)
+        loaded = load_ref(spec.ref())
+        # Rendering and scoring make only the store calls `SpecRowStore` serves.
+        store = cast("Store", rows)
+        jobs = eval_plan.render_jobs(store, plan, loaded)
+        print(f"run {spec.run_id}: {len(jobs)} rows on {loaded.name}", flush=True)
+        for start in range(0, len(jobs), spec.batch_size):
+            if should_stop():
+                break
+            chunk = jobs[start : start + spec.batch_size]
+            outputs, _, complete = eval_plan.score_chunk(store, plan, loaded, chunk, should_stop)
+            events.write("outputs", outputs=[asdict(o) for o in outputs],
+                         responses=rows.take_fresh())  # fmt: skip
+            if not complete:
+                break
+        if should_stop():
+            events.write("stopped", message="stopped by a signal or the stop file")
+            print("stopped", flush=True)
+            return 1
+        events.write("finished", rows=len(jobs))
+        print(f"run {spec.run_id} evaluated", flush=True)
+        return 0
+    except Exception as exc:  # any failure reaches the run as one line; the log has the rest
+        traceback.print_exc()
+        events.write("failed", error=one_line(exc))
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tunelab-eval-remote-worker")
+    parser.add_argument("spec", type=Path)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return run_spec(args.spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
