@@ -16,7 +16,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli_common import console, emit_json, err_console, fail, state
+from tunelab.cli_common import console, emit_json, err_console, fail, slurm_options, state
+from tunelab.cli_eval_remote import cluster_option, submit_remote_eval
 from tunelab.cli_judge import check_rubric_arg, judge_finished_run, print_report, report_json
 from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS
 from tunelab.engine.evaluation.run_detail import SPEED_NOTES
@@ -204,6 +205,13 @@ def _start_detached(request: EvalRequest | None, judge: str | None, json_output:
     )
 
 
+def _refresh_remote_runs() -> None:
+    """Ingest what Slurm evaluations reported, before runs are read."""
+    from tunelab.engine.training.remote_eval import refresh_remote_runs
+
+    refresh_remote_runs(state.workspace(), state.store())
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
@@ -265,10 +273,32 @@ def register(app: typer.Typer) -> None:
             "--detach",
             help="Run in a background process that outlives the terminal; prints the run id.",
         ),
+        on: str = typer.Option(
+            "local",
+            "--on",
+            help="Where to run: local, or slurm (sbatch).",
+            rich_help_panel="Cluster",
+        ),
+        partition: str = cluster_option("partition"),
+        gpus_per_node: int = cluster_option("gpus_per_node"),
+        time_limit: str = cluster_option("time_limit"),
+        slurm_arg: list[str] = cluster_option("slurm_arg"),
+        slurm_allow_local_fs: bool = cluster_option("slurm_allow_local_fs"),
+        wait: bool = typer.Option(
+            False,
+            "--wait",
+            help="With --on slurm: follow the run until it ends.",
+            rich_help_panel="Cluster",
+        ),
         json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Evaluate a prompt version on a model over a dataset split; scores go to the store."""
         from tunelab.engine.evaluation.run import EvalRequest
+
+        slurm = slurm_options(on, partition, gpus_per_node, 1, time_limit, slurm_arg,
+                              slurm_allow_local_fs)  # fmt: skip
+        if wait and slurm is None:
+            fail("--wait follows a Slurm evaluation; a local one runs in the foreground")
 
         if latency_probe < 0:
             fail(f"--latency-probe must be 0 or more, got {latency_probe}")
@@ -305,6 +335,11 @@ def register(app: typer.Typer) -> None:
         if batch_size < 1:
             fail(f"--batch-size must be at least 1, got {batch_size}")
         show = not json_output and sys.stderr.isatty()
+        if slurm is not None:
+            if request is None or judge is not None or detach:
+                fail("--on slurm starts a new run; drop --resume, --judge and --detach")
+            submit_remote_eval(request, slurm, wait, json_output)
+            return
         if detach:
             _start_detached(request, judge, json_output)
             return
@@ -334,6 +369,7 @@ def register(app: typer.Typer) -> None:
         """List evaluation runs, newest first."""
         from tunelab.engine.evaluation.run import refresh_run_states
 
+        _refresh_remote_runs()
         refresh_run_states(state.store())  # a killed run reads 'interrupted', not 'running'
         runs = state.store().list_runs(limit=limit)
         if json_output:
@@ -390,6 +426,9 @@ def register(app: typer.Typer) -> None:
 
         store = state.store()
         run = store.get_run(run_id)
+        if run.status == "running":
+            _refresh_remote_runs()
+            run = store.get_run(run_id)
         if run.status == "running" and refresh_run_states(store):
             run = store.get_run(run_id)
         if limit is not None and not stability:

@@ -10,17 +10,14 @@ import inspect
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli_common import EXIT_FAILURE, console, emit_json, fail, state
+from tunelab.cli_common import EXIT_FAILURE, console, emit_json, fail, slurm_options, state
 from tunelab.store import Job
-
-if TYPE_CHECKING:
-    from tunelab.engine.training.slurm import SlurmOptions
 
 jobs_app = typer.Typer(help="Fine-tuning jobs: list, inspect, follow, cancel, resume.",
                        no_args_is_help=True)  # fmt: skip
@@ -101,23 +98,6 @@ def tune(
                       f"follow it with `tunelab jobs follow {job.id}`")  # fmt: skip
     if wait:
         _follow(job.id, quiet=json_output)
-
-
-def slurm_options(
-    on: str, partition: str, gpus_per_node: int, nodes: int, time_limit: str,
-    slurm_arg: list[str], allow_local_fs: bool,
-) -> SlurmOptions | None:  # fmt: skip
-    """The cluster flags `tune` and `sweep` share, as Slurm options (None: run locally)."""
-    from tunelab.engine.training.slurm import SlurmOptions, parse_slurm_args
-
-    if on not in ("local", "slurm"):
-        fail(f"--on must be local or slurm, not {on!r}")
-    if on == "slurm":
-        return SlurmOptions(partition, gpus_per_node, nodes, time_limit,
-                            parse_slurm_args(slurm_arg), allow_local_fs)  # fmt: skip
-    if partition or gpus_per_node or nodes != 1 or time_limit or slurm_arg:
-        fail("--partition, --gpus-per-node, --nodes, --time and --slurm-arg need --on slurm")
-    return None
 
 
 _ANNOTATIONS: dict[str, Any] = {"bool": bool | None, "int": int | None, "float": float | None}
