@@ -89,9 +89,9 @@ def test_latency_comes_from_the_probe_and_cost_from_throughput(store: Store) -> 
 @pytest.mark.parametrize(
     ("device", "rate", "note"),
     [
-        ("cpu", 0.1, "on the CPU at $0.1 per CPU-hour"),
-        ("cuda", 2.0, "on cuda at $2 per GPU-hour"),
-        (None, 2.0, "device not recorded"),
+        ("cpu", 0.1, "CPU-hour price"),
+        ("cuda", 2.0, "GPU-hour price (cuda)"),
+        (None, 2.0, "GPU-hour price (no device)"),
     ],
 )
 def test_inference_is_priced_at_the_rate_of_the_device_it_ran_on(

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.model_fixtures import builtin_model  # noqa: F401 - the shared fixture
 from tests.test_endpoint import _add_data, _register, _request, server, tiny  # noqa: F401
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.evaluation.run import evaluate

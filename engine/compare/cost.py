@@ -213,15 +213,13 @@ def run_cost(
 def inference_rate(run: Run, prices: Prices) -> tuple[float, str]:
     """(price per hour, where it came from) for a run's throughput: the CPU-hour rate when
     the run's model ran on the CPU, else the GPU-hour rate (a run from before devices were
-    recorded is assumed to have run on a GPU, and says so)."""
+    recorded is assumed to have run on a GPU, and says so). The rates themselves head every
+    cost table, so the note stays short."""
     if run.device == "cpu":
-        return prices.cpu_hour, f"throughput on the CPU at ${prices.cpu_hour:g} per CPU-hour"
+        return prices.cpu_hour, "throughput, CPU-hour price"
     if run.device is None:
-        return (
-            prices.gpu_hour,
-            f"throughput at ${prices.gpu_hour:g} per GPU-hour (device not recorded)",
-        )
-    return prices.gpu_hour, f"throughput on {run.device} at ${prices.gpu_hour:g} per GPU-hour"
+        return prices.gpu_hour, "throughput, GPU-hour price (no device)"
+    return prices.gpu_hour, f"throughput, GPU-hour price ({run.device})"
 
 
 def break_even(baseline: RunCost, other: RunCost, worse: str | None = None) -> BreakEven:
