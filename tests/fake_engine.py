@@ -20,6 +20,8 @@ from tunelab.engine.api.facade import (
 from tunelab.engine.api.types import (
     Activity,
     BiasEntry,
+    BlindPair,
+    BlindSession,
     Comparison,
     CurveSummary,
     DecisionReport,
@@ -31,6 +33,7 @@ from tunelab.engine.api.types import (
     FormValues,
     GenerationSettings,
     JobDetail,
+    PreferenceTally,
     ProgressCallback,
     RenderedPrompt,
     RobustnessSummary,
@@ -41,6 +44,8 @@ from tunelab.engine.api.types import (
     SweepDetail,
     TokenChunk,
     TrainingField,
+    Trend,
+    TrendRequest,
     WordDiffSegment,
 )
 from tunelab.engine.errors import BadInputError, EngineError
@@ -62,7 +67,7 @@ from tunelab.store import (
     PromptVersion,
     Store,
 )
-from tunelab.store.feedback import Correction
+from tunelab.store.feedback import Correction, Preference
 
 FAKE_TRAINING_FIELDS = [
     TrainingField("base", "builtin", "model to fine-tune"),
@@ -298,6 +303,33 @@ class FakeEngine:
         from tunelab.engine.robustness.summary import robustness_for_run
 
         return robustness_for_run(self.store, run_id)
+
+    def blind_session(self, run_a: int, run_b: int, seed: int = 0) -> BlindSession:
+        from tunelab.engine.feedback.preferences import blind_session
+
+        self.calls.append(f"blind:{run_a}:{run_b}:{seed}")
+        return blind_session(self.store, run_a, run_b, seed, author="tester")
+
+    def prefer_pair(self, pair: BlindPair, side: str) -> Preference:
+        from tunelab.engine.feedback.preferences import prefer_pair
+
+        return prefer_pair(self.store, pair, side, author="tester")
+
+    def preference_tallies(self, run_ids: Sequence[int]) -> list[PreferenceTally]:
+        from tunelab.engine.feedback.preferences import preference_tallies
+
+        return preference_tallies(self.store, list(run_ids))
+
+    def metric_trend(self, request: TrendRequest) -> Trend:
+        from tunelab.engine.compare.trend import trend_of
+
+        self.calls.append(f"trend:{request.prompt_name or request.job_id}:{request.metric}")
+        return trend_of(self.store, request)
+
+    def trend_metrics(self, request: TrendRequest) -> list[str]:
+        from tunelab.engine.compare.trend import trend_metrics
+
+        return trend_metrics(self.store, request)
 
     def robustness_contrast(self, run_ids: Sequence[int]) -> list[str]:
         from tunelab.engine.robustness.contrast import robustness_contrast

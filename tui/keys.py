@@ -10,6 +10,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     """The app class (passed in: this module is imported by the app) and every screen,
     modal and widget class that declares bindings."""
     from tunelab.tui.screens.base import TunelabScreen
+    from tunelab.tui.screens.blind_ab import BlindABModal
     from tunelab.tui.screens.compare import CompareScreen
     from tunelab.tui.screens.correction import CorrectionModal
     from tunelab.tui.screens.detail import DetailModal
@@ -27,6 +28,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.runs import RunsScreen
     from tunelab.tui.screens.stability import StabilityModal
     from tunelab.tui.screens.sweeps import SweepsModal
+    from tunelab.tui.screens.trend import TrendModal
     from tunelab.tui.widgets.nav_table import NavTable
     from tunelab.tui.widgets.outputs_table import OutputsTable
 
@@ -36,6 +38,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
         ReportScreen,
         HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal, StabilityModal,
         SweepsModal, OptimizeModal, SearchModal, DetailModal, RunDetailModal,
+        BlindABModal, TrendModal,
     ]  # fmt: skip
 
 

@@ -78,6 +78,7 @@ def _register_commands() -> None:
         cli_robustness,
         cli_serve,
         cli_sweep,
+        cli_trend,
         cli_tui,
         cli_tune,
     )
@@ -90,6 +91,7 @@ def _register_commands() -> None:
         cli_report,
         cli_judge,
         cli_robustness,
+        cli_trend,
     ):  # fmt: skip
         module.register(app)
 

@@ -29,6 +29,7 @@ from tunelab.engine.compare.report import (
 )
 from tunelab.engine.compare.run_diff import RunDiff, diff_runs
 from tunelab.engine.compare.runs import compare_row, compare_runs
+from tunelab.engine.feedback.preferences import preference_tallies, tally_line
 from tunelab.engine.models.diff import ModelDiff, diff_models
 from tunelab.engine.prompts.diff import PromptDiff, diff_prompts
 from tunelab.engine.robustness.contrast import robustness_contrast
@@ -360,11 +361,17 @@ def register(app: typer.Typer) -> None:
             write_report(comparison, report)
         if json_output:
             robustness = robustness_contrast(store, [r.id for r in comparison.runs])
-            emit_json({**comparison_to_dict(comparison), "robustness": robustness})
+            preferences = preference_tallies(store, [r.id for r in comparison.runs])
+            emit_json(
+                {**comparison_to_dict(comparison), "robustness": robustness,
+                 "preferences": to_jsonable(preferences)}
+            )  # fmt: skip
             return
         console.print(render_comparison(comparison))
         for sentence in robustness_contrast(store, [r.id for r in comparison.runs]):
             console.print(Text(sentence))
+        for tally in preference_tallies(store, [r.id for r in comparison.runs]):
+            console.print(Text(tally_line(tally)))
         if row is not None:
             for other in comparison.runs[1:]:
                 diff = compare_row(store, comparison.runs[0].id, other.id, row)

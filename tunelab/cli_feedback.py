@@ -101,15 +101,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Record a blind A/B preference between two runs' outputs of one row."""
-        store = state.store()
-        outputs = []
-        for run_id in (run_a, run_b):
-            store.get_run(run_id)
-            found = [o for o in store.run_outputs(run_id) if o.row_idx == row]
-            if not found:
-                fail(f"run {run_id} has no output for row {row}")
-            outputs.append(found[0])
-        preference = store.add_preference(outputs[0].id, outputs[1].id, choice, by)
+        from tunelab.engine.feedback.preferences import prefer_row
+
+        preference = prefer_row(state.store(), run_a, run_b, row, choice, by)
         console.print(f"Recorded preference {preference.id}: row {row}, {choice}")
 
     export_app = typer.Typer(

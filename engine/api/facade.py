@@ -21,6 +21,8 @@ from tunelab.engine.api.training_form import (
 from tunelab.engine.api.types import (
     Activity,
     BiasEntry,
+    BlindPair,
+    BlindSession,
     Comparison,
     CurveSummary,
     DecisionReport,
@@ -31,6 +33,7 @@ from tunelab.engine.api.types import (
     ExampleDetail,
     FormValues,
     JobDetail,
+    PreferenceTally,
     ProgressCallback,
     RenderedPrompt,
     RobustnessSummary,
@@ -41,6 +44,8 @@ from tunelab.engine.api.types import (
     SweepDetail,
     TokenChunk,
     TrainingField,
+    Trend,
+    TrendRequest,
 )
 from tunelab.engine.errors import EngineError
 from tunelab.engine.optimize.history import SearchHistory
@@ -53,7 +58,7 @@ if TYPE_CHECKING:
     from tunelab.engine.models.loading import LoadedModel
     from tunelab.engine.prompts.templates import RowRenderer
     from tunelab.store import Judgement, PromptContent, PromptVersion, Store, Workspace
-    from tunelab.store.feedback import Correction
+    from tunelab.store.feedback import Correction, Preference
 
 
 def content_from_fields(
@@ -321,6 +326,32 @@ class Engine:
         from tunelab.engine.robustness.summary import robustness_for_run
 
         return robustness_for_run(self.store, run_id)
+
+    def blind_session(self, run_a: int, run_b: int, seed: int = 0) -> BlindSession:
+        from tunelab.engine.feedback.preferences import blind_session
+
+        return blind_session(self.store, run_a, run_b, seed)
+
+    def prefer_pair(self, pair: BlindPair, side: str) -> Preference:
+        from tunelab.engine.feedback.preferences import prefer_pair
+
+        return prefer_pair(self.store, pair, side)
+
+    def preference_tallies(self, run_ids: Sequence[int]) -> list[PreferenceTally]:
+        from tunelab.engine.feedback.preferences import preference_tallies
+
+        return preference_tallies(self.store, list(run_ids))
+
+    # Trends ------------------------------------------------------------------------------
+    def metric_trend(self, request: TrendRequest) -> Trend:
+        from tunelab.engine.compare.trend import trend_of
+
+        return trend_of(self.store, request)
+
+    def trend_metrics(self, request: TrendRequest) -> list[str]:
+        from tunelab.engine.compare.trend import trend_metrics
+
+        return trend_metrics(self.store, request)
 
     def robustness_contrast(self, run_ids: Sequence[int]) -> list[str]:
         """Both sides' drops under each perturbation their suites share, one sentence each

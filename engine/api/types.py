@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from tunelab.engine.compare.example_detail import ExampleDetail
 from tunelab.engine.compare.records import Comparison
+from tunelab.engine.compare.trend import Trend, TrendRequest
 from tunelab.engine.curves.records import CurveSummary
 from tunelab.engine.evaluation.request import EvalProgress, ProgressCallback
 from tunelab.engine.evaluation.run_detail import RunDetail
 from tunelab.engine.evaluation.stability import RunStability
+from tunelab.engine.feedback.preferences import BlindPair, BlindSession, PreferenceTally
 from tunelab.engine.generation.batched import TokenChunk
 from tunelab.engine.generation.controls import BiasEntry
 from tunelab.engine.optimize.history import SearchHistory
@@ -34,7 +36,7 @@ from tunelab.engine.training.job_detail import JobDetail
 
 if TYPE_CHECKING:
     from tunelab.store import Judgement, PromptContent, PromptVersion
-    from tunelab.store.feedback import Correction
+    from tunelab.store.feedback import Correction, Preference
 
 StopCallback = Callable[[], bool]
 FormValues = dict[str, object]
@@ -185,6 +187,27 @@ class EngineProtocol(Protocol):
 
     def robustness_for_run(self, run_id: int) -> RobustnessSummary | None: ...
 
+    def blind_session(self, run_a: int, run_b: int, seed: int = 0) -> BlindSession:
+        """Rows both runs answered, shuffled and with sides drawn from `seed`, less those the
+        user (`TUNELAB_USER`, else the login name) already judged for the pair."""
+        ...
+
+    def prefer_pair(self, pair: BlindPair, side: str) -> Preference:
+        """Store a blind judgement, `left`, `right` or `tie` (the left output as A)."""
+        ...
+
+    def preference_tallies(self, run_ids: Sequence[int]) -> list[PreferenceTally]:
+        """Blind A/B win rates of each later run against the first, where judged."""
+        ...
+
+    def metric_trend(self, request: TrendRequest) -> Trend:
+        """One metric across a prompt's versions or a job's checkpoints."""
+        ...
+
+    def trend_metrics(self, request: TrendRequest) -> list[str]:
+        """The metrics a trend of this prompt or job can draw."""
+        ...
+
     def robustness_contrast(self, run_ids: Sequence[int]) -> list[str]: ...
 
     def corrections(self, output_id: int) -> list[Correction]:
@@ -236,6 +259,8 @@ class EngineProtocol(Protocol):
 __all__ = [
     "Activity",
     "BiasEntry",
+    "BlindPair",
+    "BlindSession",
     "Comparison",
     "CurveSummary",
     "DecisionReport",
@@ -250,6 +275,7 @@ __all__ = [
     "OptimizeProgress",
     "OptimizeRequest",
     "OptimizeResult",
+    "PreferenceTally",
     "ProgressCallback",
     "RenderedPrompt",
     "RobustnessSummary",
@@ -261,5 +287,7 @@ __all__ = [
     "SweepDetail",
     "TokenChunk",
     "TrainingField",
+    "Trend",
+    "TrendRequest",
     "WordDiffSegment",
 ]

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 from tunelab.engine.compare.report import cost_lines, fmt_p
 from tunelab.tui.messages import ExampleDetailLoaded, OutputsDiffed, RunsCompared
 from tunelab.tui.screens.base import TunelabScreen
+from tunelab.tui.screens.blind_ab import PreferencesTallied
 from tunelab.tui.widgets.nav_table import NavTable
 
 if TYPE_CHECKING:
@@ -76,12 +77,17 @@ class CompareScreen(TunelabScreen):
         Binding("w", "word_diff", "Word diff", id="compare-diff",
                 tooltip="Word-level diff of the selected example's outputs"),
         Binding("escape", "back", "Back", id="compare-back", tooltip="Back to the verdict table"),
+        Binding("b", "blind_ab", "Blind A/B", id="compare-blind-ab",
+                tooltip="Judge the baseline and last run's outputs blind, sides shuffled"),
     ]  # fmt: skip
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.comparison: Comparison | None = None
         self.example_filter = EXAMPLE_FILTERS[0]
+        self.verdict_lines: list[str] = []
+        self.preference_lines: list[str] = []
+        """Blind A/B win rates of the compared runs (`engine.feedback.preferences`)."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -122,12 +128,49 @@ class CompareScreen(TunelabScreen):
         comparison = self.engine.compare_runs(run_ids)
         robustness = self.engine.robustness_contrast([r.id for r in comparison.runs])
         self.post_message(RunsCompared(comparison, tuple(robustness)))
+        self.tally_preferences([r.id for r in comparison.runs])
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="ab", description="Blind A/B")
+    def tally_preferences(self, run_ids: list[int]) -> None:
+        from tunelab.engine.feedback.preferences import tally_line
+
+        lines = [tally_line(t) for t in self.engine.preference_tallies(run_ids)]
+        self.post_message(PreferencesTallied(run_ids, lines))
+
+    @on(PreferencesTallied)
+    def preferences_tallied(self, event: PreferencesTallied) -> None:
+        if self.comparison is not None and event.run_ids == [r.id for r in self.comparison.runs]:
+            self.preference_lines = event.lines
+            self.show_verdict()
+
+    def show_verdict(self) -> None:
+        lines = [*self.verdict_lines, *self.preference_lines]
+        self.query_one("#compare-verdict", Static).update("\n".join(lines))
+
+    def action_blind_ab(self) -> None:
+        """Judge the baseline against the last compared run, blind (a fresh seed each time)."""
+        import random
+
+        from tunelab.tui.screens.blind_ab import BlindABModal
+
+        if self.comparison is None or len(self.comparison.runs) < 2:
+            self.notify("Compare two runs first (/ to type their ids)", severity="warning")
+            return
+        runs = [r.id for r in self.comparison.runs]
+        seed = random.SystemRandom().randrange(1_000_000)
+
+        def judged(stored: int | None) -> None:
+            if stored:
+                self.tally_preferences(runs)
+
+        self.app.push_screen(BlindABModal(self.engine, runs[0], runs[-1], seed), judged)
 
     @on(RunsCompared)
     def show_comparison(self, event: RunsCompared) -> None:
         comparison = self.comparison = event.comparison
-        verdict = [headline(comparison) or "No verdict", *event.robustness]
-        self.query_one("#compare-verdict", Static).update("\n".join(verdict))
+        self.verdict_lines = [headline(comparison) or "No verdict", *event.robustness]
+        self.preference_lines = []
+        self.show_verdict()
         table = self.query_one("#compare-metrics", NavTable)
         table.clear(columns=True)
         short = [f"#{r.id}" for r in comparison.runs]

@@ -97,6 +97,8 @@ class FinetuneScreen(TunelabScreen):
         Binding("l", "show_log", "Log", id="finetune-log",
                 tooltip="Read the selected job's whole log, traceback included"),
         Binding("escape", "show_jobs", "Jobs", id="finetune-back", tooltip="Back to the job list"),
+        Binding("T", "show_trend", "Trend", id="finetune-trend",
+                tooltip="Chart a metric across the selected job's checkpoints"),
         Binding("w", "show_sweeps", "Sweeps", id="finetune-sweeps",
                 tooltip="Hyperparameter sweeps: trials, states, the metric per trial"),
     ]  # fmt: skip
@@ -214,6 +216,16 @@ class FinetuneScreen(TunelabScreen):
         if key is not None and int(key) != self.selected_job_id:
             self.selected_job_id = int(key)
             self.poll_jobs()
+
+    def action_show_trend(self) -> None:
+        from tunelab.engine.api.types import TrendRequest
+        from tunelab.tui.screens.trend import TrendModal
+
+        job_id = self._selected()
+        if job_id is None:
+            self.notify("Pick a job first", severity="warning")
+            return
+        self.app.push_screen(TrendModal(self.engine, TrendRequest(job_id=job_id)))
 
     def _selected(self) -> int | None:
         key = self.query_one("#job-list", NavTable).selected_key()

@@ -62,6 +62,8 @@ class PromptsScreen(TunelabScreen):
                 tooltip="Search demonstrations, instructions, scoring from the selected version"),
         Binding("O", "show_search", "Search", id="prompts-search",
                 tooltip="The search from the selected version: scores, best diff, val/test gap"),
+        Binding("T", "show_trend", "Trend", id="prompts-trend",
+                tooltip="Chart a metric across the selected prompt's versions"),
         Binding("escape", "focus_lists", "Back", id="prompts-back",
                 tooltip="Leave the editor and return to the prompt list"),
     ]  # fmt: skip
@@ -305,6 +307,16 @@ class PromptsScreen(TunelabScreen):
         version = self.selected_version()
         if version is not None:
             self.post_message(VersionChosenForPlayground(version.ref))
+
+    def action_show_trend(self) -> None:
+        from tunelab.engine.api.types import TrendRequest
+        from tunelab.tui.screens.trend import TrendModal
+
+        name = self.prompt_name or self.query_one("#prompt-list", NavTable).selected_key()
+        if name is None:
+            self.notify("Pick a prompt first", severity="warning")
+            return
+        self.app.push_screen(TrendModal(self.engine, TrendRequest(prompt_name=name)))
 
     def action_focus_lists(self) -> None:
         self.query_one("#version-list", NavTable).focus()
