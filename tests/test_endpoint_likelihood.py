@@ -26,6 +26,8 @@ from tunelab.engine.models.endpoint import EndpointConfig
 from tunelab.engine.serving.server import ModelServer, ServeConfig
 from tunelab.store import Store
 
+pytest_plugins = ["tests.model_fixtures"]
+
 PROMPTS = ["Tweet: so fun, a flat tyre\nLabel:", "Tweet: lovely sunny day\nLabel:"]
 LABELS = ["irony", "non_irony"]
 
@@ -131,7 +133,7 @@ def test_an_endpoint_without_prompt_logprobs_is_refused_in_one_line(
 
 @pytest.mark.model
 def test_builtin_model_served_scores_labels_as_it_does_locally(
-    builtin_model: Any,  # noqa: F811
+    builtin_model: Any,
 ) -> None:
     with ModelServer(builtin_model, "builtin", ServeConfig(port=0)) as running:
         endpoint = EndpointModel(EndpointConfig(base_url=running.base_url, model="builtin"), "b")
