@@ -179,6 +179,12 @@ class FakeEngine:
         self.store.finish_run(run.id, "succeeded", metrics)
         return EvalOutcome(run.id, "succeeded", metrics)
 
+    def missing_variables(self, prompt_ref: str, dataset: str) -> list[str]:
+        """The real check: it only reads the store."""
+        from tunelab.engine.api.facade import Engine
+
+        return Engine(self.store).missing_variables(prompt_ref, dataset)
+
     def start_evaluation(self, spec: EvalSpec) -> int:
         """Like the real one, returns the run id at once; a thread stands in for the worker
         process and writes the rows (held by `gate` like `evaluate`)."""

@@ -167,7 +167,7 @@ async def test_runs_rate_output_and_evaluate(seeded: Store) -> None:
         await pilot.press("enter")
         await wait_for_text(app, pilot, "Run 3 · classify@2 · builtin-lora-1")
         await settle(app, pilot)
-        await pilot.press("j", "4")
+        await pilot.press("j", "r", "4")  # rating sits under the r prefix
         await wait_until(pilot, lambda: seeded.run_outputs(3)[1].rating == 4, "the rating")
         await settle(app, pilot)
         await pilot.press("escape", "e")

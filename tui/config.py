@@ -34,6 +34,14 @@ class UserSettings:
     keymap: dict[str, str] = field(default_factory=dict)
     """Binding id to keys, e.g. `show-playground = "f3"`; see docs/keys.md for the ids."""
 
+    last_evaluation: dict[str, str] = field(default_factory=dict)
+    """The New evaluation form's last choices (prompt, model, split, limit), written by the
+    TUI when an evaluation starts, so the form opens on them next time."""
+
+
+LAST_EVALUATION_KEYS = ("prompt", "model", "split", "limit")
+"""The choices the New evaluation form remembers (`split` is `dataset/split`)."""
+
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UserSettings))
 
@@ -72,6 +80,16 @@ def parse_settings(data: dict[str, Any], source: Path | str) -> UserSettings:
         ):
             raise ConfigError(f'{source}: [keymap] maps binding ids to keys, e.g. quit = "ctrl+q"')
         settings.keymap = dict(keymap)
+    if "last_evaluation" in data:
+        last = data["last_evaluation"]
+        if not isinstance(last, dict) or not all(
+            k in LAST_EVALUATION_KEYS and isinstance(v, str) for k, v in last.items()
+        ):
+            raise ConfigError(
+                f"{source}: [last_evaluation] holds {', '.join(LAST_EVALUATION_KEYS)} as strings "
+                "(the TUI writes it; delete the table to forget the choices)"
+            )
+        settings.last_evaluation = dict(last)
     return settings
 
 
@@ -107,6 +125,9 @@ def dump_settings(settings: UserSettings) -> str:
     if settings.keymap:
         lines += ["", "[keymap]"]
         lines += [f"{_toml_key(k)} = {_toml_string(v)}" for k, v in sorted(settings.keymap.items())]
+    if settings.last_evaluation:
+        lines += ["", "[last_evaluation]"]
+        lines += [f"{k} = {_toml_string(v)}" for k, v in sorted(settings.last_evaluation.items())]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.base import TunelabScreen
     from tunelab.tui.screens.blind_ab import BlindABModal
     from tunelab.tui.screens.compare import CompareScreen
+    from tunelab.tui.screens.confirm import UnsavedEditsModal
     from tunelab.tui.screens.correction import CorrectionModal
     from tunelab.tui.screens.detail import DetailModal
     from tunelab.tui.screens.eval_modal import EvalModal
@@ -38,6 +39,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
         ReportScreen,
         HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal, StabilityModal,
         SweepsModal, OptimizeModal, SearchModal, DetailModal, RunDetailModal,
+        UnsavedEditsModal,
         BlindABModal, TrendModal,
     ]  # fmt: skip
 

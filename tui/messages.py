@@ -199,6 +199,25 @@ class EvalChoicesLoaded(Message):
     prompt_refs: list[str]
     models: list[str]
     datasets: dict[str, list[str]]
+    default_ref: str | None = None
+    """Preselected: the version the user was looking at, else the last one evaluated."""
+    default_model: str | None = None
+    default_split: str | None = None
+    """`dataset/split`; never one whose rows lack a variable of `default_ref`."""
+    default_limit: str = ""
+
+
+@dataclass
+class PromptVersionViewed(Message):
+    """A prompt version was opened in the Prompts editor or chosen in the Playground (the New
+    evaluation form preselects it)."""
+
+    prompt_ref: str
+
+
+@dataclass
+class SettingsChanged(Message):
+    """A screen changed the user settings it was given (remembered choices): save them."""
 
 
 @dataclass

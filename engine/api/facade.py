@@ -211,6 +211,20 @@ class Engine:
         status = "interrupted" if result.interrupted else result.run.status
         return EvalOutcome(result.run_id, status, dict(result.metrics))
 
+    def missing_variables(self, prompt_ref: str, dataset: str) -> list[str]:
+        """The variables a prompt version reads that a dataset's rows lack ([] when they fit,
+        or when the template does not parse: evaluating it says why)."""
+        from tunelab.engine.evaluation.plan import missing_variables
+
+        version = self.store.get_prompt_version(prompt_ref)
+        found = self.store.get_dataset(dataset)
+        first = found.splits[0].name if found.splits else None
+        rows = self.store.dataset_rows(dataset, first, limit=1) if first else []
+        try:
+            return missing_variables(version, found, rows)
+        except EngineError:
+            return []
+
     def start_evaluation(self, spec: EvalSpec) -> int:
         from tunelab.engine.evaluation.detached import start_evaluation
         from tunelab.engine.evaluation.run import EvalRequest

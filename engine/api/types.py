@@ -134,6 +134,10 @@ class EngineProtocol(Protocol):
         self, spec: EvalSpec, on_progress: ProgressCallback, should_stop: StopCallback
     ) -> EvalOutcome: ...
 
+    def missing_variables(self, prompt_ref: str, dataset: str) -> list[str]:
+        """The variables a prompt version reads that a dataset lacks ([] when the pair fits)."""
+        ...
+
     def start_evaluation(self, spec: EvalSpec) -> int:
         """Start an evaluation in a detached process; returns its run id at once (the run
         fills in through the store, and outlives the TUI)."""

@@ -270,20 +270,35 @@ def resolve_model_arg(store: Store, arg: str) -> Model:
     return resolve_model(store, arg)
 
 
-def check_variables(version: PromptVersion, dataset: Dataset, rows: Sequence[DatasetRow]) -> None:
-    """Refuse a template that uses a variable the dataset's rows do not have."""
-    from tunelab.engine.prompts.templates import variables_of
-
+def dataset_columns(dataset: Dataset, rows: Sequence[DatasetRow]) -> set[str]:
+    """The variables a dataset's rows offer a template: its input and reference columns and
+    the first row's keys."""
     known = set(dataset.input_columns)
     if dataset.reference_column:
         known.add(dataset.reference_column)
     if rows:
         known.update(rows[0].data)
+    return known
+
+
+def missing_variables(
+    version: PromptVersion, dataset: Dataset, rows: Sequence[DatasetRow]
+) -> list[str]:
+    """The variables the version's template and system prompt read that the rows lack (sorted;
+    [] when the pair fits). Raises BadInputError for a template that does not parse."""
+    from tunelab.engine.prompts.templates import variables_of
+
     wanted = set(variables_of(version.template))
     if version.system:
         wanted.update(variables_of(version.system))
-    missing = sorted(wanted - known)
+    return sorted(wanted - dataset_columns(dataset, rows))
+
+
+def check_variables(version: PromptVersion, dataset: Dataset, rows: Sequence[DatasetRow]) -> None:
+    """Refuse a template that uses a variable the dataset's rows do not have."""
+    missing = missing_variables(version, dataset, rows)
     if missing:
+        known = dataset_columns(dataset, rows)
         raise BadInputError(
             f"prompt {version.ref} uses {', '.join(missing)}, which dataset "
             f"{dataset.name!r} lacks; its columns are {', '.join(sorted(known)) or 'none'}"

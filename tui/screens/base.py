@@ -11,6 +11,8 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from textual.app import ComposeResult
 
     from tunelab.engine.api.facade import EngineProtocol
@@ -27,6 +29,9 @@ class TunelabScreen(Screen[None]):
     BINDINGS = [
         Binding("question_mark", "show_help", "Help", id="show-help",
                 tooltip="List every key on this screen"),
+        Binding("q", "back_or_quit", "Back/Quit", id="back-or-quit", show=False,
+                tooltip="Back out of a view inside the screen; on the screen itself, quit "
+                "(as ctrl+q; never while typing in a field)"),
     ]  # fmt: skip
     """Declared here, not on the app, so `? Help` comes first in every footer: on a narrow
     terminal the footer clips at the right, and this key leads to all the others."""
@@ -71,6 +76,50 @@ class TunelabScreen(Screen[None]):
 
     def action_show_help(self) -> None:
         self.app.action_show_help()  # type: ignore[attr-defined]
+
+    async def action_back_or_quit(self) -> None:
+        if not self.go_back():
+            await self.app.run_action("app.quit")
+
+    def go_back(self) -> bool:
+        """Hook: leave a view inside the screen (an open run, a form tab); False at the top,
+        where `q` quits."""
+        return False
+
+    def unsaved_edits(self) -> str | None:
+        """Hook: what holds unsaved edits (e.g. "classify@2"), None when nothing would be lost
+        by leaving the screen."""
+        return None
+
+    def save_edits_then(self, proceed: Callable[[], object]) -> None:
+        """Hook: save the unsaved edits, then call `proceed` (never when the save fails)."""
+        proceed()
+
+    def discard_edits(self) -> None:
+        """Hook: drop the unsaved edits (put the saved text back)."""
+
+    def leave_then(
+        self, proceed: Callable[[], object], on_stay: Callable[[], object] | None = None
+    ) -> None:
+        """Run `proceed` now, or, while `unsaved_edits` names something, once the user chose
+        to save or discard it (`on_stay` runs when they stay): edits are never dropped silently."""
+        from tunelab.tui.screens.confirm import UnsavedChoice, UnsavedEditsModal
+
+        what = self.unsaved_edits()
+        if what is None:
+            proceed()
+            return
+
+        def answered(choice: UnsavedChoice | None) -> None:
+            if choice == "save":
+                self.save_edits_then(proceed)
+            elif choice == "discard":
+                self.discard_edits()
+                proceed()
+            elif on_stay is not None:
+                on_stay()
+
+        self.app.push_screen(UnsavedEditsModal(what), answered)
 
     @on(Worker.StateChanged)
     def show_worker_error(self, event: Worker.StateChanged) -> None:

@@ -30,12 +30,20 @@ class EvalModal(ModalScreen[EvalSpec | None]):
         models: list[str],
         datasets: dict[str, list[str]],
         default_ref: str | None = None,
+        default_model: str | None = None,
+        default_split: str | None = None,
+        default_limit: str = "",
     ) -> None:
         super().__init__()
         self.prompt_refs = prompt_refs
         self.models = models
         self.splits = [f"{name}/{split}" for name, splits in datasets.items() for split in splits]
         self.default_ref = default_ref
+        self.default_model = default_model
+        """Preselected choices (the last evaluation's, through the settings); unknown ones are
+        ignored."""
+        self.default_split = default_split
+        self.default_limit = default_limit
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-box", id="eval-form"):
@@ -46,14 +54,16 @@ class EvalModal(ModalScreen[EvalSpec | None]):
                                   allow_blank=False, value=self._default_ref())  # fmt: skip
             with Horizontal(classes="form-row"):
                 yield Label("Model")
-                yield Select[str]([(m, m) for m in self.models], id="eval-model", allow_blank=False)
+                yield Select[str]([(m, m) for m in self.models], id="eval-model",
+                                  allow_blank=False, value=self._default_model())  # fmt: skip
             with Horizontal(classes="form-row"):
                 yield Label("Dataset/split")
                 yield Select[str]([(s, s) for s in self.splits], id="eval-split",
                                   allow_blank=False, value=self._default_split())  # fmt: skip
             with Horizontal(classes="form-row"):
                 yield Label("Row limit")
-                yield Input(placeholder="all rows", id="eval-limit", type="integer")
+                yield Input(self.default_limit, placeholder="all rows", id="eval-limit",
+                            type="integer")  # fmt: skip
             yield Static("ctrl+s or Enter starts · Escape cancels", classes="hint")
 
     def _default_ref(self) -> str:
@@ -61,7 +71,12 @@ class EvalModal(ModalScreen[EvalSpec | None]):
             return str(self.default_ref)
         return self.prompt_refs[0]
 
+    def _default_model(self) -> str:
+        return self.default_model if self.default_model in self.models else self.models[0]
+
     def _default_split(self) -> str:
+        if self.default_split in self.splits:
+            return str(self.default_split)
         tests = [s for s in self.splits if s.endswith("/test")]
         return (tests or self.splits)[0]
 

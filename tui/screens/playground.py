@@ -23,6 +23,7 @@ from tunelab.tui.messages import (
     GenerationStarted,
     PlaygroundChoicesLoaded,
     PreviewRendered,
+    PromptVersionViewed,
     RowsLoaded,
     TokensReceived,
 )
@@ -151,6 +152,7 @@ class PlaygroundScreen(TunelabScreen):
         version = self.versions.get(str(event.value))
         if version is None:
             return
+        self.post_message(PromptVersionViewed(version.ref))
         settings = version.settings
         for input_id, key in SETTING_INPUTS:
             self.query_one(input_id, Input).value = str(settings.get(key, ""))

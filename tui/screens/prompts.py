@@ -9,11 +9,12 @@ from textual import on, work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane, TextArea
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from tunelab.tui.messages import (
     LabelMoved,
     PromptsLoaded,
+    PromptVersionViewed,
     VersionChosenForPlayground,
     VersionSaved,
     VersionsDiffed,
@@ -31,6 +32,8 @@ from tunelab.tui.screens.optimize import (
 from tunelab.tui.widgets.nav_table import NavTable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from textual.app import ComposeResult
 
     from tunelab.engine.api.types import OptimizeProgress, OptimizeRequest
@@ -74,6 +77,12 @@ class PromptsScreen(TunelabScreen):
         self.versions: list[PromptVersion] = []
         self.marked_ref: str | None = None
         self.prompts_shown: list[Prompt] | None = None
+        self.editing_ref: str | None = None
+        """The version in the editor; None for a new prompt not saved yet."""
+        self.saved_fields: tuple[str, str, str, str] | None = None
+        """The editor's text as loaded (template, system, examples, settings), to tell edits."""
+        self.after_save: Callable[[], object] | None = None
+        """What to do once the pending save lands (leaving after "save" was chosen)."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -141,10 +150,14 @@ class PromptsScreen(TunelabScreen):
     @on(DataTable.RowHighlighted, "#prompt-list")
     def prompt_highlighted(self, event: DataTable.RowHighlighted) -> None:
         name = event.row_key.value
-        if name != self.query_one("#prompt-list", NavTable).selected_key():
+        table = self.query_one("#prompt-list", NavTable)
+        if name != table.selected_key():
             return  # stale: the table was rebuilt and its cursor put back since
         if name is not None and name != self.prompt_name:
-            self.select_prompt(str(name))
+            current = self.prompt_name
+            self.leave_then(
+                lambda: self.select_prompt(str(name)), lambda: table.move_to_key(current)
+            )
 
     @work(
         thread=True, exclusive=True, exit_on_error=False, group="versions", description="Versions"
@@ -174,9 +187,17 @@ class PromptsScreen(TunelabScreen):
     @on(DataTable.RowSelected, "#version-list")
     def version_selected(self, event: DataTable.RowSelected) -> None:
         version = self._version(event.row_key.value)
-        if version is not None:
+        if version is None:
+            return
+
+        def open_version() -> None:
             self.load_into_editor(version)
             self.query_one("#edit-template", TextArea).focus()
+
+        if version.ref == self.editing_ref:
+            open_version()
+        else:
+            self.leave_then(open_version)
 
     def _version(self, ref: str | None) -> PromptVersion | None:
         return next((v for v in self.versions if v.ref == ref), None)
@@ -191,6 +212,54 @@ class PromptsScreen(TunelabScreen):
         examples = json.dumps(version.examples, indent=2, ensure_ascii=False)
         self.query_one("#edit-examples", TextArea).load_text(examples)
         self.query_one("#edit-settings", TextArea).load_text(self.engine.settings_toml(version))
+        self.editing_ref = version.ref
+        self.saved_fields = self.editor_fields()
+        self.show_modified()
+        self.post_message(PromptVersionViewed(version.ref))
+
+    # Unsaved edits -----------------------------------------------------------------------
+    def editor_fields(self) -> tuple[str, str, str, str]:
+        template, system, examples, settings = (
+            self.query_one(f"#edit-{name}", TextArea).text
+            for name in ("template", "system", "examples", "settings")
+        )
+        return template, system, examples, settings
+
+    def is_modified(self) -> bool:
+        """The editor differs from the version it loaded (a new prompt is unsaved until v1)."""
+        if self.prompt_name is None:
+            return False
+        return self.saved_fields is None or self.editor_fields() != self.saved_fields
+
+    @on(TextArea.Changed)
+    def show_modified(self) -> None:
+        """The editor's title says `● modified` while it holds unsaved edits."""
+        if self.editing_ref is None:
+            return  # a new prompt's title already says it is unsaved
+        marker = " · ● modified" if self.is_modified() else ""
+        self.query_one("#editor-title", Static).update(f"Editing {self.editing_ref}{marker}")
+
+    def unsaved_edits(self) -> str | None:
+        if not self.is_modified():
+            return None
+        return self.editing_ref or f"New prompt {self.prompt_name}"
+
+    def save_edits_then(self, proceed: Callable[[], object]) -> None:
+        self.after_save = proceed
+        self.action_save_version()
+
+    def discard_edits(self) -> None:
+        version = self._version(self.editing_ref)
+        if version is not None:
+            self.load_into_editor(version)
+            return
+        self.prompt_name = None  # a new prompt never saved: back to the stored ones
+        self.prompts_shown = None
+        self.load_prompts()
+
+    def worker_failed(self, worker: Worker[object]) -> None:
+        if worker.group == "save":
+            self.after_save = None  # the save failed (its reason is shown): stay
 
     # Saving ------------------------------------------------------------------------------
     def action_save_version(self) -> None:
@@ -222,15 +291,26 @@ class PromptsScreen(TunelabScreen):
         else:
             self.notify(f"Unchanged: identical to {event.version.ref}; nothing saved", timeout=4)
         self.prompt_name = event.version.prompt_name
+        self.editing_ref = event.version.ref
+        self.saved_fields = self.editor_fields()
+        self.show_modified()
         self.query_one("#version-list", NavTable).clear()
         self.load_prompts()
         self.load_versions(event.version.prompt_name)
+        proceed, self.after_save = self.after_save, None
+        if proceed is not None:
+            proceed()
 
     def action_new_prompt(self) -> None:
+        self.leave_then(self.ask_new_prompt)
+
+    def ask_new_prompt(self) -> None:
         def created(name: str | None) -> None:
             if not name:
                 return
             self.prompt_name = name
+            self.editing_ref = None
+            self.saved_fields = None
             self.versions = []
             self.query_one("#version-list", NavTable).clear()
             self.query_one("#editor-title", Static).update(f"New prompt {name} (ctrl+s saves v1)")

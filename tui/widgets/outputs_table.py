@@ -1,12 +1,18 @@
-"""The per-example outputs of one run; 1-5 rates the selected output as a human rating."""
+"""The per-example outputs of one run; `r` then 1-5 rates the selected output as a human rating.
+
+Rating sits under a prefix so that 1-5 keep switching screens here as everywhere else: muscle
+memory for screen switching never rates an output by accident.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
+from textual.reactive import reactive
 
 from tunelab.tui.widgets.nav_table import NavTable
 
@@ -22,16 +28,29 @@ def _one_line(text: str | None, width: int = PREVIEW_CHARS) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+RATING_KEYS = "12345"
+
+
 def _rate(key: str) -> Binding:
-    return Binding(key, f"rate({key})", f"Rate {key}", id=f"rate-{key}", show=key == "1",
-                   tooltip=f"Rate the selected output {key} of 5")  # fmt: skip
+    return Binding(key, f"rate({key})", f"{key}★", id=f"rate-{key}",
+                   tooltip=f"After r: rate the selected output {key} of 5")  # fmt: skip
 
 
 class OutputsTable(NavTable):
-    """Outputs with their scores; number keys 1-5 rate while this table has focus."""
+    """Outputs with their scores; `r` then a number key 1-5 rates while this table has focus."""
 
-    BINDINGS = [_rate(k) for k in "12345"]
-    """Only active while the table is focused, so 1-5 switch screens everywhere else."""
+    BINDINGS = [
+        Binding("r", "start_rating", "Rate…", id="rate-prefix",
+                tooltip="Rate the selected output: press r, then 1-5 (Escape cancels)"),
+        *(_rate(k) for k in RATING_KEYS),
+        Binding("escape", "cancel_rating", "Cancel rating", id="rate-cancel",
+                tooltip="Leave the rating prefix without rating"),
+    ]  # fmt: skip
+    """1-5 and Escape are bound only while the `r` prefix is pending; otherwise 1-5 switch
+    screens and Escape goes back, as everywhere else."""
+
+    rating_pending: reactive[bool] = reactive(False, bindings=True)
+    """True after `r`: the footer then shows 1-5 and the next 1-5 rates."""
 
     @dataclass
     class RatingChosen(Message):
@@ -73,10 +92,33 @@ class OutputsTable(NavTable):
         except Exception:
             pass
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("rate", "cancel_rating"):
+            return self.rating_pending
+        if action == "start_rating":
+            return not self.rating_pending
+        return True
+
+    def action_start_rating(self) -> None:
+        if self.selected_key() is not None:
+            self.rating_pending = True
+
+    def action_cancel_rating(self) -> None:
+        self.rating_pending = False
+
     def action_rate(self, rating: int) -> None:
+        self.rating_pending = False
         key = self.selected_key()
         if key is not None:
             self.post_message(self.RatingChosen(self, int(key), rating))
+
+    def on_key(self, event: events.Key) -> None:
+        """Any key but a rating key ends the prefix (a cursor move, a screen key)."""
+        if self.rating_pending and event.key not in (*RATING_KEYS, "r", "escape"):
+            self.rating_pending = False
+
+    def on_blur(self) -> None:
+        self.rating_pending = False
 
 
 def stars(rating: int | None) -> str:
