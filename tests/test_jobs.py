@@ -96,8 +96,11 @@ def test_job_runs_detached_and_the_queue_runs_one_at_a_time(
 def test_job_survives_its_launcher_being_hung_up(workspace: Workspace, tiny_dir: Path) -> None:
     store = workspace.open_store()
     add_training_data(store, tiny_dir)
+    # The launcher stands for a shell in a terminal: SIGHUP at its default, even when the
+    # suite itself runs under nohup (which would hand the ignored disposition down).
     launcher = f"""
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 from tunelab.store import find_workspace
 from tunelab.engine.training.jobs import launch_job
 from tunelab.engine.training.config import TrainingConfig
