@@ -216,3 +216,17 @@ async def test_help_is_grouped_with_typed_keys_and_no_textual_internals(
         printed = " ".join(console.export_text().split())
         assert "…" not in printed
         assert "kept beside the original; each save is a new version" in printed
+
+
+async def test_the_detail_views_are_palette_commands_from_home(
+    seeded: tuple[Store, dict[str, int]],
+) -> None:
+    from tunelab.tui.commands import palette_commands
+
+    store, _ids = seeded
+    app = app_for(store)
+    async with app.run_test(size=NARROW) as pilot:
+        await settle(app, pilot)
+        titles = {command.title: command.help for command in palette_commands(app, app.screen)}
+        assert {"Details (Runs)", "Details (Fine-tune)", "Example (Compare)"} <= set(titles)
+        assert "[i]" in titles["Details (Runs)"]
