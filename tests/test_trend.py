@@ -147,12 +147,14 @@ async def test_finetune_opens_the_selected_jobs_trend_and_the_palette_has_both()
         bare = store.create_job("lora", {}, base.id, None, None)  # a job without checkpoints
         jobs = finetune.query_one("#job-list", DataTable)
         await wait_until(pilot, lambda: jobs.row_count == 2, "the new job listed")
-        jobs.move_cursor(row=jobs.get_row_index(str(bare.id)))
-        await wait_until(
-            pilot,
-            lambda: finetune.selected_job_id == bare.id and finetune._selected() == bare.id,
-            "the new job selected",
-        )
+
+        def bare_selected() -> bool:
+            """Put the cursor on the new job until the screen's own polls keep it there."""
+            if finetune._selected() != bare.id:
+                jobs.move_cursor(row=jobs.get_row_index(str(bare.id)))
+            return finetune.selected_job_id == bare.id and finetune._selected() == bare.id
+
+        await wait_until(pilot, bare_selected, "the new job selected")
         await pilot.press("T")
         await wait_for_notification(app, pilot, "has no finished run with a metric")
         await wait_until(pilot, lambda: app.screen is finetune, "the trend to close")
