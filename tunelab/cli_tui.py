@@ -29,9 +29,8 @@ def open_tui() -> None:
 
 def forward_line(port: int, user: str | None = None, host: str | None = None) -> str:
     """The SSH command that brings the served TUI to a laptop's `localhost:PORT`."""
-    return (
-        f"ssh -L {port}:{LOCAL_HOST}:{port} {user or getpass.getuser()}@{host or socket.gethostname()}"
-    )
+    login = f"{user or getpass.getuser()}@{host or socket.gethostname()}"
+    return f"ssh -L {port}:{LOCAL_HOST}:{port} {login}"
 
 
 def web_command(workspace_root: str) -> str:
