@@ -127,8 +127,8 @@ def slurm_options(
     on: str, partition: str, gpus_per_node: int, nodes: int, time_limit: str,
     slurm_arg: list[str], allow_local_fs: bool,
 ) -> SlurmOptions | None:  # fmt: skip
-    """The cluster flags `tune`, `sweep`, `curve` and `eval` share, as Slurm options (None:
-    run locally)."""
+    """The cluster flags `tune`, `sweep`, `curve` and `eval` share (`cluster_option`), as
+    Slurm options (None: run locally)."""
     from tunelab.engine.training.slurm import SlurmOptions, parse_slurm_args
 
     if on not in ("local", "slurm"):
@@ -139,3 +139,29 @@ def slurm_options(
     if partition or gpus_per_node or nodes != 1 or time_limit or slurm_arg:
         fail("--partition, --gpus-per-node, --nodes, --time and --slurm-arg need --on slurm")
     return None
+
+
+_CLUSTER_FLAGS: dict[str, tuple[Any, str, str]] = {
+    "on": ("local", "--on", "Where {each} trains: local (a detached worker) or slurm (sbatch)."),
+    "partition": ("", "--partition", "Slurm partition (its default when empty)."),
+    "gpus_per_node": (0, "--gpus-per-node", "GPUs per Slurm node."),
+    "nodes": (1, "--nodes", "Slurm nodes{per} (more than one: data parallel)."),
+    "time_limit": ("", "--time", "Slurm time limit{per}, e.g. 2:00:00."),
+    "slurm_arg": ([], "--slurm-arg", "Extra sbatch option KEY=VALUE (repeatable), e.g. mem=8G."),
+    "slurm_allow_local_fs": (
+        False,
+        "--slurm-allow-local-fs",
+        "Submit even from a workspace under /tmp or on a tmpfs (a cluster that is this machine).",
+    ),
+}
+"""The cluster flags `slurm_options` reads, by parameter name: default, flag, help."""
+
+
+def cluster_option(name: str, per: str = "") -> Any:
+    """The typer option for one cluster flag (see `_CLUSTER_FLAGS`), in the Cluster panel;
+    `per` names what one submission is (`trial`, `job`) where the command launches many."""
+    default, flag, help_text = _CLUSTER_FLAGS[name]
+    each = f"each {per}" if per else "it"
+    text = help_text.format(each=each, per=f" per {per}" if per else "")
+    return typer.Option(default, flag, help=text, rich_help_panel="Cluster")
+

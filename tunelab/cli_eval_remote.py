@@ -1,41 +1,22 @@
 """`tunelab eval ... --on slurm`: submit an evaluation to Slurm, and `--wait` to follow it.
 
 A thin front end over `engine.training.remote_eval`; the cluster flags are the ones `tune`
-takes (the same names, meanings and `slurm_options` parsing).
+takes (`cluster_option` and `slurm_options` in `cli_common`).
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import typer
 from rich.text import Text
 
 from tunelab.cli_common import EXIT_FAILURE, console, emit_json, fail, state
+from tunelab.cli_common import cluster_option as cluster_option  # what `eval` imports from here
 
 if TYPE_CHECKING:
     from tunelab.engine.evaluation.request import EvalRequest
     from tunelab.engine.training.slurm import SlurmOptions
-
-_CLUSTER_FLAGS: dict[str, tuple[Any, str, str]] = {
-    "partition": ("", "--partition", "Slurm partition (its default when empty)."),
-    "gpus_per_node": (0, "--gpus-per-node", "GPUs per Slurm node."),
-    "time_limit": ("", "--time", "Slurm time limit, e.g. 2:00:00."),
-    "slurm_arg": ([], "--slurm-arg", "Extra sbatch option KEY=VALUE (repeatable), e.g. mem=8G."),
-    "slurm_allow_local_fs": (
-        False,
-        "--slurm-allow-local-fs",
-        "Submit even from a workspace under /tmp or on a tmpfs (a cluster that is this machine).",
-    ),
-}
-"""The cluster flags `eval` shares with `tune`: default, flag, help."""
-
-
-def cluster_option(name: str) -> Any:
-    """The typer option for one cluster flag (see `_CLUSTER_FLAGS`)."""
-    default, flag, help_text = _CLUSTER_FLAGS[name]
-    return typer.Option(default, flag, help=help_text, rich_help_panel="Cluster")
 
 
 def submit_remote_eval(

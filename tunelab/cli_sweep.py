@@ -16,8 +16,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli_common import EXIT_FAILURE, console, emit_json, fail, state
-from tunelab.cli_tune import _with_config_options, slurm_options
+from tunelab.cli_common import (
+    EXIT_FAILURE,
+    cluster_option,
+    console,
+    emit_json,
+    fail,
+    slurm_options,
+    state,
+)
+from tunelab.cli_tune import _with_config_options
 
 if TYPE_CHECKING:
     from tunelab.engine.sweeps.records import SweepDetail
@@ -49,30 +57,13 @@ def sweep(
     ),
     json_output: bool = typer.Option(False, "--json", help='Print {"sweep_id": N}.'),
     wait: bool = typer.Option(False, "--wait", help="Follow the trials until the sweep ends."),
-    on: str = typer.Option(
-        "local", "--on", help="Where trials train: local or slurm.", rich_help_panel="Cluster"
-    ),
-    partition: str = typer.Option(
-        "", "--partition", help="Slurm partition.", rich_help_panel="Cluster"
-    ),
-    gpus_per_node: int = typer.Option(
-        0, "--gpus-per-node", help="GPUs per Slurm node.", rich_help_panel="Cluster"
-    ),
-    nodes: int = typer.Option(
-        1, "--nodes", help="Slurm nodes per trial.", rich_help_panel="Cluster"
-    ),
-    time_limit: str = typer.Option(
-        "", "--time", help="Slurm time limit per trial.", rich_help_panel="Cluster"
-    ),
-    slurm_arg: list[str] = typer.Option(
-        [], "--slurm-arg", help="Extra sbatch KEY=VALUE.", rich_help_panel="Cluster"
-    ),
-    slurm_allow_local_fs: bool = typer.Option(
-        False,
-        "--slurm-allow-local-fs",
-        help="Submit from a workspace under /tmp or a tmpfs.",
-        rich_help_panel="Cluster",
-    ),
+    on: str = cluster_option("on", per="trial"),
+    partition: str = cluster_option("partition"),
+    gpus_per_node: int = cluster_option("gpus_per_node"),
+    nodes: int = cluster_option("nodes", per="trial"),
+    time_limit: str = cluster_option("time_limit", per="trial"),
+    slurm_arg: list[str] = cluster_option("slurm_arg"),
+    slurm_allow_local_fs: bool = cluster_option("slurm_allow_local_fs"),
     **settings: Any,
 ) -> None:
     """Start a hyperparameter sweep: an Optuna study whose trials are fine-tuning jobs."""

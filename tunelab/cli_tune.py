@@ -16,7 +16,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli_common import EXIT_FAILURE, console, emit_json, fail, slurm_options, state
+from tunelab.cli_common import (
+    EXIT_FAILURE,
+    cluster_option,
+    console,
+    emit_json,
+    fail,
+    slurm_options,
+    state,
+)
 from tunelab.store import Job
 
 jobs_app = typer.Typer(help="Fine-tuning jobs: list, inspect, follow, cancel, resume.",
@@ -38,40 +46,13 @@ def tune(
     ),
     json_output: bool = typer.Option(False, "--json", help='Print {"job_id": N}.'),
     wait: bool = typer.Option(False, "--wait", help="Follow progress until the job ends."),
-    on: str = typer.Option(
-        "local",
-        "--on",
-        help="Where it trains: local (a detached worker) or slurm (sbatch).",
-        rich_help_panel="Cluster",
-    ),
-    partition: str = typer.Option(
-        "",
-        "--partition",
-        help="Slurm partition (its default when empty).",
-        rich_help_panel="Cluster",
-    ),
-    gpus_per_node: int = typer.Option(
-        0, "--gpus-per-node", help="GPUs per Slurm node.", rich_help_panel="Cluster"
-    ),
-    nodes: int = typer.Option(
-        1, "--nodes", help="Slurm nodes (more than one: data parallel).", rich_help_panel="Cluster"
-    ),
-    time_limit: str = typer.Option(
-        "", "--time", help="Slurm time limit, e.g. 2:00:00.", rich_help_panel="Cluster"
-    ),
-    slurm_arg: list[str] = typer.Option(
-        [],
-        "--slurm-arg",
-        help="Extra sbatch option KEY=VALUE (repeatable), e.g. mem=8G.",
-        rich_help_panel="Cluster",
-    ),
-    slurm_allow_local_fs: bool = typer.Option(
-        False,
-        "--slurm-allow-local-fs",
-        help="Submit even from a workspace under /tmp or on "
-        "a tmpfs (a cluster that is this machine).",
-        rich_help_panel="Cluster",
-    ),
+    on: str = cluster_option("on"),
+    partition: str = cluster_option("partition"),
+    gpus_per_node: int = cluster_option("gpus_per_node"),
+    nodes: int = cluster_option("nodes"),
+    time_limit: str = cluster_option("time_limit"),
+    slurm_arg: list[str] = cluster_option("slurm_arg"),
+    slurm_allow_local_fs: bool = cluster_option("slurm_allow_local_fs"),
     **settings: Any,
 ) -> None:
     """Start a fine-tuning job in the background (or on Slurm) and print its id."""
