@@ -23,6 +23,7 @@ from tunelab.tui.messages import (
     RunsChosenForCompare,
     RunsLoaded,
     RunStabilityLoaded,
+    SettingsChanged,
 )
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.screens.correction import CorrectionModal
@@ -82,7 +83,8 @@ class RunsScreen(TunelabScreen):
         Binding("w", "correct_output", "Correct", id="runs-correct",
                 tooltip="Write the output the selected row should have produced (kept beside "
                 "the original; each save is a new version)"),
-        Binding("escape", "close_run", "Back", id="runs-back", tooltip="Back to the run list"),
+        Binding("escape", "close_run", "Back", id="runs-back",
+                tooltip="Leave the filter (back to the table), or back to the run list"),
     ]  # fmt: skip
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -100,6 +102,7 @@ class RunsScreen(TunelabScreen):
         with Vertical(id="runs"):
             with Horizontal(id="runs-top"):
                 yield Input(placeholder="/ filter", id="runs-filter-input")
+                yield Static("", id="runs-filter-count", classes="hint")
                 yield Static("", id="runs-sort-label", classes="hint")
             with Horizontal(id="eval-status"):
                 yield Static("", id="eval-label", classes="hint")
@@ -159,6 +162,7 @@ class RunsScreen(TunelabScreen):
         return runs
 
     def show_runs(self) -> None:
+        visible = self.visible_runs()
         self.query_one("#runs-table", PriorityTable).set_rows(
             [
                 (str(run.id), [
@@ -166,9 +170,13 @@ class RunsScreen(TunelabScreen):
                     run.model_name, run.dataset_name, run.status,
                     f"{run.rows_done}/{run.rows_total}", format_metric(main_metric(run)),
                 ])
-                for run in self.visible_runs()
+                for run in visible
             ]
         )  # fmt: skip
+        filtering = bool(self.query_one("#runs-filter-input", Input).value.strip())
+        self.query_one("#runs-filter-count", Static).update(
+            match_count(len(visible), len(self.all_runs)) if filtering else ""
+        )
 
     @on(Input.Changed, "#runs-filter-input")
     def filter_changed(self) -> None:
@@ -307,7 +315,17 @@ class RunsScreen(TunelabScreen):
         self.query_one("#outputs-table", OutputsTable).set_rating(event.output_id, event.rating)
         self.notify(f"Rated {event.rating}/5", timeout=1)
 
+    def go_back(self) -> bool:
+        """`q` in a run's outputs goes back to the run list."""
+        if self.open_run_id is None:
+            return False
+        self.action_close_run()
+        return True
+
     def action_close_run(self) -> None:
+        if self.focused is self.query_one("#runs-filter-input", Input):
+            self.query_one("#runs-table", NavTable).focus()  # the filter text stays applied
+            return
         if self.open_run_id is None:
             return
         self.open_run_id = None
@@ -379,18 +397,34 @@ class RunsScreen(TunelabScreen):
         if self.evaluating:
             self.notify("An evaluation is already running (x cancels it)", severity="warning")
             return
-        self.load_eval_choices()
+        viewed: str | None = getattr(self.app, "viewed_prompt_ref", None)
+        self.load_eval_choices(viewed, dict(self.settings.last_evaluation))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Evaluate")
-    def load_eval_choices(self) -> None:
+    def load_eval_choices(self, viewed_ref: str | None, last: dict[str, str]) -> None:
+        """The form's choices, preselecting the viewed version (else the last evaluated one),
+        the last model and a dataset split whose rows have every variable of that version."""
         refs = [
             v.ref
             for p in self.store.list_prompts()
             for v in self.store.list_prompt_versions(p.name)
-        ]
+        ][::-1]
         models = [m.name for m in self.store.list_models()]
         datasets = {d.name: d.split_names for d in self.store.list_datasets()}
-        self.post_message(EvalChoicesLoaded(refs[::-1], models, datasets))
+        ref = next((r for r in (viewed_ref, last.get("prompt")) if r in refs), None)
+        ref = ref or (refs[0] if refs else None)
+        fitting = [
+            name for name in datasets
+            if ref is not None and not self.engine.missing_variables(ref, name)
+        ]  # fmt: skip
+        self.post_message(
+            EvalChoicesLoaded(
+                refs, models, datasets, default_ref=ref,
+                default_model=last.get("model") if last.get("model") in models else None,
+                default_split=default_split(datasets, fitting, last.get("split")),
+                default_limit=last.get("limit", ""),
+            )
+        )  # fmt: skip
 
     @on(EvalChoicesLoaded)
     def ask_eval(self, event: EvalChoicesLoaded) -> None:
@@ -398,12 +432,22 @@ class RunsScreen(TunelabScreen):
             self.notify("An evaluation needs a prompt, a model and a dataset", severity="warning")
             return
         self.app.push_screen(
-            EvalModal(event.prompt_refs, event.models, event.datasets), self.start_evaluation
-        )
+            EvalModal(
+                event.prompt_refs, event.models, event.datasets, default_ref=event.default_ref,
+                default_model=event.default_model, default_split=event.default_split,
+                default_limit=event.default_limit,
+            ),
+            self.start_evaluation,
+        )  # fmt: skip
 
     def start_evaluation(self, spec: EvalSpec | None) -> None:
         if spec is None:
             return
+        self.settings.last_evaluation = {
+            "prompt": spec.prompt_ref, "model": spec.model, "split": f"{spec.dataset}/{spec.split}",
+            "limit": "" if spec.limit is None else str(spec.limit),
+        }  # fmt: skip
+        self.post_message(SettingsChanged())
         self.evaluating = True
         self.query_one("#eval-status").display = True
         self.query_one("#eval-label", Static).update(
@@ -465,6 +509,27 @@ class RunsScreen(TunelabScreen):
             self.notify("No evaluation is running", timeout=2)
         else:
             self.query_one("#eval-label", Static).update("Cancelling…")
+
+
+def default_split(
+    datasets: dict[str, list[str]], fitting: list[str], last: str | None
+) -> str | None:
+    """The last `dataset/split` if its dataset fits the prompt, else a fitting dataset's test
+    split (else its first); None when no dataset fits (the form then picks its own)."""
+    if last is not None and "/" in last:
+        name, split = last.rsplit("/", 1)
+        if name in fitting and split in datasets.get(name, []):
+            return last
+    for name in fitting:
+        splits = datasets[name]
+        if splits:
+            return f"{name}/{'test' if 'test' in splits else splits[0]}"
+    return None
+
+
+def match_count(shown: int, total: int) -> str:
+    """What a filter keeps: "12 of 80", or "no matches"."""
+    return f"{shown} of {total}" if shown else "no matches"
 
 
 def _with_rating(output: RunOutput, rating: int) -> RunOutput:
