@@ -238,7 +238,8 @@ async def test_real_engine_compare_and_prompt_diff_without_a_model(seeded: Store
     from tunelab.engine.api.facade import Engine
 
     app = make_app(seeded, engine=Engine(seeded))
-    async with app.run_test(size=SIZE) as pilot:
+    # Taller than SIZE: the Cost pane's last line (break-even) sits below the tab bar's row.
+    async with app.run_test(size=(100, 32)) as pilot:
         await show_screen(app, pilot, "5", "Compare")
         screen = current_screen(app, CompareScreen)
         screen.compare([2, 3])
@@ -345,17 +346,21 @@ async def test_evaluation_progress_keeps_keys_answered_and_cancels(seeded: Store
         await settle(app, pilot)
         await pilot.press("ctrl+s")
         # The fake engine scores one row, then holds the evaluation at the gate.
+        # Its rows are read from the store by the live refresh, as a worker process writes them.
         await wait_for_text(app, pilot, "Evaluating run 4 · 1/4")
-        assert runs.evaluating
+        assert runs.followed_run_id == 4
+        assert any(call.startswith("start_evaluation:") for call in engine.calls)
         await pilot.press("s")
         await wait_for_text(app, pilot, "sorted by metric")
         # Answered while the evaluation was still held open.
-        assert runs.evaluating and seeded.get_run(4).status == "running"
+        assert seeded.get_run(4).status == "running"
         await pilot.press("x")
+        await wait_for_text(app, pilot, "Stop run 4?")  # asks first
+        await pilot.press("y")
         await wait_for_text(app, pilot, "Run 4 interrupted")
         await settle(app, pilot)
         assert seeded.get_run(4).status == "interrupted"
-        assert not runs.evaluating
+        assert not runs.query_one("#eval-progress").display  # nothing keeps animating
 
 
 async def test_playground_render_error_is_shown_not_raised(seeded: Store) -> None:

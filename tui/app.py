@@ -17,11 +17,11 @@ from tunelab.themes import BUILTIN_THEMES, UnknownThemeError
 from tunelab.tui.commands import TunelabCommands
 from tunelab.tui.config import UserSettings, config_path, load_settings, save_settings
 from tunelab.tui.messages import (
+    ActivityChecked,
     DatabaseChecked,
-    PromptVersionViewed,
     RunChosen,
     RunsChosenForCompare,
-    SettingsChanged,
+    ScreenShown,
     VersionChosenForPlayground,
 )
 from tunelab.tui.screens.help import HelpModal, describe_bindings
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from textual.theme import Theme
 
     from tunelab.engine.api.facade import EngineProtocol
+    from tunelab.engine.api.types import Activity
     from tunelab.store import Store, Workspace
     from tunelab.tui.screens.base import TunelabScreen
 
@@ -38,6 +39,8 @@ _GO = Binding.Group("Go", compact=True)
 
 WATCH_SECONDS = 1.0
 """How often the app asks the database whether anyone committed (a one-row query)."""
+ACTIVITY_EVERY_CHECKS = 5
+"""Count what runs at least this often (in watches), since a worker that died commits nothing."""
 
 
 def _go(key: str, mode: str, title: str) -> Binding:
@@ -118,8 +121,9 @@ class TunelabApp(App[None]):
         self.workspace = workspace
         self.data_version: int | None = None
         """The database's change counter at the last watch; screens compare theirs to it."""
-        self.viewed_prompt_ref: str | None = None
-        """The prompt version last opened in Prompts or chosen in the Playground."""
+        self.activity: Activity | None = None
+        """What runs in the workspace (any session), as last counted; None until counted."""
+        self._checks_since_activity = ACTIVITY_EVERY_CHECKS
         for theme in [*BUILTIN_THEMES.values(), *(user_themes or [])]:
             self.register_theme(theme)
         if self.settings.theme not in self.available_themes:
@@ -154,10 +158,6 @@ class TunelabApp(App[None]):
 
     async def run_screen_action(self, mode: str, action: str) -> None:
         """Run a screen's action from anywhere (the palette): switch to its screen first."""
-        if self.asked_before_leaving(
-            mode, lambda: self.call_later(self.run_screen_action, mode, action)
-        ):
-            return
         if self.current_mode != mode:
             await self.switch_mode(mode)
         await self.run_action(action, self.get_screen_stack(mode)[0])
@@ -201,6 +201,63 @@ class TunelabApp(App[None]):
         except Exception:  # a closed or damaged store: the screens' own loads report it
             return
         self.post_message(DatabaseChecked(version))
+        self._checks_since_activity += 1
+        if version != self.data_version or self._checks_since_activity >= ACTIVITY_EVERY_CHECKS:
+            self._checks_since_activity = 0
+            try:
+                activity = self.engine.activity()
+            except Exception:  # as above: the status line keeps its last count
+                return
+            self.post_message(ActivityChecked(activity))
+
+    @on(ActivityChecked)
+    def activity_checked(self, event: ActivityChecked) -> None:
+        self.activity = event.activity
+        from tunelab.tui.screens.base import TunelabScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, TunelabScreen):
+                screen.show_status(self.workspace_label(), event.activity)
+
+    @on(ScreenShown)
+    def screen_shown(self, event: ScreenShown) -> None:
+        from tunelab.tui.screens.base import TunelabScreen
+
+        if isinstance(event.screen, TunelabScreen):
+            event.screen.show_tabs(self.screen_tabs())
+            event.screen.show_status(self.workspace_label(), self.activity)
+
+    def workspace_label(self) -> str:
+        """The workspace folder as the status line shows it (home as ~)."""
+        if self.workspace is None:
+            return "(no workspace folder)"
+        root = str(self.workspace.root)
+        home = str(Path.home())
+        return "~" + root[len(home) :] if root == home or root.startswith(home + "/") else root
+
+    def screen_tabs(self) -> tuple[tuple[str, str], ...]:
+        """(key, title) of every screen switch, after the user's keymap."""
+        return tuple(
+            (self.key_for(binding), binding.description)
+            for binding in self.BINDINGS
+            if isinstance(binding, Binding) and binding.group is _GO
+        )
+
+    async def action_quit(self) -> None:
+        """Quit; while evaluations or jobs run, ask first and say they keep running."""
+        from tunelab.tui.screens.quit_modal import ConfirmModal, QuitModal
+
+        if isinstance(self.screen, ConfirmModal):
+            return
+        if self.activity is None or self.activity.total == 0:
+            self.exit()
+            return
+
+        def answered(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.exit()
+
+        self.push_screen(QuitModal(self.activity), answered)
 
     @on(DatabaseChecked)
     def database_checked(self, event: DatabaseChecked) -> None:
@@ -219,24 +276,10 @@ class TunelabApp(App[None]):
                 screen.data_changed(event.version)
 
     async def action_show_screen(self, mode: str) -> None:
-        if not self.asked_before_leaving(mode, lambda: self.switch_mode(mode)):
-            await self.switch_mode(mode)
+        await self.switch_mode(mode)
 
     def show_screen(self, mode: str) -> object:
-        if self.asked_before_leaving(mode, lambda: self.switch_mode(mode)):
-            return None
         return self.switch_mode(mode)
-
-    def asked_before_leaving(self, mode: str | None, proceed: Callable[[], object]) -> bool:
-        """When leaving the current screen (for `mode`, or quitting: None) would drop unsaved
-        edits, ask first (save / discard / stay) and `proceed` after; False: nothing to ask."""
-        from tunelab.tui.screens.base import TunelabScreen
-
-        screen = next((s for s in self.screen_stack if isinstance(s, TunelabScreen)), None)
-        if mode == self.current_mode or screen is None or screen.unsaved_edits() is None:
-            return False
-        screen.leave_then(proceed)
-        return True
 
     def action_show_help(self) -> None:
         if isinstance(self.screen, HelpModal):
@@ -255,20 +298,11 @@ class TunelabApp(App[None]):
         if theme == self.settings.theme:
             return
         self.settings.theme = theme
-        self.save_user_settings()
-
-    @on(SettingsChanged)
-    def save_user_settings(self) -> None:
-        """Write the settings file (when the app has one: the CLI's, not the tests')."""
         if self.settings_path is not None:
             try:
                 save_settings(self.settings, self.settings_path)
             except OSError as exc:
                 self.notify(f"could not save settings: {exc}", severity="warning")
-
-    @on(PromptVersionViewed)
-    def version_viewed(self, event: PromptVersionViewed) -> None:
-        self.viewed_prompt_ref = event.prompt_ref
 
     @on(RunChosen)
     async def open_run(self, event: RunChosen) -> None:
@@ -288,10 +322,6 @@ class TunelabApp(App[None]):
 
     @on(VersionChosenForPlayground)
     async def try_version(self, event: VersionChosenForPlayground) -> None:
-        if self.asked_before_leaving(
-            "playground", lambda: self.post_message(VersionChosenForPlayground(event.prompt_ref))
-        ):
-            return
         await self.switch_mode("playground")
         from tunelab.tui.screens.playground import PlaygroundScreen
 

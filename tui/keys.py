@@ -24,6 +24,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.optimize import OptimizeModal, SearchModal
     from tunelab.tui.screens.playground import PlaygroundScreen
     from tunelab.tui.screens.prompts import PromptsScreen
+    from tunelab.tui.screens.quit_modal import ConfirmModal
     from tunelab.tui.screens.report import ReportScreen
     from tunelab.tui.screens.run_detail import RunDetailModal
     from tunelab.tui.screens.runs import RunsScreen
@@ -37,7 +38,8 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
         app_class, TunelabScreen, HomeScreen, PromptsScreen, PlaygroundScreen, RunsScreen,
         CompareScreen, FinetuneScreen, CatalogScreen, DatasetsScreen, NavTable, OutputsTable,
         ReportScreen,
-        HelpModal, AskTextModal, TextViewModal, EvalModal, CorrectionModal, StabilityModal,
+        HelpModal, AskTextModal, TextViewModal, EvalModal, ConfirmModal, CorrectionModal,
+        StabilityModal,
         SweepsModal, OptimizeModal, SearchModal, DetailModal, RunDetailModal,
         UnsavedEditsModal,
         BlindABModal, TrendModal,

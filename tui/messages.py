@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from tunelab.engine.api.types import (
+        Activity,
         BiasEntry,
         Comparison,
         EvalOutcome,
@@ -218,6 +221,27 @@ class PromptVersionViewed(Message):
 @dataclass
 class SettingsChanged(Message):
     """A screen changed the user settings it was given (remembered choices): save them."""
+
+
+@dataclass
+class EvaluationStarted(Message):
+    """An evaluation's run was created and its detached worker process started."""
+
+    run_id: int
+
+
+@dataclass
+class ScreenShown(Message):
+    """A main screen was mounted or shown again: it wants its tab bar and status line."""
+
+    screen: Screen[None]
+
+
+@dataclass
+class ActivityChecked(Message):
+    """What runs in the workspace (any session) was counted from the store."""
+
+    activity: Activity
 
 
 @dataclass

@@ -272,7 +272,7 @@ class Engine:
     def _workspace(self) -> Workspace:
         if self.workspace is None:
             raise EngineError(
-                "jobs and detached evaluations need a workspace folder; open tunelab in one"
+                "each job or detached evaluation needs a workspace folder; open tunelab in one"
             )
         return self.workspace
 

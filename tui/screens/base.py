@@ -6,9 +6,14 @@ from typing import TYPE_CHECKING
 
 from textual import events, on
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
+
+from tunelab.tui.messages import ScreenShown
+from tunelab.tui.widgets.screen_tabs import ScreenTabs
+from tunelab.tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -16,6 +21,7 @@ if TYPE_CHECKING:
     from textual.app import ComposeResult
 
     from tunelab.engine.api.facade import EngineProtocol
+    from tunelab.engine.api.types import Activity
     from tunelab.store import Store
     from tunelab.tui.config import UserSettings
 
@@ -47,9 +53,23 @@ class TunelabScreen(Screen[None]):
 
     def compose_header(self) -> ComposeResult:
         yield Header(icon="≡")
+        with Horizontal(classes="screen-chrome"):
+            yield ScreenTabs()
+            yield StatusLine()
 
     def compose_footer(self) -> ComposeResult:
         yield Footer(show_command_palette=True, compact=True)
+
+    def show_status(self, workspace: str, activity: Activity | None) -> None:
+        """Set the status line (the app calls this when the activity was counted again)."""
+        for line in self.query(StatusLine):
+            line.workspace = workspace
+            line.activity = activity
+
+    def show_tabs(self, tabs: tuple[tuple[str, str], ...]) -> None:
+        for bar in self.query(ScreenTabs):
+            bar.tabs = tabs
+            bar.current = self.SCREEN_TITLE
 
     def data_changed(self, version: int | None) -> None:
         """Called by the app when someone committed to the database (another session, the CLI,
@@ -66,6 +86,12 @@ class TunelabScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.seen_version = getattr(self.app, "data_version", None)
+
+    @on(events.Mount)
+    @on(events.ScreenResume)
+    def ask_for_chrome(self) -> None:
+        """The tab bar and status line come from the app (it knows the keys and the activity)."""
+        self.post_message(ScreenShown(self))
 
     @on(events.ScreenResume)
     def catch_up(self) -> None:

@@ -19,6 +19,7 @@ from tunelab.tui.widgets.nav_table import NavTable
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
+    from textual.worker import Worker
 
     from tunelab.engine.compare.records import ChangedRow, Comparison
     from tunelab.engine.text_diff import WordDiffSegment
@@ -129,6 +130,14 @@ class CompareScreen(TunelabScreen):
         robustness = self.engine.robustness_contrast([r.id for r in comparison.runs])
         self.post_message(RunsCompared(comparison, tuple(robustness)))
         self.tally_preferences([r.id for r in comparison.runs])
+
+    def worker_failed(self, worker: Worker[object]) -> None:
+        # "Comparing…" ends in the reason, beside the notification, never stays.
+        if worker.group == "compare":
+            reason = str(worker.error or "unknown error").strip().splitlines()
+            self.query_one("#compare-verdict", Static).update(
+                f"Comparison failed: {reason[0] if reason else type(worker.error).__name__}"
+            )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="ab", description="Blind A/B")
     def tally_preferences(self, run_ids: list[int]) -> None:

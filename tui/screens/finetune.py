@@ -32,6 +32,7 @@ from tunelab.tui.widgets.nav_table import NavTable
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
+    from textual.worker import Worker
 
     from tunelab.engine.api.facade import TrainingField
 
@@ -280,6 +281,12 @@ class FinetuneScreen(TunelabScreen):
     )
     def load_fields(self) -> None:
         self.post_message(TrainingFieldsLoaded(self.engine.training_fields()))
+
+    def worker_failed(self, worker: Worker[object]) -> None:
+        # The form's "Loading training settings…" ends in the reason, never stays.
+        if worker.group == "fields":
+            for loading in self.query("#form-loading").results(Static):
+                loading.update(f"Could not load the training settings: {worker.error}")
 
     @on(TrainingFieldsLoaded)
     async def fields_loaded(self, event: TrainingFieldsLoaded) -> None:

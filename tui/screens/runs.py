@@ -8,14 +8,13 @@ from textual import on, work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, ProgressBar, Static
-from textual.worker import Worker, get_current_worker
+from textual.worker import Worker
 
 from tunelab.tui.data import format_metric, main_metric
 from tunelab.tui.messages import (
     CorrectionsLoaded,
     EvalChoicesLoaded,
-    EvalFinished,
-    EvalProgressed,
+    EvaluationStarted,
     OutputCorrected,
     OutputRated,
     RunDetailLoaded,
@@ -23,7 +22,6 @@ from tunelab.tui.messages import (
     RunsChosenForCompare,
     RunsLoaded,
     RunStabilityLoaded,
-    SettingsChanged,
 )
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.screens.correction import CorrectionModal
@@ -37,7 +35,6 @@ if TYPE_CHECKING:
     from textual.app import ComposeResult
 
     from tunelab.engine.api.facade import EvalSpec
-    from tunelab.engine.api.types import EvalProgress
     from tunelab.store import Judgement, Run
     from tunelab.store.records import RunOutput
 
@@ -83,8 +80,7 @@ class RunsScreen(TunelabScreen):
         Binding("w", "correct_output", "Correct", id="runs-correct",
                 tooltip="Write the output the selected row should have produced (kept beside "
                 "the original; each save is a new version)"),
-        Binding("escape", "close_run", "Back", id="runs-back",
-                tooltip="Leave the filter (back to the table), or back to the run list"),
+        Binding("escape", "close_run", "Back", id="runs-back", tooltip="Back to the run list"),
     ]  # fmt: skip
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -95,14 +91,14 @@ class RunsScreen(TunelabScreen):
         self.open_run_id: int | None = None
         self.outputs: list[RunOutput] = []
         self.judgements: dict[int, Judgement] = {}
-        self.evaluating = False
+        self.followed_run_id: int | None = None
+        """The run this screen started last: its progress shows above the table."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         with Vertical(id="runs"):
             with Horizontal(id="runs-top"):
                 yield Input(placeholder="/ filter", id="runs-filter-input")
-                yield Static("", id="runs-filter-count", classes="hint")
                 yield Static("", id="runs-sort-label", classes="hint")
             with Horizontal(id="eval-status"):
                 yield Static("", id="eval-label", classes="hint")
@@ -143,6 +139,7 @@ class RunsScreen(TunelabScreen):
             return  # unchanged: leave the table (and its scroll) alone
         self.all_runs = event.runs
         self.show_runs()
+        self.show_followed_run()
 
     def visible_runs(self) -> list[Run]:
         needle = self.query_one("#runs-filter-input", Input).value.strip().lower()
@@ -162,7 +159,6 @@ class RunsScreen(TunelabScreen):
         return runs
 
     def show_runs(self) -> None:
-        visible = self.visible_runs()
         self.query_one("#runs-table", PriorityTable).set_rows(
             [
                 (str(run.id), [
@@ -170,13 +166,9 @@ class RunsScreen(TunelabScreen):
                     run.model_name, run.dataset_name, run.status,
                     f"{run.rows_done}/{run.rows_total}", format_metric(main_metric(run)),
                 ])
-                for run in visible
+                for run in self.visible_runs()
             ]
         )  # fmt: skip
-        filtering = bool(self.query_one("#runs-filter-input", Input).value.strip())
-        self.query_one("#runs-filter-count", Static).update(
-            match_count(len(visible), len(self.all_runs)) if filtering else ""
-        )
 
     @on(Input.Changed, "#runs-filter-input")
     def filter_changed(self) -> None:
@@ -315,17 +307,7 @@ class RunsScreen(TunelabScreen):
         self.query_one("#outputs-table", OutputsTable).set_rating(event.output_id, event.rating)
         self.notify(f"Rated {event.rating}/5", timeout=1)
 
-    def go_back(self) -> bool:
-        """`q` in a run's outputs goes back to the run list."""
-        if self.open_run_id is None:
-            return False
-        self.action_close_run()
-        return True
-
     def action_close_run(self) -> None:
-        if self.focused is self.query_one("#runs-filter-input", Input):
-            self.query_one("#runs-table", NavTable).focus()  # the filter text stays applied
-            return
         if self.open_run_id is None:
             return
         self.open_run_id = None
@@ -394,37 +376,18 @@ class RunsScreen(TunelabScreen):
 
     # Evaluation --------------------------------------------------------------------------
     def action_new_evaluation(self) -> None:
-        if self.evaluating:
-            self.notify("An evaluation is already running (x cancels it)", severity="warning")
-            return
-        viewed: str | None = getattr(self.app, "viewed_prompt_ref", None)
-        self.load_eval_choices(viewed, dict(self.settings.last_evaluation))
+        self.load_eval_choices()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Evaluate")
-    def load_eval_choices(self, viewed_ref: str | None, last: dict[str, str]) -> None:
-        """The form's choices, preselecting the viewed version (else the last evaluated one),
-        the last model and a dataset split whose rows have every variable of that version."""
+    def load_eval_choices(self) -> None:
         refs = [
             v.ref
             for p in self.store.list_prompts()
             for v in self.store.list_prompt_versions(p.name)
-        ][::-1]
+        ]
         models = [m.name for m in self.store.list_models()]
         datasets = {d.name: d.split_names for d in self.store.list_datasets()}
-        ref = next((r for r in (viewed_ref, last.get("prompt")) if r in refs), None)
-        ref = ref or (refs[0] if refs else None)
-        fitting = [
-            name for name in datasets
-            if ref is not None and not self.engine.missing_variables(ref, name)
-        ]  # fmt: skip
-        self.post_message(
-            EvalChoicesLoaded(
-                refs, models, datasets, default_ref=ref,
-                default_model=last.get("model") if last.get("model") in models else None,
-                default_split=default_split(datasets, fitting, last.get("split")),
-                default_limit=last.get("limit", ""),
-            )
-        )  # fmt: skip
+        self.post_message(EvalChoicesLoaded(refs[::-1], models, datasets))
 
     @on(EvalChoicesLoaded)
     def ask_eval(self, event: EvalChoicesLoaded) -> None:
@@ -432,83 +395,106 @@ class RunsScreen(TunelabScreen):
             self.notify("An evaluation needs a prompt, a model and a dataset", severity="warning")
             return
         self.app.push_screen(
-            EvalModal(
-                event.prompt_refs, event.models, event.datasets, default_ref=event.default_ref,
-                default_model=event.default_model, default_split=event.default_split,
-                default_limit=event.default_limit,
-            ),
-            self.start_evaluation,
-        )  # fmt: skip
+            EvalModal(event.prompt_refs, event.models, event.datasets), self.start_evaluation
+        )
 
     def start_evaluation(self, spec: EvalSpec | None) -> None:
         if spec is None:
             return
-        self.settings.last_evaluation = {
-            "prompt": spec.prompt_ref, "model": spec.model, "split": f"{spec.dataset}/{spec.split}",
-            "limit": "" if spec.limit is None else str(spec.limit),
-        }  # fmt: skip
-        self.post_message(SettingsChanged())
-        self.evaluating = True
-        self.query_one("#eval-status").display = True
-        self.query_one("#eval-label", Static).update(
-            f"Evaluating {spec.prompt_ref} on {spec.model}"
-        )
-        self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
-        self.run_evaluation(spec)
+        self.show_eval_line(f"Starting an evaluation of {spec.prompt_ref} on {spec.model}…", 0)
+        self.launch_evaluation(spec)
 
-    @work(
-        thread=True,
-        exclusive=True,
-        exit_on_error=False,
-        group="evaluation",
-        description="Evaluation",
-    )
-    def run_evaluation(self, spec: EvalSpec) -> None:
-        worker = get_current_worker()
+    @work(thread=True, exit_on_error=False, group="evaluation", description="Evaluation")
+    def launch_evaluation(self, spec: EvalSpec) -> None:
+        """Off the UI thread: create the run and start its detached worker process."""
+        self.post_message(EvaluationStarted(self.engine.start_evaluation(spec)))
 
-        def report(progress: EvalProgress) -> None:
-            self.post_message(EvalProgressed(progress))
-
-        outcome = self.engine.evaluate(spec, report, lambda: worker.is_cancelled)
-        self.post_message(EvalFinished(outcome))
-
-    @on(EvalProgressed)
-    def eval_progressed(self, event: EvalProgressed) -> None:
-        progress = event.progress
-        self.query_one("#eval-progress", ProgressBar).update(
-            total=progress.total or None, progress=progress.done
+    @on(EvaluationStarted)
+    def evaluation_started(self, event: EvaluationStarted) -> None:
+        self.followed_run_id = event.run_id
+        self.notify(
+            f"Run {event.run_id} started in its own process: it keeps running if you quit",
+            timeout=4,
         )
-        metrics = " ".join(f"{k} {v:.3f}" for k, v in progress.metrics.items())
-        self.query_one("#eval-label", Static).update(
-            f"Evaluating run {progress.run_id or ''} · {progress.done}/{progress.total} {metrics}"
-        )
-        if progress.done <= 1:
-            self.load_runs()
-
-    @on(EvalFinished)
-    def eval_finished(self, event: EvalFinished) -> None:
-        self.evaluating = False
-        outcome = event.outcome
-        metrics = " ".join(
-            f"{k} {v:.3f}" for k, v in outcome.metrics.items() if isinstance(v, float)
-        )
-        self.query_one("#eval-label", Static).update(
-            f"Run {outcome.run_id} {outcome.status} {metrics}"
-        )
-        self.notify(f"Run {outcome.run_id} {outcome.status}", timeout=4)
         self.load_runs()
+
+    def show_eval_line(self, text: str, progress: int | None, total: int | None = None) -> None:
+        """The evaluation status line: a progress bar while it runs (`progress` not None),
+        and once it ends just the outcome or its reason, so nothing keeps animating."""
+        self.query_one("#eval-status").display = True
+        self.query_one("#eval-label", Static).update(text)
+        bar = self.query_one("#eval-progress", ProgressBar)
+        bar.display = progress is not None
+        if progress is not None:
+            bar.update(total=total or None, progress=progress)
+
+    def show_followed_run(self) -> None:
+        """What the followed run (or the newest running one) is doing, read from the store
+        by the live refresh: its process writes rows, this screen only reads them."""
+        running = [run for run in self.all_runs if run.status == "running"]
+        followed = next((r for r in self.all_runs if r.id == self.followed_run_id), None)
+        run = followed if followed is not None else (running[0] if running else None)
+        if run is None:
+            return
+        if run.status == "running":
+            metric = main_metric(run)
+            self.show_eval_line(
+                f"Evaluating run {run.id} · {run.rows_done}/{run.rows_total}"
+                + (f" · {format_metric(metric)}" if run.rows_done and metric else "")
+                + (f" · {len(running) - 1} more running" if len(running) > 1 else ""),
+                run.rows_done,
+                run.rows_total,
+            )
+            return
+        reason = f": {run.error}" if run.error and run.status != "succeeded" else ""
+        outcome = format_metric(main_metric(run)) if run.status == "succeeded" else ""
+        self.show_eval_line(f"Run {run.id} {run.status}{reason} {outcome}".rstrip(), None)
 
     def worker_failed(self, worker: Worker[object]) -> None:
         if worker.group == "evaluation":
-            self.evaluating = False
-            self.query_one("#eval-label", Static).update("Evaluation failed")
+            error = worker.error
+            reason = (str(error) or type(error).__name__) if error is not None else "unknown"
+            self.show_eval_line(f"Evaluation did not start: {reason.splitlines()[0]}", None)
             self.load_runs()
+        elif worker.group == "cancel-eval":
+            self.show_followed_run()
+
+    def running_run_to_cancel(self) -> Run | None:
+        """The selected run if it is running, else the one this screen follows."""
+        key = self.query_one("#runs-table", NavTable).selected_key()
+        by_id = {str(run.id): run for run in self.all_runs}
+        for candidate in (key, str(self.followed_run_id)):
+            run = by_id.get(str(candidate))
+            if run is not None and run.status == "running":
+                return run
+        return None
 
     def action_cancel_evaluation(self) -> None:
-        if not self.workers.cancel_group(self, "evaluation"):
-            self.notify("No evaluation is running", timeout=2)
-        else:
-            self.query_one("#eval-label", Static).update("Cancelling…")
+        run = self.running_run_to_cancel()
+        if run is None:
+            self.notify("No evaluation is running here", timeout=2)
+            return
+        from tunelab.tui.screens.quit_modal import ConfirmModal
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self.show_eval_line(f"Stopping run {run.id} after its current chunk…", None)
+                self.stop_evaluation(run.id)
+
+        self.app.push_screen(
+            ConfirmModal(
+                f"Stop run {run.id}?",
+                f"{run.rows_done} of {run.rows_total} rows are scored and kept; "
+                f"`tunelab eval --resume {run.id}` finishes it later.",
+                "Stop it",
+                "Keep running",
+            ),
+            answered,
+        )
+
+    @work(thread=True, exit_on_error=False, group="cancel-eval", description="Stop evaluation")
+    def stop_evaluation(self, run_id: int) -> None:
+        self.engine.cancel_evaluation(run_id)
 
 
 def default_split(
