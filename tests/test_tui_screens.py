@@ -219,6 +219,8 @@ async def test_finetune_jobs_curves_launch_and_cancel(seeded: Store) -> None:
         await wait_until(pilot, lambda: len(seeded.list_jobs()) == 2, "the new job")
         await settle(app, pilot)
         await pilot.press("x")
+        await wait_for_text(app, pilot, "Cancel job 2?")  # asks first
+        await pilot.press("y")
         await wait_until(pilot, lambda: seeded.get_job(2).status == "cancelled", "the cancel")
         await settle(app, pilot)
 
@@ -284,6 +286,8 @@ async def test_finetune_resume_after_cancel(seeded: Store) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await show_screen(app, pilot, "6", "Fine-tune")
         await pilot.press("x")
+        await wait_for_text(app, pilot, "Cancel job 1?")
+        await pilot.press("y")
         await wait_until(pilot, lambda: seeded.get_job(1).status == "cancelled", "the cancel")
         await settle(app, pilot)
         await pilot.press("R")

@@ -19,9 +19,11 @@ from tunelab.tui.config import UserSettings, config_path, load_settings, save_se
 from tunelab.tui.messages import (
     ActivityChecked,
     DatabaseChecked,
+    PromptVersionViewed,
     RunChosen,
     RunsChosenForCompare,
     ScreenShown,
+    SettingsChanged,
     VersionChosenForPlayground,
 )
 from tunelab.tui.screens.help import HelpModal, describe_bindings
@@ -121,6 +123,8 @@ class TunelabApp(App[None]):
         self.workspace = workspace
         self.data_version: int | None = None
         """The database's change counter at the last watch; screens compare theirs to it."""
+        self.viewed_prompt_ref: str | None = None
+        """The prompt version last opened in Prompts or chosen in the Playground."""
         self.activity: Activity | None = None
         """What runs in the workspace (any session), as last counted; None until counted."""
         self._checks_since_activity = ACTIVITY_EVERY_CHECKS
@@ -158,6 +162,10 @@ class TunelabApp(App[None]):
 
     async def run_screen_action(self, mode: str, action: str) -> None:
         """Run a screen's action from anywhere (the palette): switch to its screen first."""
+        if self.asked_before_leaving(
+            mode, lambda: self.call_later(self.run_screen_action, mode, action)
+        ):
+            return
         if self.current_mode != mode:
             await self.switch_mode(mode)
         await self.run_action(action, self.get_screen_stack(mode)[0])
@@ -249,6 +257,8 @@ class TunelabApp(App[None]):
 
         if isinstance(self.screen, ConfirmModal):
             return
+        if self.asked_before_leaving(None, lambda: self.call_later(self.action_quit)):
+            return  # unsaved edits: saved or discarded first, or the user stays
         if self.activity is None or self.activity.total == 0:
             self.exit()
             return
@@ -276,10 +286,24 @@ class TunelabApp(App[None]):
                 screen.data_changed(event.version)
 
     async def action_show_screen(self, mode: str) -> None:
-        await self.switch_mode(mode)
+        if not self.asked_before_leaving(mode, lambda: self.switch_mode(mode)):
+            await self.switch_mode(mode)
 
     def show_screen(self, mode: str) -> object:
+        if self.asked_before_leaving(mode, lambda: self.switch_mode(mode)):
+            return None
         return self.switch_mode(mode)
+
+    def asked_before_leaving(self, mode: str | None, proceed: Callable[[], object]) -> bool:
+        """When leaving the current screen (for `mode`, or quitting: None) would drop unsaved
+        edits, ask first (save / discard / stay) and `proceed` after; False: nothing to ask."""
+        from tunelab.tui.screens.base import TunelabScreen
+
+        screen = next((s for s in self.screen_stack if isinstance(s, TunelabScreen)), None)
+        if mode == self.current_mode or screen is None or screen.unsaved_edits() is None:
+            return False
+        screen.leave_then(proceed)
+        return True
 
     def action_show_help(self) -> None:
         if isinstance(self.screen, HelpModal):
@@ -298,11 +322,20 @@ class TunelabApp(App[None]):
         if theme == self.settings.theme:
             return
         self.settings.theme = theme
+        self.save_user_settings()
+
+    @on(SettingsChanged)
+    def save_user_settings(self) -> None:
+        """Write the settings file (when the app has one: the CLI's, not the tests')."""
         if self.settings_path is not None:
             try:
                 save_settings(self.settings, self.settings_path)
             except OSError as exc:
                 self.notify(f"could not save settings: {exc}", severity="warning")
+
+    @on(PromptVersionViewed)
+    def version_viewed(self, event: PromptVersionViewed) -> None:
+        self.viewed_prompt_ref = event.prompt_ref
 
     @on(RunChosen)
     async def open_run(self, event: RunChosen) -> None:
@@ -322,6 +355,10 @@ class TunelabApp(App[None]):
 
     @on(VersionChosenForPlayground)
     async def try_version(self, event: VersionChosenForPlayground) -> None:
+        if self.asked_before_leaving(
+            "playground", lambda: self.post_message(VersionChosenForPlayground(event.prompt_ref))
+        ):
+            return
         await self.switch_mode("playground")
         from tunelab.tui.screens.playground import PlaygroundScreen
 

@@ -248,9 +248,23 @@ class FinetuneScreen(TunelabScreen):
 
     # Cancel and resume -------------------------------------------------------------------
     def action_cancel_job(self) -> None:
+        """Asks first: a cancelled job stops training (R resumes from its last checkpoint)."""
+        from tunelab.tui.screens.quit_modal import ConfirmModal
+
         job_id = self._selected()
-        if job_id is not None:
-            self.cancel_job(job_id)
+        if job_id is None:
+            return
+
+        def answered(cancel: bool | None) -> None:
+            if cancel:
+                self.cancel_job(job_id)
+
+        self.app.push_screen(
+            ConfirmModal(f"Cancel job {job_id}?",
+                         "Training stops; R resumes it later from its last checkpoint.",
+                         "Cancel the job", "Keep it running"),
+            answered,
+        )  # fmt: skip
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="finetune", description="Cancel")
     def cancel_job(self, job_id: int) -> None:
@@ -342,6 +356,13 @@ class FinetuneScreen(TunelabScreen):
         inputs = self.query("#job-form Input, #job-form Select")
         if inputs:
             inputs.first().focus()
+
+    def go_back(self) -> bool:
+        """`q` on the training form goes back to the job list."""
+        if self.query_one("#finetune-tabs", TabbedContent).active == "tab-jobs":
+            return False
+        self.action_show_jobs()
+        return True
 
     def action_show_jobs(self) -> None:
         self.query_one("#finetune-tabs", TabbedContent).active = "tab-jobs"

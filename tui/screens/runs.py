@@ -22,6 +22,7 @@ from tunelab.tui.messages import (
     RunsChosenForCompare,
     RunsLoaded,
     RunStabilityLoaded,
+    SettingsChanged,
 )
 from tunelab.tui.screens.base import TunelabScreen
 from tunelab.tui.screens.correction import CorrectionModal
@@ -80,7 +81,8 @@ class RunsScreen(TunelabScreen):
         Binding("w", "correct_output", "Correct", id="runs-correct",
                 tooltip="Write the output the selected row should have produced (kept beside "
                 "the original; each save is a new version)"),
-        Binding("escape", "close_run", "Back", id="runs-back", tooltip="Back to the run list"),
+        Binding("escape", "close_run", "Back", id="runs-back",
+                tooltip="Leave the filter (back to the table), or back to the run list"),
     ]  # fmt: skip
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -99,6 +101,7 @@ class RunsScreen(TunelabScreen):
         with Vertical(id="runs"):
             with Horizontal(id="runs-top"):
                 yield Input(placeholder="/ filter", id="runs-filter-input")
+                yield Static("", id="runs-filter-count", classes="hint")
                 yield Static("", id="runs-sort-label", classes="hint")
             with Horizontal(id="eval-status"):
                 yield Static("", id="eval-label", classes="hint")
@@ -159,6 +162,7 @@ class RunsScreen(TunelabScreen):
         return runs
 
     def show_runs(self) -> None:
+        visible = self.visible_runs()
         self.query_one("#runs-table", PriorityTable).set_rows(
             [
                 (str(run.id), [
@@ -166,9 +170,13 @@ class RunsScreen(TunelabScreen):
                     run.model_name, run.dataset_name, run.status,
                     f"{run.rows_done}/{run.rows_total}", format_metric(main_metric(run)),
                 ])
-                for run in self.visible_runs()
+                for run in visible
             ]
         )  # fmt: skip
+        filtering = bool(self.query_one("#runs-filter-input", Input).value.strip())
+        self.query_one("#runs-filter-count", Static).update(
+            match_count(len(visible), len(self.all_runs)) if filtering else ""
+        )
 
     @on(Input.Changed, "#runs-filter-input")
     def filter_changed(self) -> None:
@@ -307,7 +315,17 @@ class RunsScreen(TunelabScreen):
         self.query_one("#outputs-table", OutputsTable).set_rating(event.output_id, event.rating)
         self.notify(f"Rated {event.rating}/5", timeout=1)
 
+    def go_back(self) -> bool:
+        """`q` in a run's outputs goes back to the run list."""
+        if self.open_run_id is None:
+            return False
+        self.action_close_run()
+        return True
+
     def action_close_run(self) -> None:
+        if self.focused is self.query_one("#runs-filter-input", Input):
+            self.query_one("#runs-table", NavTable).focus()  # the filter text stays applied
+            return
         if self.open_run_id is None:
             return
         self.open_run_id = None
@@ -376,18 +394,34 @@ class RunsScreen(TunelabScreen):
 
     # Evaluation --------------------------------------------------------------------------
     def action_new_evaluation(self) -> None:
-        self.load_eval_choices()
+        viewed: str | None = getattr(self.app, "viewed_prompt_ref", None)
+        self.load_eval_choices(viewed, dict(self.settings.last_evaluation))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Evaluate")
-    def load_eval_choices(self) -> None:
+    def load_eval_choices(self, viewed_ref: str | None, last: dict[str, str]) -> None:
+        """The form's choices, preselecting the viewed version (else the last evaluated one),
+        the last model and a dataset split whose rows have every variable of that version."""
         refs = [
             v.ref
             for p in self.store.list_prompts()
             for v in self.store.list_prompt_versions(p.name)
-        ]
+        ][::-1]
         models = [m.name for m in self.store.list_models()]
         datasets = {d.name: d.split_names for d in self.store.list_datasets()}
-        self.post_message(EvalChoicesLoaded(refs[::-1], models, datasets))
+        ref = next((r for r in (viewed_ref, last.get("prompt")) if r in refs), None)
+        ref = ref or (refs[0] if refs else None)
+        fitting = [
+            name for name in datasets
+            if ref is not None and not self.engine.missing_variables(ref, name)
+        ]  # fmt: skip
+        self.post_message(
+            EvalChoicesLoaded(
+                refs, models, datasets, default_ref=ref,
+                default_model=last.get("model") if last.get("model") in models else None,
+                default_split=default_split(datasets, fitting, last.get("split")),
+                default_limit=last.get("limit", ""),
+            )
+        )  # fmt: skip
 
     @on(EvalChoicesLoaded)
     def ask_eval(self, event: EvalChoicesLoaded) -> None:
@@ -395,12 +429,22 @@ class RunsScreen(TunelabScreen):
             self.notify("An evaluation needs a prompt, a model and a dataset", severity="warning")
             return
         self.app.push_screen(
-            EvalModal(event.prompt_refs, event.models, event.datasets), self.start_evaluation
-        )
+            EvalModal(
+                event.prompt_refs, event.models, event.datasets, default_ref=event.default_ref,
+                default_model=event.default_model, default_split=event.default_split,
+                default_limit=event.default_limit,
+            ),
+            self.start_evaluation,
+        )  # fmt: skip
 
     def start_evaluation(self, spec: EvalSpec | None) -> None:
         if spec is None:
             return
+        self.settings.last_evaluation = {
+            "prompt": spec.prompt_ref, "model": spec.model, "split": f"{spec.dataset}/{spec.split}",
+            "limit": "" if spec.limit is None else str(spec.limit),
+        }  # fmt: skip
+        self.post_message(SettingsChanged())
         self.show_eval_line(f"Starting an evaluation of {spec.prompt_ref} on {spec.model}…", 0)
         self.launch_evaluation(spec)
 
