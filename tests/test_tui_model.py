@@ -198,3 +198,69 @@ async def test_finetune_job_launched_from_the_form_is_polled_from_the_store(
         text = screen_text(app)
         assert f" {job.id}    lora    succeeded" in text
         assert "loss by step" in text
+
+
+def _session_alive(session: str) -> bool:
+    return (
+        subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0
+    )
+
+
+def _open_tunelab(session: str, workspace: Workspace, config: Path) -> None:
+    env = {
+        "TUNELAB_CONFIG": str(config),
+        "TUNELAB_WORKSPACE": str(workspace.root),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    exports = " ".join(f"{k}={v}" for k, v in env.items())
+    command = f"env {exports} {sys.executable} -m tunelab"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", command], check=True
+    )
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_an_evaluation_started_in_tmux_outlives_the_tui_and_is_seen_finished(
+    tmp_path: Path,
+) -> None:
+    """Palette-launch an evaluation from Home, quit while it runs (the TUI asks), reopen:
+    the run finished in its own process meanwhile."""
+    from tunelab.engine.demo import create_demo_workspace
+
+    workspace, _ = create_demo_workspace(tmp_path / "ws")
+    session = f"tunelab-detach-{os.getpid()}"
+    _open_tunelab(session, workspace, tmp_path / "tui.toml")
+    try:
+        _wait_for(session, "Recent runs", 60)
+        _keys(session, "C-p")
+        _wait_for(session, "Search for commands", 30)
+        _keys(session, "eval")
+        _wait_for(session, "Eval (Runs)", 30)
+        _keys(session, "Enter")
+        _wait_for(session, "New evaluation", 30)
+        for key in ("Tab", "Tab", "Tab", "3"):
+            _key_and_wait(session, key)
+        _keys(session, "Enter")
+        _wait_for(session, "started in its own process", 60, failure="did not start")
+        _wait_for(session, "1 eval", 30)  # the status line counts it
+        _keys(session, "C-q")
+        _wait_for(session, "Quit — keeps running", 30)
+        _keys(session, "y")
+        deadline = time.monotonic() + 30
+        while _session_alive(session):
+            assert time.monotonic() < deadline, _capture(session)
+            time.sleep(0.2)
+        with workspace.open_store() as store:
+            run = store.list_runs()[0]
+            assert run.pid is not None and run.status in ("running", "succeeded")
+        _open_tunelab(session, workspace, tmp_path / "tui.toml")
+        _wait_for(session, "Recent runs", 60)
+        _keys(session, "4")
+        _wait_for(session, "tunelab — Runs", 30)
+        screen = _wait_for(session, "3/3", 600, failure="failed")
+        _wait_for(session, "succeeded", 600, failure="interrupted")
+        assert "Traceback" not in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
