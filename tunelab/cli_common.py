@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.store import DatabaseGuard, Store, StoreError, Workspace, find_workspace
 
 if TYPE_CHECKING:
+    # typer vendors its own click; its group's hooks take that click's types.
+    from typer._click.core import Command, Context
+
     from tunelab.engine.training.slurm import SlurmOptions
 
 console = Console(highlight=False)
@@ -165,3 +169,17 @@ def cluster_option(name: str, per: str = "") -> Any:
     text = help_text.format(each=each, per=f" per {per}" if per else "")
     return typer.Option(default, flag, help=text, rich_help_panel="Cluster")
 
+
+def default_command_group(default: str) -> type[TyperGroup]:
+    """A typer group class whose first argument, when it is neither a subcommand nor an
+    option, goes to the `default` subcommand (`tunelab judge 3` is `tunelab judge score 3`)."""
+
+    class DefaultCommandGroup(TyperGroup):
+        def resolve_command(
+            self, ctx: Context, args: list[str]
+        ) -> tuple[str | None, Command | None, list[str]]:
+            if args and args[0] not in self.commands and not args[0].startswith("-"):
+                args = [default, *args]
+            return super().resolve_command(ctx, args)
+
+    return DefaultCommandGroup

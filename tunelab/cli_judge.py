@@ -14,27 +14,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
-from tunelab.cli_common import console, emit_json, err_console, fail, state
+from tunelab.cli_common import console, default_command_group, emit_json, err_console, fail, state
 
 if TYPE_CHECKING:
     from tunelab.engine.judge.records import Agreement, JudgeProgress, JudgeReport, PairReport
 
 
-class _ScoreByDefault(TyperGroup):
-    """`tunelab judge 3 --rubric r@1` means `tunelab judge score 3 --rubric r@1`."""
-
-    # Typer always passes its own Context subclass (it vendors click, whose Context the base
-    # declares), so the narrower annotation is what arrives.
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["score", *args]
-        return super().parse_args(ctx, args)
-
-
 judge_app = typer.Typer(
-    cls=_ScoreByDefault,
+    cls=default_command_group("score"),  # `tunelab judge 3` scores run 3
     help="Judge a run's outputs with a rubric (tunelab judge RUN --rubric NAME@V), or two "
     "runs against each other (tunelab judge pair A B --rubric NAME@V).",
     no_args_is_help=True,

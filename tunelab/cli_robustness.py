@@ -15,31 +15,16 @@ import typer
 from rich import box
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
-from tunelab.cli_common import console, emit_json, err_console, fail, state
+from tunelab.cli_common import console, default_command_group, emit_json, err_console, fail, state
 
 if TYPE_CHECKING:
-    # typer vendors its own click; its group's hooks take that click's types.
-    from typer._click.core import Command, Context
-
     from tunelab.engine.robustness.records import RobustnessSummary
     from tunelab.engine.robustness.suite import RobustnessRequest, SuiteProgress
 
 
-class _RunByDefault(TyperGroup):
-    """`tunelab robustness 3 ...` means `tunelab robustness run 3 ...`."""
-
-    def resolve_command(
-        self, ctx: Context, args: list[str]
-    ) -> tuple[str | None, Command | None, list[str]]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["run", *args]
-        return super().resolve_command(ctx, args)
-
-
 robustness_app = typer.Typer(
-    cls=_RunByDefault,
+    cls=default_command_group("run"),  # `tunelab robustness 3` runs a suite on run 3
     help="Perturbation suites: re-run a finished run on perturbed rows or prompts and report "
     "each perturbation's paired drop. `tunelab robustness RUN` starts one.",
     no_args_is_help=True,
