@@ -11,7 +11,8 @@ import io
 from typing import TYPE_CHECKING
 
 from tunelab.engine.curves.records import CurveSummary
-from tunelab.engine.report.sentences import drawn_points, matched_perturbations
+from tunelab.engine.report.sentences import drawn_points
+from tunelab.engine.robustness.contrast import matched_perturbations
 from tunelab.engine.robustness.records import RobustnessSummary
 
 if TYPE_CHECKING:

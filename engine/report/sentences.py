@@ -15,7 +15,8 @@ from tunelab.engine.compare.series import higher_is_better
 from tunelab.engine.curves.crossover import fallbacks
 from tunelab.engine.curves.records import CurvePoint, CurveSummary
 from tunelab.engine.report.records import DecisionReport, ReportSentence
-from tunelab.engine.robustness.records import PerturbationResult, RobustnessSummary
+from tunelab.engine.robustness.contrast import drop_verb, matched_perturbations
+from tunelab.engine.robustness.records import PerturbationResult
 
 CURVE_SIZES = "50,100,200,400,all"
 """The sizes a suggested `tunelab curve` command tries."""
@@ -187,8 +188,8 @@ def robustness_command(run: RunSummary) -> str:
 
 
 def _change(result: PerturbationResult) -> str:
-    what = "loses" if result.drop >= 0 else "gains"
-    return f"{what} {value(abs(result.drop))} ({interval(result.ci)}, {result.rows:,} rows)"
+    change = f"{drop_verb(result)} {value(abs(result.drop))}"
+    return f"{change} ({interval(result.ci)}, {result.rows:,} rows)"
 
 
 def robustness_sentences(report: DecisionReport) -> list[ReportSentence]:
@@ -220,28 +221,6 @@ def robustness_sentences(report: DecisionReport) -> list[ReportSentence]:
             text = f"Under {name}, only the {side} was tested: it {_change(one)}."
         out.append(_said("robustness", text))
     return out
-
-
-Matched = tuple[str, PerturbationResult | None, PerturbationResult | None]
-
-
-def matched_perturbations(
-    prompt: RobustnessSummary | None, tuned: RobustnessSummary | None
-) -> list[Matched]:
-    """(label, prompt's result, fine-tune's result) per perturbation either side ran.
-
-    Results match on what was done (the name and its detail: rate, seed), so typos at 5%
-    never stand beside typos at 10%; the label adds the detail only where a name recurs.
-    """
-    sides = [{} if s is None else {(r.perturbation, r.detail): r for r in s.results}
-             for s in (prompt, tuned)]  # fmt: skip
-    keys = list(dict.fromkeys([*sides[0], *sides[1]]))
-    names = [name for name, _ in keys]
-    return [
-        (name if names.count(name) == 1 or not detail else f"{name} ({detail})",
-         sides[0].get((name, detail)), sides[1].get((name, detail)))
-        for name, detail in keys
-    ]  # fmt: skip
 
 
 def _eval_command(run: RunSummary) -> str:

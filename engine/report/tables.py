@@ -9,10 +9,10 @@ from tunelab.engine.report.records import DecisionReport
 from tunelab.engine.report.sentences import (
     drawn_points,
     interval,
-    matched_perturbations,
     span,
     value,
 )
+from tunelab.engine.robustness.contrast import matched_perturbations
 from tunelab.engine.robustness.records import PerturbationResult
 
 

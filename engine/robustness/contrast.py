@@ -3,7 +3,8 @@
 loses 0.11 (95% CI ...)".
 
 Perturbations are matched by what was done (name, parameter and seed, as each result's
-detail states them), so two suites are only set side by side on the same perturbation.
+detail states them), so two suites are only set side by side on the same perturbation;
+`matched_perturbations` is that rule, which the decision report uses too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,35 @@ def _p(p: float | None) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.2g}"
 
 
+Matched = tuple[str, PerturbationResult | None, PerturbationResult | None]
+
+
+def matched_perturbations(
+    a: RobustnessSummary | None, b: RobustnessSummary | None
+) -> list[Matched]:
+    """(label, a's result, b's result) per perturbation either suite ran, in a's order first.
+
+    Results match on what was done (the name and its detail: rate, seed), so typos at 5%
+    never stand beside typos at 10%; the label adds the detail only where a name recurs.
+    """
+    sides = [{} if s is None else {(r.perturbation, r.detail): r for r in s.results}
+             for s in (a, b)]  # fmt: skip
+    keys = list(dict.fromkeys([*sides[0], *sides[1]]))
+    names = [name for name, _ in keys]
+    return [
+        (name if names.count(name) == 1 or not detail else f"{name} ({detail})",
+         sides[0].get((name, detail)), sides[1].get((name, detail)))
+        for name, detail in keys
+    ]  # fmt: skip
+
+
+def drop_verb(result: PerturbationResult) -> str:
+    """'loses' for a drop (or none), 'gains' when the perturbed run scored higher."""
+    return "loses" if result.drop >= 0 else "gains"
+
+
 def _clause(name: str, result: PerturbationResult, confidence: float, with_metric: bool) -> str:
-    verb = "loses" if result.drop >= 0 else "gains"
+    verb = drop_verb(result)
     metric = f" {result.metric}" if with_metric else ""
     interval = ""
     if result.ci is not None:
@@ -61,11 +89,9 @@ def contrast_sentences(a: Side, b: Side) -> list[str]:
             f"robustness: {has.name} has a suite, {lacks.name} has none "
             f"(`tunelab robustness {lacks.run_id}` makes one with the same perturbations)"
         ]
-    by_detail = {(r.perturbation, r.detail): r for r in b.summary.results}
     sentences: list[str] = []
-    for result_a in a.summary.results:
-        result_b = by_detail.get((result_a.perturbation, result_a.detail))
-        if result_b is None:
+    for _, result_a, result_b in matched_perturbations(a.summary, b.summary):
+        if result_a is None or result_b is None:
             continue
         if result_b.metric != result_a.metric:
             sentences.append(
