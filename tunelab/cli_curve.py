@@ -27,7 +27,7 @@ from tunelab.cli_common import (
     state,
     to_jsonable,
 )
-from tunelab.cli_tune import _with_config_options
+from tunelab.cli_tune import _with_config_options, training_config
 
 if TYPE_CHECKING:
     from tunelab.engine.curves.records import CurveSummary
@@ -84,7 +84,6 @@ def curve(
     if ctx.invoked_subcommand is not None:
         return
     from tunelab.engine.curves.launch import CurveRequest, launch_curve
-    from tunelab.engine.training.config import TrainingConfig
 
     missing = [f"--{n}" for n, v in (("dataset", dataset), ("prompt", prompt), ("sizes", sizes))
                if not v]  # fmt: skip
@@ -92,9 +91,7 @@ def curve(
         fail(f"tunelab curve needs {', '.join(missing)} (see `tunelab curve --help`)")
     slurm = slurm_options(on, partition, gpus_per_node, nodes, time_limit, slurm_arg,
                           slurm_allow_local_fs)  # fmt: skip
-    given = {name: value for name, value in settings.items() if value is not None}
-    config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
-    config = config.with_overrides(**given)
+    config, given = training_config(config_file, settings)
     request = CurveRequest(
         base=base, dataset=dataset, prompt=prompt, sizes=sizes, config=config, repeats=repeats,
         against=against, eval_split=eval_split, eval_limit=eval_limit, scoring=scoring,

@@ -25,7 +25,7 @@ from tunelab.cli_common import (
     slurm_options,
     state,
 )
-from tunelab.cli_tune import _with_config_options
+from tunelab.cli_tune import _with_config_options, training_config
 
 if TYPE_CHECKING:
     from tunelab.engine.sweeps.records import SweepDetail
@@ -71,7 +71,6 @@ def sweep(
         return
     from tunelab.engine.models.sources import resolve_model
     from tunelab.engine.sweeps.launch import SweepRequest, start_sweep
-    from tunelab.engine.training.config import TrainingConfig
 
     missing = [flag for flag, value in (("--dataset", dataset), ("--prompt", prompt),
                                         ("--space", space)) if not value]  # fmt: skip
@@ -79,9 +78,7 @@ def sweep(
         fail(f"sweep needs {', '.join(missing)} (see `tunelab sweep --help`)")
     slurm = slurm_options(on, partition, gpus_per_node, nodes, time_limit, slurm_arg,
                           slurm_allow_local_fs)  # fmt: skip
-    given = {name: value for name, value in settings.items() if value is not None}
-    config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
-    config = config.with_overrides(**given, seed=seed)
+    config, given = training_config(config_file, settings, seed=seed)
     store = state.store()
     request = SweepRequest(
         config=config, base=resolve_model(store, base), dataset=store.get_dataset(dataset),

@@ -10,7 +10,7 @@ import inspect
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -26,6 +26,9 @@ from tunelab.cli_common import (
     state,
 )
 from tunelab.store import Job
+
+if TYPE_CHECKING:
+    from tunelab.engine.training.config import TrainingConfig
 
 jobs_app = typer.Typer(help="Fine-tuning jobs: list, inspect, follow, cancel, resume.",
                        no_args_is_help=True)  # fmt: skip
@@ -57,14 +60,11 @@ def tune(
 ) -> None:
     """Start a fine-tuning job in the background (or on Slurm) and print its id."""
     from tunelab.engine.models.sources import resolve_model
-    from tunelab.engine.training.config import TrainingConfig
     from tunelab.engine.training.jobs import launch_job
 
     slurm = slurm_options(on, partition, gpus_per_node, nodes, time_limit, slurm_arg,
                           slurm_allow_local_fs)  # fmt: skip
-    given = {name: value for name, value in settings.items() if value is not None}
-    config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
-    config = config.with_overrides(**given)
+    config, given = training_config(config_file, settings)
     store = state.store()
     base_model = resolve_model(store, base)
     job = launch_job(
@@ -79,6 +79,19 @@ def tune(
                       f"follow it with `tunelab jobs follow {job.id}`")  # fmt: skip
     if wait:
         _follow(job.id, quiet=json_output)
+
+
+def training_config(
+    config_file: Path | None, settings: dict[str, Any], **fixed: Any
+) -> tuple[TrainingConfig, dict[str, Any]]:
+    """The training config a launching command (`tune`, `sweep`, `curve`) runs: the --config
+    file (or the defaults) with every training flag given on top, then `fixed`; and the flags
+    given (a flag left at None was not given)."""
+    from tunelab.engine.training.config import TrainingConfig
+
+    given = {name: value for name, value in settings.items() if value is not None}
+    config = TrainingConfig.from_file(config_file) if config_file else TrainingConfig()
+    return config.with_overrides(**given, **fixed), given
 
 
 _ANNOTATIONS: dict[str, Any] = {"bool": bool | None, "int": int | None, "float": float | None}
