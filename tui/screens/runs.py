@@ -118,6 +118,7 @@ class RunsScreen(TunelabScreen):
         self.query_one("#runs-table", PriorityTable).set_columns(RUN_COLUMNS)
         self.query_one("#run-detail").display = False
         self.query_one("#eval-status").display = False
+        self.query_one("#runs-filter-count").display = False
         self._show_sort()
         self.load_runs()
 
@@ -174,9 +175,9 @@ class RunsScreen(TunelabScreen):
             ]
         )  # fmt: skip
         filtering = bool(self.query_one("#runs-filter-input", Input).value.strip())
-        self.query_one("#runs-filter-count", Static).update(
-            match_count(len(visible), len(self.all_runs)) if filtering else ""
-        )
+        count = self.query_one("#runs-filter-count", Static)
+        count.display = filtering  # no filter: the input keeps its full width
+        count.update(match_count(len(visible), len(self.all_runs)) if filtering else "")
 
     @on(Input.Changed, "#runs-filter-input")
     def filter_changed(self) -> None:
