@@ -12,6 +12,7 @@ during an evaluation, first frame <= 0.6 s. Polling capture-pane adds a few ms t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -19,6 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tunelab.store import Workspace
 
 BARE_APP = r"""
 from textual.app import App
@@ -103,6 +108,26 @@ def summary(times: list[float]) -> str:
     return f"p50 {statistics.median(ms):6.1f} ms  p95 {p95:6.1f} ms  (n={len(ms)})"
 
 
+def stop_evaluations(workspace: Workspace) -> None:
+    """The evaluation outlives the TUI by design: stop its worker before the workspace goes."""
+    import signal
+
+    from tunelab.engine.processes import process_alive
+
+    with workspace.open_store() as store:
+        pids = [run.pid for run in store.running_runs() if run.pid]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # stops after the current chunk
+    deadline = time.monotonic() + 60
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        if process_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     from tunelab.engine.demo import create_demo_workspace
@@ -137,10 +162,14 @@ def main() -> None:
                 keys(session, key)
                 time.sleep(0.2)  # the form moves focus; nothing here is timed
             keys(session, "Enter")
-            wait_for(session, "1 eval", 120)
-            busy = switch_times(session, rounds, still="eval")
+            wait_for(session, "Evaluating run", 120)  # on Runs, above the table
+            keys(session, "1")  # from Home, as the idle presses start
+            wait_for(session, "tunelab — Home")
+            wait_for(session, "1 eval", 30)  # counted in the status line
+            busy = switch_times(session, rounds, still="1 eval")  # the status line, anywhere
         finally:
             subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+            stop_evaluations(workspace)
     load = os.getloadavg()
     print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     print(f"first frame      bare Textual {bare_first:.3f} s   tunelab {first:.3f} s (<= 0.6)")
