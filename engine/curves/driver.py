@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tunelab.engine.curves.launch import current_driver, driver_alive
-from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.errors import BadInputError, EngineError, one_line
 from tunelab.engine.evaluation.request import EvalProgress, EvalRequest
 from tunelab.store import CurveEntry, Store, Workspace, find_workspace
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"curve {args.curve_id} already has a live driver; nothing to do", flush=True)
             return 0
     except Exception as exc:
-        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        line = one_line(exc)
         store.update_curve(args.curve_id, error=line)
         raise
     finally:

@@ -23,7 +23,7 @@ from tunelab.engine.curves.prompt_side import (
     eval_split_for,
 )
 from tunelab.engine.curves.subsets import parse_sizes, repeat_seed, store_subsets
-from tunelab.engine.errors import BadInputError
+from tunelab.engine.errors import BadInputError, one_line
 from tunelab.engine.processes import WorkerInfo, process_alive, process_start_ticks, start_detached
 from tunelab.engine.training.config import TrainingConfig
 from tunelab.engine.training.data import VAL_SPLIT_NAMES
@@ -218,7 +218,7 @@ def _queue_jobs(workspace: Workspace, store: Store, curve: Curve) -> list[int]:
                 given=list(curve.launch.get("given", [])), slurm=slurm,
             )  # fmt: skip
         except Exception as exc:
-            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            line = one_line(exc)
             store.update_curve_entry(entry.id, error=f"could not queue its job: {line}")
             raise
         store.update_curve_entry(entry.id, job_id=job.id, error=None)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.engine.errors import BadInputError
+from tunelab.engine.errors import BadInputError, one_line
 from tunelab.store import Dataset, NewDataset, NewSplit, Store
 
 MAX_ROW_BYTES = 1_000_000
@@ -216,9 +216,7 @@ def read_rows(path: Path, cache_dir: Path | None = None) -> list[dict[str, Any]]
         except BadInputError:
             raise
         except Exception as exc:  # pandas and pyarrow raise many types; all mean "unreadable"
-            first_line = (
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            )
+            first_line = one_line(exc)
             raise BadInputError(f"{path}: could not be read ({first_line})") from None
     if not rows:
         raise BadInputError(f"{path} has no rows")
@@ -262,7 +260,7 @@ def read_hub(hub_id: str, cache_dir: Path | None = None) -> dict[str, list[dict[
     try:
         HfApi().dataset_info(hub_id, timeout=HUB_TIMEOUT_S)
     except Exception as exc:  # connection, timeout, 404, auth: all end the attempt
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first_line = one_line(exc)
         raise BadInputError(
             f"could not reach {hub_id!r} on the hub (offline or not found: {first_line}); "
             "give a local JSONL, CSV or Parquet file"
@@ -276,7 +274,7 @@ def read_hub(hub_id: str, cache_dir: Path | None = None) -> dict[str, list[dict[
     try:
         loaded = hf_datasets.load_dataset(hub_id, cache_dir=str(cache_dir) if cache_dir else None)
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first_line = one_line(exc)
         raise BadInputError(
             f"could not load {hub_id!r} from the hub (offline or not found: {first_line})"
         ) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.errors import BadInputError, EngineError, one_line
 from tunelab.engine.judge.agreement import agreement, rated_pairs
 from tunelab.engine.judge.asking import (
     JudgeCase,
@@ -241,12 +241,6 @@ def _finish(
     summary = summarize(judgements, scale)
     finished = store.finish_judge_run(judge_run_id, status, asdict(summary), error)
     return finished, judgements, summary
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as the one line a judge run stores and shows."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def report_of(store: Store, judge_run_id: int) -> JudgeReport:

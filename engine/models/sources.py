@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab.engine.errors import BadInputError
+from tunelab.engine.errors import BadInputError, one_line
 from tunelab.engine.models.cache import builtin_gguf_path, check_gguf, check_safetensors
 from tunelab.engine.models.loading import BUILTIN_NAME, is_offline
 
@@ -80,7 +80,7 @@ def _check_hub(model_id: str) -> None:
 
         model_info(model_id, timeout=10)
     except Exception as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = one_line(exc)
         raise BadInputError(
             f"cannot find {model_id!r} on the Hugging Face hub (offline, unreachable, or no such "
             f"model): {text}"

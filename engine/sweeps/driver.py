@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.engine.errors import BadInputError
+from tunelab.engine.errors import BadInputError, one_line
 from tunelab.engine.processes import WorkerInfo
 from tunelab.engine.sweeps.launch import best_labels, driver_alive, stop_file
 from tunelab.engine.sweeps.space import parse_space
@@ -248,7 +248,7 @@ def run_driver(workspace: Workspace, store: Store, sweep_id: int) -> Sweep:
         return driver.run(lambda: stopped.is_set() or marker.exists(), poll_s)
     except Exception as exc:
         traceback.print_exc()
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = one_line(exc)
         store.update_sweep(sweep_id, status="failed", error=message, finished_at=_now())
         raise
 

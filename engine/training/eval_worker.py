@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from tunelab.engine.errors import one_line
 from tunelab.engine.evaluation.remote_spec import SpecRowStore, plan_from_spec, read_eval_spec
 from tunelab.engine.training.job_events import EventWriter
 
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from tunelab.store import Store
-
-
-def one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
