@@ -147,7 +147,7 @@ def paired_delta(
 
 
 def repeat_interval(values: Sequence[float], confidence: float) -> tuple[float, float]:
-    """Student-t interval of the mean over repeats (each repeat one value)."""
+    """Student-t interval of the mean of the values (a curve's repeats, or a run's row scores)."""
     from scipy import stats
 
     mean = statistics.fmean(values)
@@ -175,12 +175,7 @@ def run_interval(
         result = stats.binomtest(int(sum(values)), len(values))
         ci = result.proportion_ci(confidence_level=confidence, method="wilson")
         return float(ci.low), float(ci.high)
-    mean = statistics.fmean(values)
-    sem = statistics.stdev(values) / len(values) ** 0.5
-    if sem == 0:
-        return mean, mean
-    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=sem)
-    return float(low), float(high)
+    return repeat_interval(values, confidence)
 
 
 def _state(
