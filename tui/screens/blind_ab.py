@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tunelab.engine.api.facade import EngineProtocol
     from tunelab.engine.api.types import BlindPair, BlindSession
 
+
 @dataclass
 class PreferencesTallied(Message):
     """The blind A/B win rates of compared runs were read (one line per judged pair)."""

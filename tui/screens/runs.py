@@ -252,9 +252,7 @@ class RunsScreen(TunelabScreen):
             f" · {run.status} · {format_metric(main_metric(run))}"
         )
         self.judgements = event.judgements
-        self.query_one("#outputs-table", OutputsTable).show_outputs(
-            event.outputs, event.judgements
-        )
+        self.query_one("#outputs-table", OutputsTable).show_outputs(event.outputs, event.judgements)
 
     @on(DataTable.RowSelected, "#outputs-table")
     def output_selected(self) -> None:
