@@ -8,7 +8,9 @@ store writes), cache off, greedy, stop at newline, on TweetEval irony validation
   the shared prefix once, vs the harness (target >= 3x);
 - label-likelihood scoring of the 8-shot rows vs tunelab's own generation (target >= 3x);
 - process overhead: `tunelab eval --limit 1`, as a share of the zero-shot run (<= 15%);
-- under load: zero-shot again beside a CPU hog, as a share of quiet throughput (>= 40%).
+- under load: zero-shot again beside a CPU hog, as a share of quiet throughput (>= 40%);
+- prefill and decode tokens/s of 32 zero-shot rows in this process, each next to the floor a
+  torch matmul of the model's layer shapes sets, measured in the same run.
 
 Ratios are taken within one invocation, so a busy machine slows both sides alike.
 
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "tweeteval-irony-val.jsonl"
@@ -115,6 +118,84 @@ def _harness(work: Path, task: str, rows: int, model_dir: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _matmul_rate(torch: Any, tokens: int, hidden: int, inner: int) -> float:
+    """FLOP/s of the model's MLP matmul shapes at `tokens` rows, best of a few repeats."""
+    x, up, down = (
+        torch.randn(tokens, hidden),
+        torch.randn(hidden, inner),
+        torch.randn(inner, hidden),
+    )
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(5):
+            began = time.perf_counter()
+            (x @ up) @ down
+            best = min(best, time.perf_counter() - began)
+    return 4 * tokens * hidden * inner / best
+
+
+def _phases(rows: list[dict[str, str]]) -> None:
+    """Prefill and decode tokens/s of one 32-row zero-shot batch against the matmul floor."""
+    import torch  # heavy import
+
+    from tunelab.engine.generation import threads
+    from tunelab.engine.models.loading import load_builtin
+    from tunelab.engine.prompts.templates import prompt_token_ids
+
+    threads.apply_once()
+    loaded = load_builtin()
+    model, config = loaded.model, loaded.model.config
+    encoded = [
+        prompt_token_ids(loaded.tokenizer, HEAD + f"Tweet: {r['text']}\nLabel:") for r in rows[:32]
+    ]
+    width = max(len(e) for e in encoded)
+    pad = loaded.tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])
+    mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    # Weights the matmuls touch per token: every layer's projections plus the head (last token).
+    per_token = 2 * sum(p.numel() for n, p in model.named_parameters() if "layers." in n)
+    with torch.inference_mode():
+        began = time.perf_counter()
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        prefill_s = time.perf_counter() - began
+        cache = getattr(out, "cache", None) or out.past_key_values
+        step = out.logits[:, -1].argmax(-1)[:, None]
+        following = positions[:, -1:] + 1
+        steps = MAX_NEW
+        began = time.perf_counter()
+        for _ in range(steps):
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+            out = model(
+                input_ids=step,
+                attention_mask=mask,
+                position_ids=following,
+                cache=cache,
+                use_cache=True,
+            )
+            cache = getattr(out, "cache", None) or out.past_key_values
+            step, following = out.logits[:, -1].argmax(-1)[:, None], following + 1
+        decode_s = time.perf_counter() - began
+    prefill_tokens = int(mask[:, :width].sum())
+    hidden, inner = config.hidden_size, config.intermediate_size
+    for name, tokens, seconds, rate_rows in (
+        ("prefill", prefill_tokens, prefill_s, ids.numel()),
+        ("decode", len(encoded) * steps, decode_s, len(encoded)),
+    ):
+        floor = _matmul_rate(torch, rate_rows, hidden, inner) / per_token
+        measured = tokens / seconds
+        print(
+            f"{name + ':':26}{measured:7.0f} tokens/s  (matmul floor {floor:7.0f} tokens/s; "
+            f"{measured / floor:5.1%} of it)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=256)
@@ -138,6 +219,7 @@ def main() -> None:
             (work / "shots.jsonl").write_text(shots)
             _harness_task(work, "bench_zs", 0)
             _harness_task(work, "bench_fs", SHOTS)
+        startup = _timed(_tunelab("--help"), work)
         overhead = _timed(_tunelab_eval(work, "zs", 1), work)
         zs = _timed(_tunelab_eval(work, "zs", n), work)
         fs = _timed(_tunelab_eval(work, "fs", n), work)
@@ -155,6 +237,7 @@ def main() -> None:
             f"process overhead (1 row): {overhead:7.1f}s  "
             f"({overhead / zs:5.1%} of zero-shot; <= 15%)"
         )
+        print(f"  of which start-up:      {startup:7.1f}s  (tunelab --help: interpreter, CLI)")
         print(
             f"zero-shot beside a hog:   {loaded:7.1f}s  "
             f"({zs / loaded:5.1%} of quiet throughput; >= 40%)"
@@ -166,6 +249,7 @@ def main() -> None:
             print(f"harness 8-shot:           {h_fs:7.1f}s  (tunelab {h_fs / fs:5.2f}x; >= 3)")
         else:
             print("harness: skipped (lm-eval not installed, or --no-harness)")
+    _phases(rows[SHOTS:])
 
 
 if __name__ == "__main__":
