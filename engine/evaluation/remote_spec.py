@@ -15,6 +15,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.engine.data.exported import (
+    ExportedRows,
+    export_splits,
+    record_from_dict,
+    write_json_atomically,
+)
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.store import CachedResponse, Dataset, DatasetRow, Model, PromptVersion, Split
 
@@ -26,7 +32,6 @@ if TYPE_CHECKING:
     from tunelab.store import Run, Store
 
 EVAL_SPEC_FILE = "eval-spec.json"
-ROWS_PREFIX = "rows-"
 
 
 @dataclass(frozen=True)
@@ -72,20 +77,14 @@ class EvalSpec:
         dataset["splits"] = [Split(**s) for s in dataset.get("splits", [])]
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["version"] = _record(PromptVersion, data["version"])
-        values["model"] = _record(Model, data["model"])
-        values["dataset"] = _record(Dataset, dataset)
+        values["version"] = record_from_dict(PromptVersion, data["version"])
+        values["model"] = record_from_dict(Model, data["model"])
+        values["dataset"] = record_from_dict(Dataset, dataset)
         return cls(**values)
 
     def ref(self) -> ModelRef:
         """The model's weights as `load_ref` takes them."""
         return _ref(self.model_ref)
-
-
-def _record(cls: Any, data: dict[str, Any]) -> Any:
-    """A frozen record from its dict, ignoring keys this version does not know."""
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _ref(data: dict[str, Any]) -> ModelRef:
@@ -127,14 +126,7 @@ def write_eval_spec(
     path. Nothing in it points at the database: the worker never opens it."""
     from tunelab.engine.models.loading import model_ref
 
-    folder.mkdir(parents=True, exist_ok=True)
-    exported: dict[str, str] = {}
-    for split in plan.dataset.split_names:
-        name = f"{ROWS_PREFIX}{split}.jsonl"
-        with (folder / name).open("w", encoding="utf-8") as fh:
-            for row in store.dataset_rows(plan.dataset.name, split):
-                fh.write(json.dumps({"id": row.id, "idx": row.idx, "data": row.data}) + "\n")
-        exported[split] = name
+    exported = export_splits(store, plan.dataset.name, plan.dataset.split_names, folder)
     spec = EvalSpec(
         run_id=run.id,
         job_id=job_id,
@@ -158,9 +150,7 @@ def write_eval_spec(
         scheduler=scheduler,
     )
     path = folder / EVAL_SPEC_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomically(path, spec.to_dict())
     return path
 
 
@@ -214,27 +204,17 @@ class SpecRowStore:
 
     def __init__(self, spec: EvalSpec) -> None:
         self.spec = spec
-        self._rows: dict[str, list[DatasetRow]] = {}
+        self._exported = ExportedRows(spec.folder, spec.splits, "the evaluation spec")
         self._fresh: dict[str, CachedResponse] = {}
 
     def dataset_rows(
-        self, dataset: str, split: str, indices: Iterable[int] | None = None,
+        self,
+        dataset: str,
+        split: str,
+        indices: Iterable[int] | None = None,
         limit: int | None = None,
-    ) -> list[DatasetRow]:  # fmt: skip
-        if split not in self.spec.splits:
-            raise EngineError(f"split {split!r} was not exported with the evaluation spec")
-        if split not in self._rows:
-            path = Path(self.spec.folder) / self.spec.splits[split]
-            with path.open(encoding="utf-8") as fh:
-                self._rows[split] = [
-                    DatasetRow(int(r["id"]), int(r["idx"]), dict(r["data"]))
-                    for r in map(json.loads, fh)
-                ]
-        rows = self._rows[split]
-        if indices is not None:
-            wanted = set(indices)
-            rows = [r for r in rows if r.idx in wanted]
-        return rows[:limit] if limit is not None else list(rows)
+    ) -> list[DatasetRow]:
+        return self._exported.dataset_rows(dataset, split, indices, limit)
 
     def cached_responses(self, keys: Iterable[str]) -> dict[str, CachedResponse]:
         return {}

@@ -9,10 +9,16 @@ from the spec and reporting every write (checkpoints, the best one) as a file ev
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.engine.data.exported import (
+    ExportedRows,
+    export_splits,
+    record_from_dict,
+    write_json_atomically,
+)
 from tunelab.engine.errors import EngineError
 from tunelab.store import Dataset, DatasetRow, Model, PromptVersion, Split
 
@@ -22,7 +28,6 @@ if TYPE_CHECKING:
     from tunelab.store import Job, Store
 
 SPEC_FILE = "spec.json"
-ROWS_PREFIX = "rows-"
 
 
 @dataclass(frozen=True)
@@ -56,21 +61,15 @@ class JobSpec:
         return cls(
             job_id=int(data["job_id"]),
             config=dict(data["config"]),
-            base=_record(Model, data["base"]),
-            dataset=_record(Dataset, dataset),
-            prompt_version=_record(PromptVersion, data["prompt_version"]),
+            base=record_from_dict(Model, data["base"]),
+            dataset=record_from_dict(Dataset, dataset),
+            prompt_version=record_from_dict(PromptVersion, data["prompt_version"]),
             folder=str(data["folder"]),
             output_dir=str(data["output_dir"]),
             stop_file=str(data["stop_file"]),
             splits=dict(data["splits"]),
             scheduler=dict(data.get("scheduler") or {}),
         )
-
-
-def _record(cls: Any, data: dict[str, Any]) -> Any:
-    """A frozen record from its dict, ignoring keys this version does not know."""
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def splits_needed(dataset: Dataset, config: TrainingConfig, version: PromptVersion) -> list[str]:
@@ -104,22 +103,13 @@ def write_spec(
     dataset = store.get_dataset_by_id(job.dataset_id)
     version = store.get_prompt_version_by_id(job.prompt_version_id)
     config = TrainingConfig.from_dict(job.config)
-    folder.mkdir(parents=True, exist_ok=True)
-    exported: dict[str, str] = {}
-    for split in splits_needed(dataset, config, version):
-        name = f"{ROWS_PREFIX}{split}.jsonl"
-        with (folder / name).open("w", encoding="utf-8") as fh:
-            for row in store.dataset_rows(dataset.name, split):
-                fh.write(json.dumps({"id": row.id, "idx": row.idx, "data": row.data}) + "\n")
-        exported[split] = name
+    exported = export_splits(store, dataset.name, splits_needed(dataset, config, version), folder)
     spec = JobSpec(
         job.id, job.config, base, dataset, version, str(folder), job.output_dir,
         str(stop_file), exported, scheduler,
     )  # fmt: skip
     path = folder / SPEC_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomically(path, spec.to_dict())
     return path
 
 
@@ -141,7 +131,7 @@ class SpecStore:
     def __init__(self, spec: JobSpec, events: EventWriter | None) -> None:
         self.spec = spec
         self.events = events
-        self._rows: dict[str, list[DatasetRow]] = {}
+        self._exported = ExportedRows(spec.folder, spec.splits, "the job spec")
 
     def get_model_by_id(self, model_id: int) -> Model:
         if model_id != self.spec.base.id:
@@ -157,25 +147,12 @@ class SpecStore:
     def dataset_rows(
         self, dataset: str, split: str, indices: Any = None, limit: int | None = None
     ) -> list[DatasetRow]:
-        if split not in self.spec.splits:
-            raise EngineError(f"split {split!r} was not exported with the job spec")
-        if split not in self._rows:
-            path = Path(self.spec.folder) / self.spec.splits[split]
-            with path.open(encoding="utf-8") as fh:
-                self._rows[split] = [
-                    DatasetRow(int(r["id"]), int(r["idx"]), dict(r["data"]))
-                    for r in map(json.loads, fh)
-                ]
-        rows = self._rows[split]
-        if indices is not None:
-            wanted = set(indices)
-            rows = [r for r in rows if r.idx in wanted]
-        return rows[:limit] if limit is not None else list(rows)
+        return self._exported.dataset_rows(dataset, split, indices, limit)
 
     def add_model(self, new: Any, exist_ok: bool = False) -> Model:
         if self.events is not None:
             self.events.write("checkpoint", model=asdict(new))
-        return _record(Model, {**asdict(new), "id": -int(new.step or 0)})  # type: ignore[no-any-return]
+        return record_from_dict(Model, {**asdict(new), "id": -int(new.step or 0)})  # type: ignore[no-any-return]
 
     def mark_best_model(self, job_id: int, model_id: int) -> None:
         if self.events is not None:
