@@ -29,7 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_finetune import PeakRss  # the same memory sampler as the SFT bench
+# The same memory sampler, fresh-process runner and ratio lines as the SFT bench.
+from bench_finetune import PeakRss, fresh_run, print_ratio, print_runs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tweeteval-irony-train.jsonl"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -183,30 +184,9 @@ def main() -> None:
           f"rows={args.rows}, batch={args.batch_size}, max_seq_len={args.max_seq_len}; "
           "each run in a fresh process")  # fmt: skip
     order = ("trl", "tunelab") if args.order == "trl-first" else ("tunelab", "trl")
-    results = {name: _child(name, args) for name in order}
-    for name, r in results.items():
-        print(f"{name:8s} {r['tokens_per_s']:9.1f} tok/s  peak RSS {r['peak_rss_mb']:7.0f} MB "
-              f"(+{r['peak_rss_delta_mb']:.0f} MB during the run), {r['steps']} steps")  # fmt: skip
-    ours, theirs = results["tunelab"], results["trl"]
-    print(
-        f"tunelab / trl DPOTrainer: speed x{ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}, "
-        f"peak memory x{ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}, "
-        f"memory growth x{ours['peak_rss_delta_mb'] / max(theirs['peak_rss_delta_mb'], 1):.2f}"
-    )
-
-
-def _child(name: str, args: argparse.Namespace) -> dict[str, float]:
-    """Runs one trainer in a fresh interpreter, so neither inherits the other's heap."""
-    import subprocess
-
-    command = [sys.executable, __file__, "--one", name, "--rows", str(args.rows),
-               "--batch-size", str(args.batch_size), "--max-seq-len", str(args.max_seq_len),
-               "--threads", str(args.threads)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    return dict(json.loads(lines[-1][len("RESULT ") :]))
+    results = {name: fresh_run(name, args, __file__) for name in order}
+    print_runs(results, width=8)
+    print_ratio("tunelab", "trl DPOTrainer", results["tunelab"], results["trl"])
 
 
 if __name__ == "__main__":

@@ -222,25 +222,36 @@ def main() -> None:
         order = [theirs, ours] if args.order == "trl-first" else [ours, theirs]
         for name in order:
             if name not in results:
-                results[name] = _child(name, args)
-    for name, r in results.items():
-        print(f"{name:16s} {r['tokens_per_s']:9.1f} tok/s  peak RSS {r['peak_rss_mb']:7.0f} MB "
-              f"(+{r['peak_rss_delta_mb']:.0f} MB during the run), {r['steps']} steps")  # fmt: skip
+                results[name] = fresh_run(name, args)
+    print_runs(results, width=16)
     for ours, theirs in pairs:
-        a, b = results[ours], results[theirs]
-        print(
-            f"{ours} / {theirs}: speed x{a['tokens_per_s'] / b['tokens_per_s']:.2f}, "
-            f"peak memory x{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}, "
-            f"memory growth x{a['peak_rss_delta_mb'] / max(b['peak_rss_delta_mb'], 1):.2f}"
-        )
+        print_ratio(ours, theirs, results[ours], results[theirs])
 
 
-def _child(name: str, args: argparse.Namespace) -> dict[str, float]:
-    """Runs one configuration in a fresh interpreter, so no run inherits another's heap."""
+def print_runs(results: dict[str, dict[str, float]], width: int) -> None:
+    """One line per run: throughput, peak memory, growth during the run, steps."""
+    for name, r in results.items():
+        print(f"{name:{width}s} {r['tokens_per_s']:9.1f} tok/s  "
+              f"peak RSS {r['peak_rss_mb']:7.0f} MB "
+              f"(+{r['peak_rss_delta_mb']:.0f} MB during the run), {r['steps']} steps")  # fmt: skip
+
+
+def print_ratio(ours: str, theirs: str, a: dict[str, float], b: dict[str, float]) -> None:
+    """Run `ours` against run `theirs`: speed, peak memory and memory growth as ratios."""
+    print(
+        f"{ours} / {theirs}: speed x{a['tokens_per_s'] / b['tokens_per_s']:.2f}, "
+        f"peak memory x{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}, "
+        f"memory growth x{a['peak_rss_delta_mb'] / max(b['peak_rss_delta_mb'], 1):.2f}"
+    )
+
+
+def fresh_run(name: str, args: argparse.Namespace, script: str = __file__) -> dict[str, float]:
+    """Runs one configuration of `script` (this benchmark, or one that shares its flags) in a
+    fresh interpreter, so no run inherits another's heap."""
     import subprocess
     import sys
 
-    command = [sys.executable, __file__, "--one", name, "--rows", str(args.rows),
+    command = [sys.executable, script, "--one", name, "--rows", str(args.rows),
                "--batch-size", str(args.batch_size), "--max-seq-len", str(args.max_seq_len),
                "--threads", str(args.threads)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
