@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.errors import BadInputError, EngineError, one_line
 from tunelab.engine.evaluation import plan as eval_plan
 from tunelab.engine.evaluation.calibrate import applied_calibration, measure_run_prior
 from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS, probe_stats, run_probe
@@ -281,10 +281,10 @@ def _execute(
         _finish(store, plan, run.id, "interrupted")
         raise
     except Exception as exc:
-        _finish(store, plan, run.id, "failed", error=_one_line(exc))
+        _finish(store, plan, run.id, "failed", error=one_line(exc))
         if isinstance(exc, EngineError):
             raise
-        raise EngineError(f"run {run.id} failed: {_one_line(exc)}") from exc
+        raise EngineError(f"run {run.id} failed: {one_line(exc)}") from exc
     status = "interrupted" if interrupted else "succeeded"
     finished = _finish(store, plan, run.id, status)
     return EvalResult(
@@ -295,11 +295,6 @@ def _execute(
         new_rows=written_now,
         interrupted=interrupted,
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def run_metrics(store: Store, plan: EvalPlan, run_id: int) -> dict[str, Any]:
@@ -361,6 +356,6 @@ def _finish(
         metrics = run_metrics(store, plan, run_id)
     except Exception as exc:
         metrics = {}
-        error = error or f"aggregating metrics failed: {_one_line(exc)}"
+        error = error or f"aggregating metrics failed: {one_line(exc)}"
         status = "failed"
     return store.finish_run(run_id, status, metrics, error)

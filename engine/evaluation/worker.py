@@ -17,6 +17,8 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunelab.engine.errors import one_line
+
 if TYPE_CHECKING:
     from types import FrameType
 
@@ -31,11 +33,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latency-probe", type=int, default=0)
     parser.add_argument("--no-cache", action="store_true")
     return parser.parse_args(argv)
-
-
-def one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
