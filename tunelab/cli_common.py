@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sqlite3
 import sys
 import warnings
@@ -183,3 +184,19 @@ def default_command_group(default: str) -> type[TyperGroup]:
             return super().resolve_command(ctx, args)
 
     return DefaultCommandGroup
+
+
+def stop_on_sigint() -> tuple[list[bool], Any]:
+    """First Ctrl-C asks the run to stop after the current chunk; a second one aborts."""
+    flag = [False]
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag[0]:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag[0] = True
+        err_console.print("stopping after the current batch (Ctrl-C again to abort)")
+
+    signal.signal(signal.SIGINT, handler)
+    return flag, previous

@@ -16,7 +16,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli_common import console, emit_json, err_console, fail, slurm_options, state
+from tunelab.cli_common import (
+    console,
+    emit_json,
+    err_console,
+    fail,
+    slurm_options,
+    state,
+    stop_on_sigint,
+)
 from tunelab.cli_eval_remote import cluster_option, submit_remote_eval
 from tunelab.cli_judge import check_rubric_arg, judge_finished_run, print_report, report_json
 from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS
@@ -44,22 +52,6 @@ def parse_assignments(items: list[str], option: str) -> dict[str, Any]:
     return out
 
 
-def _stop_on_sigint() -> tuple[list[bool], Any]:
-    """First Ctrl-C asks the run to stop after the current chunk; a second one aborts."""
-    flag = [False]
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag[0]:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        flag[0] = True
-        err_console.print("stopping after the current batch (Ctrl-C again to abort)")
-
-    signal.signal(signal.SIGINT, handler)
-    return flag, previous
-
-
 def _run_with_progress(
     request: EvalRequest | None,
     resume_id: int | None,
@@ -79,7 +71,7 @@ def _run_with_progress(
     from tunelab.engine.evaluation.run import evaluate, resume_run
 
     store = state.store()
-    flag, previous = _stop_on_sigint()
+    flag, previous = stop_on_sigint()
     progress = Progress(
         TextColumn("[bold]eval[/]"),
         BarColumn(),

@@ -226,7 +226,7 @@ def register(app: typer.Typer) -> None:
             return
         if prompt is None or dataset is None or budget is None:
             fail("name the seed, the data and the budget: --prompt NAME@V --dataset D --budget N")
-        from tunelab.cli_eval import _stop_on_sigint
+        from tunelab.cli_common import stop_on_sigint
         from tunelab.engine.optimize.search import OptimizeRequest, optimize
         from tunelab.engine.optimize.space import (
             CALIBRATIONS,
@@ -281,7 +281,7 @@ def register(app: typer.Typer) -> None:
                 f"candidates {p.candidates}/{p.budget}, best {best}"
             )
 
-        flag, previous = _stop_on_sigint()
+        flag, previous = stop_on_sigint()
         try:
             result = optimize(store, request, on_progress, lambda: flag[0])
         finally:

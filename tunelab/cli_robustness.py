@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli_common import console, default_command_group, emit_json, err_console, fail, state
+from tunelab.cli_common import (
+    console,
+    default_command_group,
+    emit_json,
+    err_console,
+    fail,
+    state,
+    stop_on_sigint,
+)
 
 if TYPE_CHECKING:
     from tunelab.engine.robustness.records import RobustnessSummary
@@ -91,17 +99,7 @@ def _run_suite(request: RobustnessRequest, show_progress: bool) -> RobustnessSum
 
     from tunelab.engine.robustness.suite import run_suite
 
-    flag = [False]
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag[0]:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        flag[0] = True
-        err_console.print("stopping after the current batch (Ctrl-C again to abort)")
-
-    signal.signal(signal.SIGINT, handler)
+    flag, previous = stop_on_sigint()
     progress = Progress(
         TextColumn("[bold]{task.fields[label]}[/]"),
         BarColumn(),
