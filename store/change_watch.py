@@ -18,19 +18,13 @@ from .errors import StoreError
 class ChangeWatch:
     """A read-only connection kept only to ask `PRAGMA data_version`; safe from any thread."""
 
-    def __init__(self, path: Path | str | None, memory_name: str | None = None) -> None:
+    def __init__(self, path: Path | str) -> None:
         self._path = path
-        self._memory_name = memory_name
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
-        if self._memory_name is not None:
-            return sqlite3.connect(
-                f"file:{self._memory_name}?mode=memory&cache=shared",
-                uri=True, check_same_thread=False, timeout=1.0,
-            )  # fmt: skip
         return sqlite3.connect(str(self._path), check_same_thread=False, timeout=1.0)
 
     def version(self) -> int:

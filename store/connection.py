@@ -43,25 +43,17 @@ def loads(text: str | None, default: Any = None) -> Any:
     return json.loads(text)
 
 
-def open_database(
-    path: Path | str | None, memory_name: str | None = None, guard: DatabaseGuard | None = None
-) -> Database:
+def open_database(path: Path | str, guard: DatabaseGuard | None = None) -> Database:
     """Open (and configure) one connection; the caller must use it from one thread only."""
     guard = guard or DatabaseGuard(path)
     try:
-        if memory_name is not None:
-            conn = sqlite3.connect(
-                f"file:{memory_name}?mode=memory&cache=shared", uri=True, timeout=BUSY_TIMEOUT_S
-            )
-        else:
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
         db = Database(conn, execute_plugins=False)
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        if memory_name is None:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
         raise guard.opening_error(exc) from exc
@@ -198,7 +190,7 @@ class DatabaseGuard:
         text = message.lower()
         code = _primary_code(exc)
         extended = getattr(exc, "sqlite_errorcode", None)
-        where = self.path if self.path is not None else "the in-memory database"
+        where = self.path if self.path is not None else "the throwaway database"
         if code == _SQLITE_NOTADB or "file is not a database" in text:
             return CorruptDatabaseError(
                 f"{where} is not a readable SQLite database ({message}); it was left untouched. "
@@ -283,21 +275,20 @@ def backups_dir(path: Path | str) -> Path:
 class ConnectionPool:
     """Hands each thread its own connection to the same database (sqlite3's same-thread rule)."""
 
-    def __init__(self, path: Path | str | None, memory_name: str | None = None) -> None:
+    def __init__(self, path: Path | str, guard: DatabaseGuard | None = None) -> None:
         self.path = path
-        self.memory_name = memory_name
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[Database] = []
         self._pid = os.getpid()
-        self.guard = DatabaseGuard(path)
+        self.guard = guard or DatabaseGuard(path)
         """Shared by every thread's connection: one damaged read stops all writes."""
 
     def get(self) -> Database:
         db: Database | None = getattr(self._local, "db", None)
         if db is None or self._pid != os.getpid():
             self._pid = os.getpid()
-            db = open_database(self.path, self.memory_name, self.guard)
+            db = open_database(self.path, self.guard)
             self._local.db = db
             with self._lock:
                 self._all.append(db)

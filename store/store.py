@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import itertools
 import os
+import shutil
 import socket
 import sqlite3
+import tempfile
+import weakref
 from pathlib import Path
 
 from .backup import Backup, backup_database, default_backup_path
 from .cache import CacheStore
 from .change_watch import ChangeWatch
 from .claims import RunClaimStore
-from .connection import ConnectionPool, check_schema, damage_marker, migrate
+from .connection import ConnectionPool, DatabaseGuard, check_schema, damage_marker, migrate
 from .curves import CurveStore
 from .datasets import DatasetStore
 from .errors import CorruptDatabaseError, StoreError
@@ -24,8 +26,6 @@ from .prompts import PromptStore
 from .robustness import RobustnessStore
 from .samples import SampleStore
 from .sweeps import SweepStore
-
-_memory_counter = itertools.count()
 
 
 class Store(
@@ -50,26 +50,33 @@ class Store(
     """
 
     def __init__(self, path: Path | str | None = None, *, migrate_schema: bool = True) -> None:
-        memory_name = None
-        if path is None:
-            memory_name = f"tunelab-memory-{id(self)}-{next(_memory_counter)}"
         self.path = Path(path) if path is not None else None
-        self._pool = ConnectionPool(path, memory_name)
-        self._watch = ChangeWatch(path, memory_name)
+        self._scratch: weakref.finalize[..., None] | None = None
+        if path is None:
+            # A throwaway store is a WAL file in a private temporary folder, not a shared-cache
+            # in-memory database: shared cache locks whole tables and fails at once
+            # ("database table is locked", no busy timeout) when two threads overlap, where a
+            # file waits like a workspace does.
+            folder = tempfile.mkdtemp(prefix="tunelab-scratch-")
+            self._scratch = weakref.finalize(self, _remove_scratch, folder, os.getpid())
+            file = Path(folder) / "scratch.db"
+        else:
+            file = Path(path)
+        self._pool = ConnectionPool(file, DatabaseGuard(self.path))
+        self._watch = ChangeWatch(file)
         try:
-            # Keep one connection open so a shared in-memory database lives as long as the store.
             self._keepalive = self._pool.get()
             if migrate_schema:
                 check_schema(self._keepalive, path)
                 self._check_integrity()
                 migrate(self._keepalive, path, self._backup_before_migrating, self._pool.guard)
         except BaseException:
-            self._pool.close_all()
+            self.close()
             raise
 
     @classmethod
     def memory(cls) -> Store:
-        """A fresh in-memory store for tests."""
+        """A fresh throwaway store (for tests), removed when closed or collected."""
         return cls(None)
 
     def backup(self, destination: Path | str | None = None) -> Backup:
@@ -79,7 +86,7 @@ class Store(
             destination: a file or folder; default a new file in `.tunelab/backups/`.
         """
         if self.path is None:
-            raise StoreError("an in-memory store has no file to back up")
+            raise StoreError("a throwaway store has no file to back up")
         return backup_database(self.db, destination or default_backup_path(self.path))
 
     def _backup_before_migrating(self, pending: list[str]) -> None:
@@ -159,12 +166,20 @@ class Store(
     def close(self) -> None:
         self._watch.close()
         self._pool.close_all()
+        if self._scratch is not None:
+            self._scratch()
 
     def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _remove_scratch(folder: str, owner_pid: int) -> None:
+    """Remove a throwaway store's folder, only from the process that made it (not a fork)."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _alive(pid: int | None, host: str | None) -> bool:

@@ -128,7 +128,7 @@ def load_config(path: Path) -> WorkspaceConfig:
 
 
 def store_config(store: Store) -> WorkspaceConfig:
-    """The config of the workspace a store belongs to; defaults for an in-memory store."""
+    """The config of the workspace a store belongs to; defaults for a throwaway store."""
     if store.path is None:
         return WorkspaceConfig()
     return load_config(config_path(store.path.parent))

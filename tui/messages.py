@@ -277,6 +277,8 @@ class JobsPolled(Message):
     log_lines: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     """`model:ID` and `dataset:ID` to names, for the job table."""
+    read_number: int = 0
+    """Which read this answers: the screen drops an answer a newer read superseded."""
 
 
 @dataclass

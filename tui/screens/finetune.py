@@ -108,6 +108,9 @@ class FinetuneScreen(TunelabScreen):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.fields: list[TrainingField] = []
         self.selected_job_id: int | None = None
+        self._reads_started = 0
+        self._reads_answered = 0
+        self._ticks_waited = 0
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -128,17 +131,29 @@ class FinetuneScreen(TunelabScreen):
         self.query_one("#job-list", PriorityTable).set_columns(JOB_COLUMNS)
         self.load_fields()
         self.poll_jobs()
-        self.set_interval(POLL_SECONDS, self.poll_jobs)
+        self.set_interval(POLL_SECONDS, self.poll_when_idle)
 
     # Polling -----------------------------------------------------------------------------
+    def poll_when_idle(self) -> None:
+        """The timer's read: skipped while one is under way, so a slow machine still shows
+        each answer instead of superseding every read before it returns (a read that failed
+        never answers, so after a few ticks the timer reads again anyway)."""
+        pending = self._reads_answered < self._reads_started
+        if pending and self._ticks_waited < 5:
+            self._ticks_waited += 1
+            return
+        self._ticks_waited = 0
+        self.poll_jobs()
+
     def poll_jobs(self) -> None:
-        self.read_jobs(self.selected_job_id)
+        self._reads_started += 1
+        self.read_jobs(self.selected_job_id, self._reads_started)
 
     def reload_data(self) -> None:
         self.poll_jobs()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Jobs")
-    def read_jobs(self, selected_job_id: int | None) -> None:
+    def read_jobs(self, selected_job_id: int | None, read_number: int) -> None:
         self.engine.refresh_jobs()
         jobs = self.store.list_jobs()
         if selected_job_id is None and jobs:
@@ -149,10 +164,16 @@ class FinetuneScreen(TunelabScreen):
             log_lines = self.engine.log_tail(selected_job_id)
         names = {f"model:{m.id}": m.name for m in self.store.list_models()}
         names.update({f"dataset:{d.id}": d.name for d in self.store.list_datasets()})
-        self.post_message(JobsPolled(jobs, selected_job_id, metrics, log_lines, names))
+        self.post_message(JobsPolled(jobs, selected_job_id, metrics, log_lines, names, read_number))
 
     @on(JobsPolled)
     def jobs_polled(self, event: JobsPolled) -> None:
+        if event.read_number < self._reads_started:
+            # A thread worker cannot be stopped, so a superseded read still answers; its
+            # table may lack a just-launched job, and rebuilding from it would move the
+            # cursor (and the selection) off that job.
+            return
+        self._reads_answered = event.read_number
         table = self.query_one("#job-list", PriorityTable)
         selected = self.selected_job_id or event.selected_job_id
         keep = str(selected) if selected is not None else table.selected_key()
