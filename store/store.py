@@ -51,7 +51,7 @@ class Store(
 
     def __init__(self, path: Path | str | None = None, *, migrate_schema: bool = True) -> None:
         self.path = Path(path) if path is not None else None
-        self._scratch: weakref.finalize[..., None] | None = None
+        self._scratch: weakref.finalize[..., Store] | None = None
         if path is None:
             # A throwaway store is a WAL file in a private temporary folder, not a shared-cache
             # in-memory database: shared cache locks whole tables and fails at once
