@@ -179,6 +179,9 @@ async def test_quitting_with_unsaved_edits_asks(seeded: Store) -> None:
         await pilot.press("ctrl+q")
         await wait_until(pilot, lambda: isinstance(app.screen, UnsavedEditsModal), "the question")
         assert not exits
+        await pilot.press("ctrl+q")  # asked already: a second ctrl+q adds no second question
+        await settle(app, pilot)
+        assert sum(isinstance(s, UnsavedEditsModal) for s in app.screen_stack) == 1
         await pilot.press("escape")
         assert not exits and seeded.list_prompt_versions("classify")[-1].version == 2
 

@@ -25,7 +25,7 @@ from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.store import Store
 from tunelab.tui.app import TunelabApp, make_app
 from tunelab.tui.screens.compare import CompareScreen
-from tunelab.tui.screens.quit_modal import ConfirmModal, QuitModal, running_summary
+from tunelab.tui.screens.confirm import ConfirmModal, QuitModal, running_summary
 from tunelab.tui.screens.runs import RunsScreen
 from tunelab.tui.widgets.status_line import StatusLine, activity_text, elide_middle
 

@@ -253,9 +253,9 @@ class TunelabApp(App[None]):
 
     async def action_quit(self) -> None:
         """Quit; while evaluations or jobs run, ask first and say they keep running."""
-        from tunelab.tui.screens.quit_modal import ConfirmModal, QuitModal
+        from tunelab.tui.screens.confirm import QuestionModal, QuitModal
 
-        if isinstance(self.screen, ConfirmModal):
+        if isinstance(self.screen, QuestionModal):
             return
         if self.asked_before_leaving(None, lambda: self.call_later(self.action_quit)):
             return  # unsaved edits: saved or discarded first, or the user stays

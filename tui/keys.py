@@ -12,7 +12,7 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.base import TunelabScreen
     from tunelab.tui.screens.blind_ab import BlindABModal
     from tunelab.tui.screens.compare import CompareScreen
-    from tunelab.tui.screens.confirm import UnsavedEditsModal
+    from tunelab.tui.screens.confirm import ConfirmModal, UnsavedEditsModal
     from tunelab.tui.screens.correction import CorrectionModal
     from tunelab.tui.screens.detail import DetailModal
     from tunelab.tui.screens.eval_modal import EvalModal
@@ -24,7 +24,6 @@ def binding_classes(app_class: type[DOMNode]) -> list[type[DOMNode]]:
     from tunelab.tui.screens.optimize import OptimizeModal, SearchModal
     from tunelab.tui.screens.playground import PlaygroundScreen
     from tunelab.tui.screens.prompts import PromptsScreen
-    from tunelab.tui.screens.quit_modal import ConfirmModal
     from tunelab.tui.screens.report import ReportScreen
     from tunelab.tui.screens.run_detail import RunDetailModal
     from tunelab.tui.screens.runs import RunsScreen

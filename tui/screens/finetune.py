@@ -270,7 +270,7 @@ class FinetuneScreen(TunelabScreen):
     # Cancel and resume -------------------------------------------------------------------
     def action_cancel_job(self) -> None:
         """Asks first: a cancelled job stops training (R resumes from its last checkpoint)."""
-        from tunelab.tui.screens.quit_modal import ConfirmModal
+        from tunelab.tui.screens.confirm import ConfirmModal
 
         job_id = self._selected()
         if job_id is None:

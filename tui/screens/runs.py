@@ -517,7 +517,7 @@ class RunsScreen(TunelabScreen):
         if run is None:
             self.notify("No evaluation is running here", timeout=2)
             return
-        from tunelab.tui.screens.quit_modal import ConfirmModal
+        from tunelab.tui.screens.confirm import ConfirmModal
 
         def answered(stop: bool | None) -> None:
             if stop:
