@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from tunelab.store.records import RunOutput
 
 SORT_KEYS = ("newest", "metric", "prompt", "model", "dataset")
+REMOTE_POLL_SECONDS = 2.0
+"""How often the Runs screen ingests remote events while a remote run or a search goes on."""
 RUN_COLUMNS = [
     Column(" ", 0, 1, min_width=1), Column("Run", 0, 6), Column("Prompt", 2, 30, "middle", 12),
     Column("Model", 3, 30, "middle"), Column("Dataset", 4, 20, "middle"), Column("Status", 0, 12),
@@ -121,6 +123,19 @@ class RunsScreen(TunelabScreen):
         self.query_one("#runs-filter-count").display = False
         self._show_sort()
         self.load_runs()
+        self.set_interval(REMOTE_POLL_SECONDS, self.poll_remote)
+
+    def poll_remote(self) -> None:
+        """A Slurm evaluation's rows and a search's candidates arrive as event files, which
+        change nothing here until ingested: while one may come, ingest (the commit reloads)."""
+        activity = getattr(self.app, "activity", None)
+        remote = any(run.status == "running" and run.pid is None for run in self.all_runs)
+        if remote or (activity is not None and activity.searches):
+            self.ingest_remote()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="remote", description="Ingest")
+    def ingest_remote(self) -> None:
+        self.engine.refresh_jobs()
 
     # Run list ----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="store", description="Runs")
