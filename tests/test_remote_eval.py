@@ -181,3 +181,32 @@ def test_eval_on_the_local_cluster_equals_a_local_run(workspace: Workspace) -> N
     assert local.cached_rows == 4  # the remote responses reached the cache on ingestion
     assert _outputs(store, remote.id) == _outputs(store, local.id)
     assert asdict(store.get_job(job.id))["status"] == "succeeded"
+
+
+def test_a_resumed_evaluation_scores_only_the_rows_its_run_lacks(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunelab.engine.training.jobs import resume_job
+
+    store = workspace.open_store()
+    add_training_data(store, None)
+    run, job = _submitted_by_hand(workspace, store, limit=3)
+    folder = job_dir(workspace, job.id)
+    EventWriter(folder).write("outputs", outputs=_outputs_event(run, store, True))
+    monkeypatch.setattr(slurm, "slurm_states", lambda: {"77": slurm.SlurmState("TIMEOUT")})
+    refresh_remote_runs(workspace, store)
+    assert store.get_job(job.id).status == "failed"
+    submitted: list[list[str]] = []
+
+    def fake_sbatch(store: Store, job: Job, folder: Path, options: slurm.SlurmOptions,
+                    worker_args: list[str] | None = None) -> Job:  # fmt: skip
+        submitted.append(worker_args or [])
+        return store.get_job(job.id)
+
+    monkeypatch.setattr(slurm, "sbatch", fake_sbatch)
+    resume_job(workspace, store, job.id)
+    assert submitted == [[slurm.EVAL_WORKER_MODULE, str(folder / EVAL_SPEC_FILE)]]
+    assert read_eval_spec(folder / EVAL_SPEC_FILE).done_rows == [0, 1]
+    assert store.get_run(run.id).status == "running"
+    said = store.job_events(job.id)[-1].message
+    assert said.startswith("resume requested; scores only the rows its run does not hold yet")

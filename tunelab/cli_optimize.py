@@ -2,7 +2,7 @@
 foreground with progress or `--detach`ed as a queued job (`tunelab jobs`); Ctrl-C (SIGINT)
 stops after the current evaluation keeping what it scored, and re-running with the same seed
 (or `tunelab jobs resume`) reuses every finished evaluation. `optimize show` reads a search
-back."""
+back. `--on slurm` submits the search to Slurm (`engine.optimize.remote`)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,20 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from tunelab.cli_common import console, emit_json, err_console, fail, state
+from tunelab.cli_common import (
+    cluster_option,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    slurm_options,
+    state,
+)
 
 if TYPE_CHECKING:
     from tunelab.engine.optimize.history import SearchHistory
     from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, OptimizeResult
+    from tunelab.engine.training.slurm import SlurmOptions
     from tunelab.store import Store
 
 
@@ -80,6 +89,23 @@ def _detach(store: Store, request: OptimizeRequest, as_json: bool) -> None:
         f"queued as job {job.id} (worker pid {pid}, log {job.log_path}): follow it with "
         f"`tunelab jobs show {job.id}`, stop it with `tunelab jobs cancel {job.id}` (keeps what "
         f"it scored) and continue with `tunelab jobs resume {job.id}`."
+    )
+
+
+def _submit(store: Store, request: OptimizeRequest, options: SlurmOptions, as_json: bool) -> None:
+    """Submit the search to Slurm as a job (kind optimize); its candidates become versions
+    and runs here as `tunelab jobs list|show` or the TUI ingest the worker's events."""
+    from tunelab.engine.optimize.remote import submit_search
+
+    job = submit_search(state.workspace(), store, request, options)
+    if as_json:
+        emit_json({"job": job.id, "scheduler_job_id": job.scheduler_job_id,
+                   "log": job.log_path})  # fmt: skip
+        return
+    console.print(
+        f"submitted to Slurm as job {job.scheduler_job_id} (tunelab job {job.id}): follow it "
+        f"with `tunelab jobs show {job.id}` (candidates arrive as they finish), stop it with "
+        f"`tunelab jobs cancel {job.id}` and continue with `tunelab jobs resume {job.id}`."
     )
 
 
@@ -218,6 +244,17 @@ def register(app: typer.Typer) -> None:
             "--detach",
             help="Run in a detached process that outlives the terminal; prints its pid and log.",
         ),
+        on: str = typer.Option(
+            "local",
+            "--on",
+            help="Where to search: local, or slurm (sbatch; candidates arrive as they finish).",
+            rich_help_panel="Cluster",
+        ),
+        partition: str = cluster_option("partition"),
+        gpus_per_node: int = cluster_option("gpus_per_node"),
+        time_limit: str = cluster_option("time_limit"),
+        slurm_arg: list[str] = cluster_option("slurm_arg"),
+        slurm_allow_local_fs: bool = cluster_option("slurm_allow_local_fs"),
     ) -> None:
         """Search demonstrations, instructions, scoring and calibration for a prompt on the
         validation split; every candidate becomes a version and the best is labelled
@@ -236,6 +273,10 @@ def register(app: typer.Typer) -> None:
             parse_k_range,
         )
 
+        slurm = slurm_options(on, partition, gpus_per_node, 1, time_limit, slurm_arg,
+                              slurm_allow_local_fs)  # fmt: skip
+        if slurm is not None and detach:
+            fail("--on slurm already runs the search in the background; drop --detach")
         store = state.store()
         k_min, k_max = parse_k_range(k_range)
         if not scoring:
@@ -268,6 +309,9 @@ def register(app: typer.Typer) -> None:
             proposer=proposer,
         )
 
+        if slurm is not None:
+            _submit(store, request, slurm, as_json)  # bad input is refused before a job exists
+            return
         if detach:
             _detach(store, request, as_json)  # bad input is refused before a job exists
             return

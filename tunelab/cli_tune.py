@@ -296,12 +296,13 @@ def jobs_cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
 
 @jobs_app.command("resume")
 def jobs_resume(job_id: int = typer.Argument(..., help="Job id.")) -> None:
-    """Continue a failed or cancelled job from its last checkpoint (step 0 if none is left)."""
-    from tunelab.engine.training.jobs import resume_job, resume_plan, resume_point
+    """Continue a failed or cancelled job: training from its last checkpoint (step 0 if none
+    is left), an evaluation with the rows it lacks, a search reusing what it scored."""
+    from tunelab.engine.training.jobs import resume_description, resume_job
 
     job = resume_job(state.workspace(), state.store(), job_id)
     where = f" (Slurm job {job.scheduler_job_id})" if job.scheduler == "slurm" else ""
-    console.print(f"job {job.id} queued again{where}; {resume_plan(resume_point(job))}")
+    console.print(f"job {job.id} queued again{where}; {resume_description(job)}")
 
 
 def add_export_command(model_app: typer.Typer) -> None:

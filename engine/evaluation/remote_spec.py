@@ -11,7 +11,7 @@ and `SpecRowStore` serves the few store calls rendering and scoring make.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ class EvalSpec:
         splits: the exported splits, by name, as files in the job folder.
         folder: the job folder (events, stop file).
         scheduler: the scheduler's submission options (kept for resubmission).
+        done_rows: the rows a resubmitted worker skips (the run already holds them).
     """
 
     run_id: int
@@ -67,9 +68,15 @@ class EvalSpec:
     folder: str
     stop_file: str
     scheduler: dict[str, Any]
+    done_rows: list[int] = field(default_factory=list)
+    """Rows a resubmitted worker skips: the run already holds them."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_done_rows(self, done: Iterable[int]) -> EvalSpec:
+        """The spec again, for a worker that scores only the rows the run still lacks."""
+        return replace(self, done_rows=sorted(set(done) & set(self.row_indices)))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalSpec:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.optimize.job import SearchJobProgress, request_from_config
-from tunelab.engine.optimize.search import OptimizeProgress, optimize
+from tunelab.engine.optimize.search import OptimizeProgress, OptimizeResult, optimize
 from tunelab.engine.processes import (
     WorkerInfo,
     job_worker_command,
@@ -51,6 +51,16 @@ def _beat(
         print(f"heartbeat stopped: {exc}", flush=True)
     finally:
         store.close()
+
+
+def result_message(result: OptimizeResult) -> str:
+    """A finished search in the job's last event: candidates scored and the best."""
+    best = (
+        f"best {result.best_ref} {result.metric}={result.best_score:.4f}"
+        if result.best_ref and result.best_score is not None
+        else "no best"
+    )
+    return f"{len(result.candidates)} candidates, {best}"
 
 
 def run_search_job(workspace: Workspace, job_id: int) -> int:
@@ -96,13 +106,7 @@ def run_search_job(workspace: Workspace, job_id: int) -> int:
                 "cancelled: the scored candidates are kept; resume continues",
             )
         else:
-            status = "succeeded"
-            best = (
-                f"best {result.best_ref} {result.metric}={result.best_score:.4f}"
-                if result.best_ref
-                else "no best"
-            )
-            message = f"{len(result.candidates)} candidates, {best}"
+            status, message = "succeeded", result_message(result)
     except (BadInputError, EngineError) as exc:
         status, message = "failed", str(exc).splitlines()[0]
         fields["error"] = message

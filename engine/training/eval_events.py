@@ -19,7 +19,7 @@ from tunelab.engine.evaluation.remote_spec import (
     plan_from_spec,
     read_eval_spec,
 )
-from tunelab.engine.training.job_events import EVENTS_DIR, read_events
+from tunelab.engine.training.job_events import ingest_events
 
 if TYPE_CHECKING:
     from tunelab.store import Job, Store
@@ -35,18 +35,29 @@ def eval_run_id(job: Job) -> int:
 
 def ingest_eval_events(store: Store, job: Job, folder: Path) -> int:
     """Apply the new events of an evaluation job's worker files; returns how many."""
-    seen = store.ingested_seqs(job.id)
-    applied = 0
-    for path in sorted((folder / EVENTS_DIR).glob("*.jsonl")):
-        for event in read_events(path, seen.get(path.stem, 0)):
+    return ingest_events(store, job.id, folder, lambda event: _apply(store, job, folder, event))
 
-            def apply(event: dict[str, Any] = event) -> None:
-                _apply(store, job, folder, event)
 
-            kind = str(event.get("kind", ""))
-            if store.ingest_event(job.id, path.stem, int(event["seq"]), kind, apply):
-                applied += 1
-    return applied
+def mark_started(store: Store, job: Job, event: dict[str, Any], at: str) -> None:
+    """A remote worker's `started` event: the job runs, on the host and pid it names."""
+    where = f"{event.get('host')} (pid {event.get('pid')})"
+    if event.get("slurm_job_id"):
+        where += f", Slurm job {event['slurm_job_id']}"
+    store.transition_job(
+        job.id, ["queued", "running"], ("running", f"started on {where}"),
+        status="running", pid=event.get("pid"), host=event.get("host"), error=None,
+        started_at=at, finished_at=None, heartbeat_at=at,
+    )  # fmt: skip
+
+
+def mark_failed(store: Store, job: Job, event: dict[str, Any], at: str) -> str | None:
+    """A remote worker's `failed` event: the job fails with its one-line reason; returns the
+    reason, or None when the job had already ended."""
+    error = str(event.get("error") or "the worker failed")
+    if store.transition_job(job.id, ["queued", "running"], ("failed", error),
+                            status="failed", error=error, finished_at=at):  # fmt: skip
+        return error
+    return None
 
 
 def _apply(store: Store, job: Job, folder: Path, event: dict[str, Any]) -> None:
@@ -56,14 +67,7 @@ def _apply(store: Store, job: Job, folder: Path, event: dict[str, Any]) -> None:
     at = str(event.get("at") or _now())
     run_id = eval_run_id(job)
     if kind == "started":
-        where = f"{event.get('host')} (pid {event.get('pid')})"
-        if event.get("slurm_job_id"):
-            where += f", Slurm job {event['slurm_job_id']}"
-        store.transition_job(
-            job.id, ["queued", "running"], ("running", f"started on {where}"),
-            status="running", pid=event.get("pid"), host=event.get("host"), error=None,
-            started_at=at, finished_at=None, heartbeat_at=at,
-        )  # fmt: skip
+        mark_started(store, job, event, at)
     elif kind == "outputs":
         outputs = [NewRunOutput(**o) for o in event.get("outputs") or []]
         store.add_run_outputs(run_id, outputs)
@@ -79,9 +83,8 @@ def _apply(store: Store, job: Job, folder: Path, event: dict[str, Any]) -> None:
                                 status="succeeded", finished_at=at):  # fmt: skip
             finish_eval_run(store, job, folder, "succeeded", None)
     elif kind == "failed":
-        error = str(event.get("error") or "the worker failed")
-        if store.transition_job(job.id, ["queued", "running"], ("failed", error),
-                                status="failed", error=error, finished_at=at):  # fmt: skip
+        error = mark_failed(store, job, event, at)
+        if error is not None:
             finish_eval_run(store, job, folder, "failed", error)
 
 

@@ -56,7 +56,8 @@ def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
         loaded = load_ref(spec.ref())
         # Rendering and scoring make only the store calls `SpecRowStore` serves.
         store = cast("Store", rows)
-        jobs = eval_plan.render_jobs(store, plan, loaded)
+        done = set(spec.done_rows)  # a resubmission scores only the rows the run lacks
+        jobs = [j for j in eval_plan.render_jobs(store, plan, loaded) if j.row.idx not in done]
         print(f"run {spec.run_id}: {len(jobs)} rows on {loaded.name}", flush=True)
         for start in range(0, len(jobs), spec.batch_size):
             if should_stop():

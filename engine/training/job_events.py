@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tunelab.store import Store, Workspace
 
 EVENTS_DIR = "events"
@@ -96,17 +98,23 @@ def ingest_job_events(store: Store, job_id: int, folder: Path) -> int:
         job_id: the job the folder belongs to.
         folder: the job folder (events are under its `events/`).
     """
+    return ingest_events(store, job_id, folder, lambda event: _apply(store, job_id, event))
+
+
+def ingest_events(
+    store: Store, job_id: int, folder: Path, apply: Callable[[dict[str, Any]], None]
+) -> int:
+    """Apply each new event of the job folder's worker files with `apply`, once: each runs in
+    the transaction that records its `(job, source, seq)` key; returns how many were new.
+    Every remote job kind (training, evaluation, search) ingests through this."""
     seen = store.ingested_seqs(job_id)
     applied = 0
     for path in sorted((folder / EVENTS_DIR).glob("*.jsonl")):
         source = path.stem
         for event in read_events(path, seen.get(source, 0)):
             kind = str(event.get("kind", ""))
-
-            def apply(event: dict[str, Any] = event) -> None:
-                _apply(store, job_id, event)
-
-            if store.ingest_event(job_id, source, int(event["seq"]), kind, apply):
+            if store.ingest_event(job_id, source, int(event["seq"]), kind,
+                                  lambda event=event: apply(event)):  # fmt: skip
                 applied += 1
     return applied
 

@@ -406,9 +406,7 @@ def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
         raise BadInputError(
             f"job {job_id} is {job.status}{hint}; only failed or cancelled jobs resume"
         )
-    step = resume_point(job)
-    # A search job keeps no checkpoint: it runs again and reuses its finished evaluations.
-    plan = resume_plan(step) if job.kind == "finetune" else "reruns, reusing what it scored"
+    plan = resume_description(job)
     if not store.transition_job(
         job_id, ["failed", "cancelled"], ("queued", f"resume requested; {plan}"),
         status="queued", error=None, finished_at=None,
@@ -419,6 +417,23 @@ def resume_job(workspace: Workspace, store: Store, job_id: int) -> Job:
         return slurm.resubmit(workspace, store, store.get_job(job_id))
     start_worker(workspace, job_id, job.log_path or None, job.kind)
     return store.get_job(job_id)
+
+
+def resume_description(job: Job) -> str:
+    """What resuming `job` does, in words fitting its kind: training continues from its
+    newest checkpoint, an evaluation scores only the rows its run lacks, and a search runs
+    again with its seed, reusing every evaluation it finished."""
+    from tunelab.engine.training.eval_events import EVAL_KIND
+    from tunelab.engine.training.search_spec import SEARCH_KIND
+
+    if job.kind == EVAL_KIND:
+        return "scores only the rows its run does not hold yet, keeping those it has"
+    if job.kind == SEARCH_KIND:
+        return (
+            "searches again with the same seed, reusing every evaluation it finished "
+            "(the same candidates come back)"
+        )
+    return resume_plan(resume_point(job))
 
 
 def resume_plan(step: int | None) -> str:

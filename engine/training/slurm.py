@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.engine.data.exported import write_json_atomically
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.training.eval_events import (
     EVAL_KIND,
@@ -29,6 +30,8 @@ from tunelab.engine.training.eval_events import (
 )
 from tunelab.engine.training.job_events import ingest_job_events, job_dir, stop_file
 from tunelab.engine.training.job_spec import SPEC_FILE, write_spec
+from tunelab.engine.training.search_events import ingest_search_events
+from tunelab.engine.training.search_spec import SEARCH_KIND
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -326,17 +329,20 @@ def resubmit(workspace: Workspace, store: Store, job: Job) -> Job:
     folder = job_dir(workspace, job.id)
     if job.kind == EVAL_KIND:
         return _resubmit_evaluation(store, job, folder)
+    if job.kind == SEARCH_KIND:
+        return _resubmit_search(store, job, folder)
     spec = read_spec(folder / SPEC_FILE)
     return submit(workspace, store, job, SlurmOptions.from_dict(spec.scheduler))
 
 
 def _resubmit_evaluation(store: Store, job: Job, folder: Path) -> Job:
-    """An evaluation again: its run reopens and the worker scores every row again; the rows
-    already stored are kept (a row index is stored once)."""
+    """An evaluation again: its run reopens and the worker scores only the rows not stored
+    yet (the spec is written again with those as `done_rows`)."""
     from tunelab.engine.evaluation.remote_spec import EVAL_SPEC_FILE, read_eval_spec
 
     spec_path = folder / EVAL_SPEC_FILE
-    spec = read_eval_spec(spec_path)
+    spec = read_eval_spec(spec_path).with_done_rows(store.done_row_indices(eval_run_id(job)))
+    write_json_atomically(spec_path, spec.to_dict())
     store.reopen_run(eval_run_id(job))
     store.hand_run_to_scheduler(eval_run_id(job), f"slurm:job-{job.id}")
     worker = [EVAL_WORKER_MODULE, str(spec_path)]
@@ -344,6 +350,22 @@ def _resubmit_evaluation(store: Store, job: Job, folder: Path) -> Job:
         return sbatch(store, job, folder, SlurmOptions.from_dict(spec.scheduler), worker)
     finally:
         settle_eval_run(store, job, folder)
+
+
+def _resubmit_search(store: Store, job: Job, folder: Path) -> Job:
+    """A search again: its spec is written anew (with every finished run of its versions to
+    reuse, the ones the earlier allocation scored included) and submitted."""
+    from tunelab.engine.training.search_spec import (
+        SEARCH_SPEC_FILE,
+        SEARCH_WORKER_MODULE,
+        read_search_spec,
+        write_search_spec,
+    )
+
+    old = read_search_spec(folder / SEARCH_SPEC_FILE)
+    spec = write_search_spec(store, job, folder, Path(old.stop_file), old.scheduler)
+    options = SlurmOptions.from_dict(old.scheduler)
+    return sbatch(store, job, folder, options, [SEARCH_WORKER_MODULE, str(spec)])
 
 
 def refresh_slurm_jobs(
@@ -375,6 +397,8 @@ def refresh_slurm_jobs(
     for job in active:
         if job.kind == EVAL_KIND:
             ingest_eval_events(store, job, job_dir(workspace, job.id))
+        elif job.kind == SEARCH_KIND:
+            ingest_search_events(store, job, job_dir(workspace, job.id))
         else:
             ingest_job_events(store, job.id, job_dir(workspace, job.id))
         if states is None:
