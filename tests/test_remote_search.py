@@ -6,6 +6,7 @@ its resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -51,12 +52,12 @@ def _data(workspace: Workspace) -> Store:
     return store
 
 
-def _job_by_hand(workspace: Workspace, store: Store) -> Job:
+def _job_by_hand(workspace: Workspace, store: Store, seed_ref: str = "irony@1") -> Job:
     """A search job and its spec, as `submit_search` leaves them before sbatch."""
-    request = _request()
+    request = dataclasses.replace(_request(), prompt=seed_ref)
     model = store.get_model("builtin")
     dataset = store.get_dataset("irony")
-    seed = store.get_prompt_version("irony@1")
+    seed = store.get_prompt_version(seed_ref)
     job = store.create_job(METHOD, request_to_config(request), model.id, dataset.id, seed.id,
                            kind=KIND, scheduler="slurm")  # fmt: skip
     folder = job_dir(workspace, job.id)
@@ -144,6 +145,24 @@ def test_events_ingested_twice_are_one_version_and_one_run_each(workspace: Works
     done = store.get_job(job.id)
     assert done.status == "succeeded"
     assert store.job_events(job.id)[-1].message == "1 candidates, best irony@3 accuracy=0.5000"
+
+
+def test_a_run_of_a_version_the_spec_exported_goes_to_that_version_not_an_equal_one(
+    workspace: Workspace,
+) -> None:
+    store = _data(workspace)
+    first = store.get_prompt_version("irony@1")
+    store.save_prompt_version("irony", PromptContent(template="Other: {{ text }}"))
+    same = PromptContent(template=first.template, mode=first.mode)
+    seed = store.save_prompt_version("irony", same).version  # irony@3, the content of @1
+    assert seed.version == 3 and seed.content_hash == first.content_hash
+    job = _job_by_hand(workspace, store, "irony@3")
+    folder = job_dir(workspace, job.id)
+    event = {**_run_event(store, same, "irony@3", 1.0), "number": 3}
+    EventWriter(folder).write("run", **event)
+    ingest_search_events(store, job, folder)
+    (run,) = store.list_runs()
+    assert run.prompt_ref == "irony@3"
 
 
 @pytest.mark.parametrize(
@@ -288,7 +307,8 @@ def test_a_search_on_the_cluster_cancels_and_resumes_reusing_what_it_scored(
         return current if current.status in DONE else None
 
     stopped = wait_for(ended, 300, "the cancelled search to end")
-    assert stopped.status == "cancelled"
+    assert stopped.status == "cancelled" and stop_file(workspace, job.id).exists()
+    assert any(e.kind == "cancel_requested" for e in store.job_events(job.id))
     assert OPTIMIZED_LABEL not in store.get_prompt("irony").labels
     kept = len(store.list_runs())
     resumed = run_cli("jobs", "resume", str(job.id), workspace=workspace)

@@ -58,10 +58,19 @@ class ReportingStore(Store):
         super().__init__(None)
         self.events: EventWriter | None = None
         self._fresh: dict[str, CachedResponse] = {}
+        self._exported: set[int] = set()
 
     def report_to(self, events: EventWriter) -> None:
         self.events = events
         self._fresh.clear()
+        self._exported = {row["id"] for row in self._query("SELECT id FROM prompt_versions")}
+
+    def identity(self, version: PromptVersion) -> dict[str, Any]:
+        """How an event names a version: its ref and content hash, and, for one copied from
+        the workspace, its number there (the same here), which tells apart equal contents."""
+        exported = version.id in self._exported
+        return {"ref": version.ref, "hash": version.content_hash,
+                "number": version.version if exported else None}  # fmt: skip
 
     def take_fresh(self) -> dict[str, dict[str, Any]]:
         """The responses computed since the last call, as event data by cache key."""
@@ -80,20 +89,19 @@ class ReportingStore(Store):
                                             parent_version_id)  # fmt: skip
         if self.events is not None and saved.created:
             self.events.write("version", content=asdict(content), message=message,
-                              ref=saved.version.ref, hash=saved.version.content_hash)  # fmt: skip
+                              **self.identity(saved.version))  # fmt: skip
         return saved
 
     def set_version_message(self, version_id: int, message: str) -> None:
         super().set_version_message(version_id, message)
         if self.events is not None:
             version = self.get_prompt_version_by_id(version_id)
-            self.events.write("message", message=message, ref=version.ref,
-                              hash=version.content_hash)  # fmt: skip
+            self.events.write("message", message=message, **self.identity(version))
 
     def set_label(self, ref: str, label: str) -> tuple[PromptVersion, int | None]:
         version, previous = super().set_label(ref, label)
         if self.events is not None:
-            self.events.write("label", label=label, ref=version.ref, hash=version.content_hash)
+            self.events.write("label", label=label, **self.identity(version))
         return version, previous
 
     def cache_responses(self, entries: dict[str, CachedResponse]) -> None:
@@ -116,7 +124,7 @@ class ReportingStore(Store):
                 for o in self.run_outputs(run.id)
             ]
             self.events.write(
-                "run", ref=version.ref, hash=version.content_hash, model=run.model_name,
+                "run", **self.identity(version), model=run.model_name,
                 split=run.split, rows_total=run.rows_total, settings=run.settings,
                 scoring=run.scoring, metric_names=run.metric_names, row_limit=run.row_limit,
                 sample_seed=run.sample_seed, samples=run.samples, status=run.status,
@@ -215,9 +223,8 @@ def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
 
         def report(progress: OptimizeProgress) -> None:
             snapshot = SearchJobProgress.of(progress)
-            ref = progress.evaluation.version_ref
-            digest = store.get_prompt_version(ref).content_hash
-            events.write("progress", snapshot=snapshot.to_dict(), ref=ref, hash=digest)
+            version = store.get_prompt_version(progress.evaluation.version_ref)
+            events.write("progress", snapshot=snapshot.to_dict(), **store.identity(version))
             print(f"[{progress.evaluations}] {snapshot.message}  candidates "
                   f"{snapshot.step}/{snapshot.total_steps}", flush=True)  # fmt: skip
 
@@ -227,8 +234,8 @@ def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
             print("stopped: the scored candidates are reported", flush=True)
             return 1
         best = store.get_prompt_version(result.best_ref) if result.best_ref else None
-        events.write("finished", message=result_message(result), ref=result.best_ref,
-                     hash=best.content_hash if best else None,
+        named = store.identity(best) if best is not None else {}
+        events.write("finished", message=result_message(result), **named,
                      responses=store.take_fresh())  # fmt: skip
         print(f"job {spec.job_id}: {result_message(result)}", flush=True)
         return 0

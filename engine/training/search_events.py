@@ -62,17 +62,18 @@ def _apply(store: Store, job: Job, event: dict[str, Any]) -> None:
 def _version(
     store: Store, job: Job, event: dict[str, Any], create: bool = False
 ) -> PromptVersion | None:
-    """The workspace version with the event's content hash (the first, as the scorer picks);
-    with `create`, a new child of the seed when none has it."""
+    """The workspace version the event names: by its number for one the spec exported (the
+    same number here), else the first with its content hash (as the scorer picks); with
+    `create`, a new child of the seed when none has it."""
     from tunelab.store import PromptContent
 
     assert job.prompt_version_id is not None
     seed = store.get_prompt_version_by_id(job.prompt_version_id)
     digest = event.get("hash")
-    found = next(
-        (v for v in store.list_prompt_versions(seed.prompt_name) if v.content_hash == digest),
-        None,
-    )
+    versions = store.list_prompt_versions(seed.prompt_name)
+    number = event.get("number")
+    found = next((v for v in versions if v.version == number and v.content_hash == digest), None)
+    found = found or next((v for v in versions if v.content_hash == digest), None)
     if found is not None or not create:
         return found
     content = PromptContent(**dict(event["content"]))
