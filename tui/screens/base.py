@@ -8,10 +8,11 @@ from textual import events, on
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
 from tunelab.tui.messages import ScreenShown
+from tunelab.tui.widgets.screen_footer import ScreenFooter
 from tunelab.tui.widgets.screen_tabs import ScreenTabs
 from tunelab.tui.widgets.status_line import StatusLine
 
@@ -50,6 +51,8 @@ class TunelabScreen(Screen[None]):
         self.sub_title = self.SCREEN_TITLE
         self.seen_version: int | None = None
         """The database version this screen last loaded at (see `data_changed`)."""
+        self._styled_for: tuple[bool, str] | None = None
+        """`_style_inputs` when the screen was last hidden; None before."""
 
     def compose_header(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -58,7 +61,7 @@ class TunelabScreen(Screen[None]):
             yield StatusLine()
 
     def compose_footer(self) -> ComposeResult:
-        yield Footer(show_command_palette=True, compact=True)
+        yield ScreenFooter(show_command_palette=True, compact=True)
 
     def show_status(self, workspace: str, activity: Activity | None) -> None:
         """Set the status line (the app calls this when the activity was counted again)."""
@@ -92,6 +95,21 @@ class TunelabScreen(Screen[None]):
     def ask_for_chrome(self) -> None:
         """The tab bar and status line come from the app (it knows the keys and the activity)."""
         self.post_message(ScreenShown(self))
+
+    @on(events.ScreenSuspend)
+    def note_style_inputs(self) -> None:
+        self._styled_for = self._style_inputs()
+
+    @on(events.ScreenResume)
+    def skip_restyle(self, event: events.ScreenResume) -> None:
+        """Spare a screen shown again Textual's restyle of all its widgets, a large part of a
+        switch, when what styles read from outside it (the app's focus, the theme) is as it was
+        when it was hidden; Textual skips it too when a modal closes. Runs before `Screen`'s."""
+        if event.refresh_styles and self._styled_for == self._style_inputs():
+            event.refresh_styles = False
+
+    def _style_inputs(self) -> tuple[bool, str]:
+        return (self.app.app_focus, self.app.theme)
 
     @on(events.ScreenResume)
     def catch_up(self) -> None:
