@@ -132,8 +132,8 @@ def slurm_options(
     on: str, partition: str, gpus_per_node: int, nodes: int, time_limit: str,
     slurm_arg: list[str], allow_local_fs: bool,
 ) -> SlurmOptions | None:  # fmt: skip
-    """The cluster flags `tune`, `sweep`, `curve` and `eval` share (`cluster_option`), as
-    Slurm options (None: run locally)."""
+    """The cluster flags `tune`, `sweep`, `curve`, `eval` and `optimize` share
+    (`cluster_option`), as Slurm options (None: run locally)."""
     from tunelab.engine.training.slurm import SlurmOptions, parse_slurm_args
 
     if on not in ("local", "slurm"):
