@@ -1,7 +1,9 @@
 """The `tunelab` command: a thin front end over the engine, beside the TUI.
 
 Command groups live in `cli_*.py` modules and register themselves here. Nothing in
-this module imports torch, so `tunelab --help` answers at once.
+this module imports torch, so `tunelab --help` answers at once; plain `tunelab`, which opens
+the TUI, does not import the command modules at all (`root_app` is the app without them,
+`app` the one with every command).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import typer
 from tunelab import __version__
 from tunelab.cli_common import err_console, exit_code_for, quiet_third_party, state, user_error
 
-app = typer.Typer(
+root_app = typer.Typer(
     name="tunelab",
     help="Prompt-engineer or fine-tune? A terminal workbench that answers with evidence.\n\n"
     "Run with no command to open the TUI on the workspace here.",
@@ -32,7 +34,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback(invoke_without_command=True)
+@root_app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
     workspace: Path | None = typer.Option(
@@ -93,10 +95,36 @@ def _register_commands() -> None:
         cli_robustness,
         cli_trend,
     ):  # fmt: skip
-        module.register(app)
+        module.register(root_app)
 
 
-_register_commands()
+_registered = False
+
+
+def registered_app() -> typer.Typer:
+    """The `tunelab` app with every command group registered (once)."""
+    global _registered
+    if not _registered:
+        _registered = True
+        _register_commands()
+    return root_app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # `from tunelab.cli import app`: the full command tree
+        return registered_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def opens_tui(args: list[str]) -> bool:
+    """Whether `tunelab ARGS` opens the TUI: no command named and no `--help` asked for."""
+    values = iter(args)
+    for arg in values:
+        if arg in ("-w", "--workspace"):
+            next(values, None)  # the option's value
+        elif arg == "--help" or not arg.startswith("-"):
+            return False
+    return True
 
 
 def main() -> None:
@@ -104,8 +132,9 @@ def main() -> None:
     # Everything tunelab writes (datasets cache, logs, checkpoints, job folders) and every
     # process it starts is readable by its owner only.
     os.umask(0o077)
+    cli = root_app if opens_tui(sys.argv[1:]) else registered_app()
     try:
-        app(standalone_mode=True)
+        cli(standalone_mode=True)
     except SystemExit:
         raise
     except KeyboardInterrupt:

@@ -20,43 +20,46 @@ from tunelab.engine.api.training_form import (
 )
 from tunelab.engine.api.types import (
     Activity,
-    BiasEntry,
-    BlindPair,
-    BlindSession,
-    Comparison,
-    CurveSummary,
-    DecisionReport,
     EngineProtocol,
     EvalOutcome,
-    EvalProgress,
     EvalSpec,
-    ExampleDetail,
     FormValues,
-    JobDetail,
-    PreferenceTally,
-    ProgressCallback,
-    RenderedPrompt,
-    RobustnessSummary,
     RowInput,
-    RunDetail,
-    RunStability,
     StopCallback,
-    SweepDetail,
-    TokenChunk,
     TrainingField,
-    Trend,
-    TrendRequest,
 )
 from tunelab.engine.errors import EngineError
-from tunelab.engine.optimize.history import SearchHistory
-from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, OptimizeResult
-from tunelab.engine.prompts.settings import GenerationSettings
-from tunelab.engine.text_diff import WordDiffSegment, word_diff
+from tunelab.engine.text_diff import word_diff
 
 if TYPE_CHECKING:
+    from tunelab.engine.api.types import (
+        BiasEntry,
+        BlindPair,
+        BlindSession,
+        Comparison,
+        CurveSummary,
+        DecisionReport,
+        EvalProgress,
+        ExampleDetail,
+        JobDetail,
+        PreferenceTally,
+        ProgressCallback,
+        RenderedPrompt,
+        RobustnessSummary,
+        RunDetail,
+        RunStability,
+        SweepDetail,
+        TokenChunk,
+        Trend,
+        TrendRequest,
+    )
     from tunelab.engine.generation.endpoint import EndpointModel
     from tunelab.engine.models.loading import LoadedModel
+    from tunelab.engine.optimize.history import SearchHistory
+    from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, OptimizeResult
+    from tunelab.engine.prompts.settings import GenerationSettings
     from tunelab.engine.prompts.templates import RowRenderer
+    from tunelab.engine.text_diff import WordDiffSegment
     from tunelab.store import Judgement, PromptContent, PromptVersion, Store, Workspace
     from tunelab.store.feedback import Correction, Preference
 

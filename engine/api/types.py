@@ -5,7 +5,8 @@ Everything else the protocol returns is the engine's own record, not a copy: a p
 `BiasEntry`, evaluation progress is `EvalProgress`, a comparison is `Comparison`, a word diff
 is `WordDiffSegment`, a vote run's stability view is `RunStability`. One name, one type, so
 a front end cannot drift from what the CLI shows.
-Importing this module is cheap: none of those modules loads torch at import.
+Those records load on first use (`__getattr__`), so importing this module, and the facade, costs
+next to nothing: the TUI's first frame does not wait for the engine's modules.
 """
 
 from __future__ import annotations
@@ -14,27 +15,26 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from tunelab.engine.compare.example_detail import ExampleDetail
-from tunelab.engine.compare.records import Comparison
-from tunelab.engine.compare.trend import Trend, TrendRequest
-from tunelab.engine.curves.records import CurveSummary
-from tunelab.engine.evaluation.request import EvalProgress, ProgressCallback
-from tunelab.engine.evaluation.run_detail import RunDetail
-from tunelab.engine.evaluation.stability import RunStability
-from tunelab.engine.feedback.preferences import BlindPair, BlindSession, PreferenceTally
-from tunelab.engine.generation.batched import TokenChunk
-from tunelab.engine.generation.controls import BiasEntry
-from tunelab.engine.optimize.history import SearchHistory
-from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, OptimizeResult
-from tunelab.engine.prompts.settings import GenerationSettings
-from tunelab.engine.prompts.templates import RenderedPrompt
-from tunelab.engine.report.records import DecisionReport
-from tunelab.engine.robustness.records import RobustnessSummary
-from tunelab.engine.sweeps.records import SweepDetail
-from tunelab.engine.text_diff import WordDiffSegment
-from tunelab.engine.training.job_detail import JobDetail
-
 if TYPE_CHECKING:
+    from tunelab.engine.compare.example_detail import ExampleDetail
+    from tunelab.engine.compare.records import Comparison
+    from tunelab.engine.compare.trend import Trend, TrendRequest
+    from tunelab.engine.curves.records import CurveSummary
+    from tunelab.engine.evaluation.request import EvalProgress, ProgressCallback
+    from tunelab.engine.evaluation.run_detail import RunDetail
+    from tunelab.engine.evaluation.stability import RunStability
+    from tunelab.engine.feedback.preferences import BlindPair, BlindSession, PreferenceTally
+    from tunelab.engine.generation.batched import TokenChunk
+    from tunelab.engine.generation.controls import BiasEntry
+    from tunelab.engine.optimize.history import SearchHistory
+    from tunelab.engine.optimize.search import OptimizeProgress, OptimizeRequest, OptimizeResult
+    from tunelab.engine.prompts.settings import GenerationSettings
+    from tunelab.engine.prompts.templates import RenderedPrompt
+    from tunelab.engine.report.records import DecisionReport
+    from tunelab.engine.robustness.records import RobustnessSummary
+    from tunelab.engine.sweeps.records import SweepDetail
+    from tunelab.engine.text_diff import WordDiffSegment
+    from tunelab.engine.training.job_detail import JobDetail
     from tunelab.store import Judgement, PromptContent, PromptVersion
     from tunelab.store.feedback import Correction, Preference
 
@@ -258,6 +258,48 @@ class EngineProtocol(Protocol):
     def search_history(self, seed_ref: str) -> SearchHistory:
         """The search from a seed version as `tunelab optimize show` reads it."""
         ...
+
+
+_RECORD_MODULES = {
+    "ExampleDetail": "tunelab.engine.compare.example_detail",
+    "Comparison": "tunelab.engine.compare.records",
+    "Trend": "tunelab.engine.compare.trend",
+    "TrendRequest": "tunelab.engine.compare.trend",
+    "CurveSummary": "tunelab.engine.curves.records",
+    "EvalProgress": "tunelab.engine.evaluation.request",
+    "ProgressCallback": "tunelab.engine.evaluation.request",
+    "RunDetail": "tunelab.engine.evaluation.run_detail",
+    "RunStability": "tunelab.engine.evaluation.stability",
+    "BlindPair": "tunelab.engine.feedback.preferences",
+    "BlindSession": "tunelab.engine.feedback.preferences",
+    "PreferenceTally": "tunelab.engine.feedback.preferences",
+    "TokenChunk": "tunelab.engine.generation.batched",
+    "BiasEntry": "tunelab.engine.generation.controls",
+    "SearchHistory": "tunelab.engine.optimize.history",
+    "OptimizeProgress": "tunelab.engine.optimize.search",
+    "OptimizeRequest": "tunelab.engine.optimize.search",
+    "OptimizeResult": "tunelab.engine.optimize.search",
+    "GenerationSettings": "tunelab.engine.prompts.settings",
+    "RenderedPrompt": "tunelab.engine.prompts.templates",
+    "DecisionReport": "tunelab.engine.report.records",
+    "RobustnessSummary": "tunelab.engine.robustness.records",
+    "SweepDetail": "tunelab.engine.sweeps.records",
+    "WordDiffSegment": "tunelab.engine.text_diff",
+    "JobDetail": "tunelab.engine.training.job_detail",
+}
+"""Where each of the engine's own records re-exported here is defined."""
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported record from its module when it is first asked for."""
+    module = _RECORD_MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [
