@@ -20,6 +20,8 @@ _STORE_MODULES = (
     "tunelab.store.runs",
     "tunelab.store.jobs",
     "tunelab.store.cache",
+    "tunelab.store.samples",
+    "tunelab.store.sweeps",
 )
 
 
