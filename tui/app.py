@@ -80,8 +80,9 @@ class TunelabApp(App[None]):
     """Keyboard-driven workbench: prompts, playground, runs, compare, fine-tune, models, data."""
 
     TITLE = "tunelab"
-    CSS_PATH = ["app.tcss"]
-    """Screens load their own stylesheets (next to them) when first shown."""
+    CSS_PATH = ["app.tcss", "screens/home.tcss"]
+    """Screens load their own stylesheets (next to them) when first shown, which parses every
+    loaded stylesheet again; Home, the first screen, has its own parsed with the app's."""
     COMMANDS = App.COMMANDS | {TunelabCommands}
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [

@@ -69,8 +69,6 @@ BEST_COLUMNS = [
 class HomeScreen(TunelabScreen):
     """What is going on in this workspace, at a glance."""
 
-    CSS_PATH = "home.tcss"
-
     SCREEN_TITLE = "Home"
     AUTO_FOCUS = "#home-runs"
     BINDINGS = [
