@@ -15,12 +15,20 @@ from unittest import mock
 import pytest
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Input, TextArea
+from textual.widgets import DataTable, Input, TextArea
 
 from tests.fake_engine import FakeEngine
 from tests.tui_fixtures import SENTIMENT_ROWS, frozen_store_clock, seed_store
 from tests.tui_helpers import current_screen, settle, wait_for_text, wait_until
-from tunelab.store import NewModel, NewRunOutput, NewRunSample, NewSweep, Store
+from tunelab.store import (
+    NewDataset,
+    NewModel,
+    NewRunOutput,
+    NewRunSample,
+    NewSplit,
+    NewSweep,
+    Store,
+)
 from tunelab.themes import DEFAULT_THEME
 from tunelab.tui.app import TunelabApp, make_app
 from tunelab.tui.config import UserSettings
@@ -32,7 +40,7 @@ from tunelab.tui.screens.eval_modal import EvalModal
 from tunelab.tui.screens.example_detail import ExampleDetailModal
 from tunelab.tui.screens.help import HelpModal
 from tunelab.tui.screens.job_detail import JobDetailModal
-from tunelab.tui.screens.optimize import OptimizeModal
+from tunelab.tui.screens.optimize import OptimizeModal, SearchModal
 from tunelab.tui.screens.run_detail import RunDetailModal
 from tunelab.tui.screens.stability import StabilityModal
 from tunelab.tui.screens.sweeps import SweepsModal
@@ -142,8 +150,27 @@ def finished_sweep(store: Store, ids: dict[str, int]) -> None:
     store.finish_sweep(sweep.id, 0, ids["tuned"], [f"sweep-{sweep.id}-best"])
 
 
+def prompt_search(store: Store, ids: dict[str, int]) -> None:
+    """The fake engine's prompt search from classify@1 on a dataset with a validation split."""
+    from tests.fake_engine import FakeSearch
+    from tunelab.engine.optimize.search import OptimizeRequest
+
+    store.add_dataset(
+        NewDataset(
+            name="reviews", source="tests", fingerprint="fp-reviews", task="classification",
+            splits=[NewSplit("train", SENTIMENT_ROWS, "fp-rt"),
+                    NewSplit("validation", SENTIMENT_ROWS, "fp-rv")],
+            input_columns=["text"], reference_column="label", labels=["positive", "negative"],
+            metrics=["accuracy"],
+        )
+    )  # fmt: skip
+    request = OptimizeRequest(prompt="classify@1", dataset="reviews", budget=3)
+    FakeSearch(store).run(request, lambda progress: None, lambda: False)
+
+
 EXTRA_SEED: dict[str, Callable[[Store, dict[str, int]], None]] = {
     "finetune-trend": scored_checkpoints,
+    "search": prompt_search,
     "stability": vote_run,
     "sweeps": finished_sweep,
 }
@@ -236,6 +263,14 @@ async def optimize_form(app: TunelabApp, pilot: Pilot[Any]) -> None:
     await open_modal(app, pilot, ["o"], OptimizeModal)
 
 
+async def search(app: TunelabApp, pilot: Pilot[Any]) -> None:
+    await open_screen(app, pilot, "prompts")
+    versions = app.screen.query_one("#version-list", DataTable)
+    versions.move_cursor(row=versions.get_row_index("classify@1"))
+    await settle_drawn(app, pilot)
+    await open_modal(app, pilot, ["O"], SearchModal)
+
+
 async def correction(app: TunelabApp, pilot: Pilot[Any]) -> None:
     await open_screen(app, pilot, "runs")
     await pilot.press("enter")
@@ -273,6 +308,7 @@ DETAILS: dict[str, Callable[[TunelabApp, Pilot[Any]], Awaitable[None]]] = {
     "stability": stability,
     "sweeps": sweeps,
     "optimize": optimize_form,
+    "search": search,
     "correction": correction,
     "new-evaluation": new_evaluation,
     "unsaved-edits": unsaved_edits,
