@@ -34,7 +34,7 @@ from tunelab.tui.app import TunelabApp, make_app
 from tunelab.tui.config import UserSettings
 from tunelab.tui.screens.blind_ab import BlindABModal
 from tunelab.tui.screens.compare import CompareScreen
-from tunelab.tui.screens.confirm import ConfirmModal, UnsavedEditsModal
+from tunelab.tui.screens.confirm import ConfirmModal, QuitModal, UnsavedEditsModal
 from tunelab.tui.screens.correction import CorrectionModal
 from tunelab.tui.screens.eval_modal import EvalModal
 from tunelab.tui.screens.example_detail import ExampleDetailModal
@@ -297,6 +297,12 @@ async def cancel_job(app: TunelabApp, pilot: Pilot[Any]) -> None:
     await open_modal(app, pilot, ["x"], ConfirmModal)
 
 
+async def quit_while_running(app: TunelabApp, pilot: Pilot[Any]) -> None:
+    await open_screen(app, pilot, "home")
+    await wait_until(pilot, lambda: app.activity is not None, "the activity count")
+    await open_modal(app, pilot, ["ctrl+q"], QuitModal)
+
+
 DETAILS: dict[str, Callable[[TunelabApp, Pilot[Any]], Awaitable[None]]] = {
     "job-detail": job_detail,
     "run-detail": run_detail,
@@ -313,6 +319,7 @@ DETAILS: dict[str, Callable[[TunelabApp, Pilot[Any]], Awaitable[None]]] = {
     "new-evaluation": new_evaluation,
     "unsaved-edits": unsaved_edits,
     "cancel-job": cancel_job,
+    "quit": quit_while_running,
 }
 VIEWS = [*SCREENS, *DETAILS]
 
