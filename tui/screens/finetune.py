@@ -111,6 +111,7 @@ class FinetuneScreen(TunelabScreen):
         self._reads_started = 0
         self._reads_answered = 0
         self._ticks_waited = 0
+        self._launched_job_id: int | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -176,6 +177,16 @@ class FinetuneScreen(TunelabScreen):
         self._reads_answered = event.read_number
         table = self.query_one("#job-list", PriorityTable)
         selected = self.selected_job_id or event.selected_job_id
+        arrived = False
+        if self._launched_job_id is not None and any(
+            job.id == self._launched_job_id for job in event.jobs
+        ):
+            # A just-launched job takes the cursor once its row arrives, whatever a relayout
+            # of the table highlighted meanwhile (showing the Jobs tab resizes the table,
+            # and its highlight of the old row counts as a pick).
+            selected, self._launched_job_id = self._launched_job_id, None
+            self.selected_job_id = selected
+            arrived = True
         keep = str(selected) if selected is not None else table.selected_key()
         rows = []
         for job in event.jobs:
@@ -187,9 +198,10 @@ class FinetuneScreen(TunelabScreen):
                 str(job.id), job.method, job.status, progress, job_placement(job), base,
                 dataset, one_line_error(job.error, 200),
             ]))  # fmt: skip
-        table.set_rows(rows)
-        table.move_to_key(keep)
+        table.set_rows(rows, cursor_key=keep)
         if event.selected_job_id != self.selected_job_id and self.selected_job_id is not None:
+            if arrived:  # this read carried another job's curves and log
+                self.poll_jobs()
             return
         self.selected_job_id = event.selected_job_id
         self.query_one(TrainingCurves).show_points(event.metrics)
@@ -407,6 +419,6 @@ class FinetuneScreen(TunelabScreen):
     @on(JobLaunched)
     def job_launched(self, event: JobLaunched) -> None:
         self.notify(f"Job {event.job_id} queued", timeout=3)
-        self.selected_job_id = event.job_id
+        self.selected_job_id = self._launched_job_id = event.job_id
         self.action_show_jobs()
         self.poll_jobs()

@@ -121,10 +121,16 @@ class PriorityTable(NavTable):
         self.column_specs = list(columns)
         self._laid_out_width = -1
 
-    def set_rows(self, rows: Sequence[tuple[str, Sequence[str]]]) -> None:
-        """(row key, cells) for each row; the cursor stays on the same key when it still exists."""
+    def set_rows(
+        self, rows: Sequence[tuple[str, Sequence[str]]], cursor_key: str | None = None
+    ) -> None:
+        """(row key, cells) for each row; the cursor goes to `cursor_key` when given, else it
+        stays on the same key, when that row exists.
+
+        One move, not a restore then a move: each move posts a RowHighlighted, and a screen
+        that reloads on highlight would otherwise see the old row picked again."""
         self.table_rows = [(key, list(cells)) for key, cells in rows]
-        self.lay_out(force=True)
+        self.lay_out(force=True, cursor_key=cursor_key)
 
     def row_cells(self, key: str) -> list[str] | None:
         """The full (unelided) cells of a row."""
@@ -136,12 +142,12 @@ class PriorityTable(NavTable):
         scrolls = len(self.table_rows) + 1 > self.size.height
         return max(0, width - (SCROLLBAR_WIDTH if scrolls else 0))
 
-    def lay_out(self, force: bool = False) -> None:
+    def lay_out(self, force: bool = False, cursor_key: str | None = None) -> None:
         width = self.available_width()
         if not force and width == self._laid_out_width:
             return
         self._laid_out_width = width
-        keep = self.selected_key()
+        keep = cursor_key if cursor_key is not None else self.selected_key()
         fitted = fit_columns(self.column_specs, [cells for _k, cells in self.table_rows], width)
         self.clear(columns=True)
         self.shown_columns = [self.column_specs[i].label for i, _w in fitted]
