@@ -86,6 +86,38 @@ async def test_command_palette_reaches_screens(seeded: Store) -> None:
         await wait_until(pilot, lambda: app.screen.sub_title == "Compare", "the Compare screen")
 
 
+async def test_the_palette_finds_a_command_by_what_it_does(seeded: Store) -> None:
+    """ "evaluation" is in the Runs eval command's help, not its title ("Eval (Runs)")."""
+    app = app_for(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+        await pilot.press(*"new evaluation")
+        commands = app.screen.query_one(CommandList)
+
+        def hits() -> list[str]:
+            return [
+                str(commands.get_option_at_index(i).prompt) for i in range(commands.option_count)
+            ]
+
+        await wait_until(pilot, lambda: any("Eval (Runs)" in hit for hit in hits()), "the hit")
+        assert not any("Go to Compare" in hit for hit in hits())
+
+
+def test_title_matches_rank_above_help_matches() -> None:
+    from tunelab.tui.commands import PaletteCommand, command_score
+
+    def match(text: str) -> float:
+        return 1.0 if "eval" in text.lower() else 0.0
+
+    by_title = PaletteCommand("Eval (Runs)", "Start a new run", lambda: None)
+    by_help = PaletteCommand("Judge (Runs)", "Eval the outputs with a rubric", lambda: None)
+    neither = PaletteCommand("Sort (Runs)", "Sort the runs", lambda: None)
+    assert command_score(match, by_title) > command_score(match, by_help) > 0
+    assert command_score(match, neither) == 0
+
+
 async def test_keymap_remaps_by_id(seeded: Store) -> None:
     app = app_for(seeded, settings=UserSettings(keymap={"show-runs": "f4"}))
     async with app.run_test(size=SIZE) as pilot:

@@ -125,7 +125,24 @@ class TunelabCommands(Provider):
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for command in self._commands():
-            score = matcher.match(command.title)
+            score = command_score(matcher.match, command)
             if score > 0:
-                yield Hit(score, matcher.highlight(command.title), command.run,  # type: ignore[arg-type]
-                          help=command.help)  # fmt: skip
+                title = (
+                    matcher.highlight(command.title)
+                    if matcher.match(command.title)
+                    else (command.title)
+                )
+                yield Hit(score, title, command.run, help=command.help)  # type: ignore[arg-type]
+
+
+HELP_MATCH_WEIGHT = 0.5
+"""A match in a command's help counts half a match in its title, so titles rank first."""
+
+
+def command_score(match: Callable[[str], float], command: PaletteCommand) -> float:
+    """How well a query matches a command: its title, or else what it does.
+
+    Titles are the footer's short words ("Eval (Runs)"); a user looking for "evaluation" or
+    "new eval" types what the command does, which is its help ("Start a new evaluation").
+    """
+    return max(match(command.title), HELP_MATCH_WEIGHT * match(command.help))
