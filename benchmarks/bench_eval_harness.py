@@ -8,13 +8,19 @@ store writes), cache off, greedy, stop at newline, on TweetEval irony validation
   the shared prefix once, vs the harness (target >= 3x);
 - label-likelihood scoring of the 8-shot rows vs tunelab's own generation (target >= 3x);
 - process overhead: `tunelab eval --limit 1`, as a share of the zero-shot run (<= 15%);
-- under load: zero-shot again beside a CPU hog, as a share of quiet throughput (>= 40%);
+- under load: zero-shot runs alternating quiet, beside a CPU hog (one `while True` process
+  this benchmark starts and stops), quiet again; the medians' ratio (>= 40%), each run's
+  1-minute load average and the thread count tunelab chose (its --verbose line);
 - prefill and decode tokens/s of 32 zero-shot rows in this process, each next to the floor a
   torch matmul of the model's layer shapes sets, measured in the same run.
 
-Ratios are taken within one invocation, so a busy machine slows both sides alike.
+Ratios are taken within one invocation, so a busy machine slows both sides alike; --repeat
+alternates the two sides of a ratio that many times and reports medians. `--only likelihood`
+runs just the 8-shot generation against likelihood (and the token counts each costs per row);
+`--only load` just the quiet/loaded alternation.
 
     .venv/bin/python benchmarks/bench_eval_harness.py [--rows 256] [--no-harness]
+        [--only all|likelihood|load] [--repeat N]
 
 Without lm-eval installed (it is in the `dev` extra) the harness figures are skipped.
 """
@@ -25,6 +31,8 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,13 +55,23 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _timed(cmd: list[str], cwd: Path) -> float:
-    began = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds, stderr) of a fresh process."""
+    began, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
-    wall = time.perf_counter() - began
+    wall, cpu = time.perf_counter() - began, _children_cpu() - cpu
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
-    return wall
+    return wall, cpu, done.stderr
+
+
+def _timed(cmd: list[str], cwd: Path) -> float:
+    return _run(cmd, cwd)[0]
 
 
 def _tunelab(*args: str) -> list[str]:
@@ -79,9 +97,12 @@ def _setup(work: Path, rows: list[dict[str, str]]) -> str:
     return shots
 
 
-def _tunelab_eval(work: Path, prompt: str, rows: int, scoring: str = "generate") -> list[str]:
+def _tunelab_eval(
+    work: Path, prompt: str, rows: int, scoring: str = "generate", verbose: bool = False
+) -> list[str]:
     return _tunelab(
-        "-w", str(work), "eval", "-p", prompt, "-d", "irony", "--limit", str(rows),
+        *(["--verbose"] if verbose else []), "-w", str(work), "eval",
+        "-p", prompt, "-d", "irony", "--limit", str(rows),
         "--scoring", scoring, "--no-cache", "--no-latency-probe", "--batch-size", "32",
     )  # fmt: skip
 
@@ -196,14 +217,125 @@ def _phases(rows: list[dict[str, str]]) -> None:
         )
 
 
+def _alternate(
+    runs: dict[str, list[str]], work: Path, repeat: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(wall, CPU) seconds of each command, run in turn `repeat` times (ABAB..., not AABB)."""
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, cmd in runs.items():
+            wall, cpu, _ = _run(cmd, work)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    return walls, cpus
+
+
+def _seconds(values: list[float]) -> str:
+    listed = "" if len(values) == 1 else f" (median of {', '.join(f'{v:.1f}' for v in values)})"
+    return f"{statistics.median(values):7.1f}s{listed}"
+
+
+def _likelihood_vs_generation(work: Path, n: int, repeat: int) -> float:
+    """Prints 8-shot generation against likelihood; returns the generation median (s)."""
+    times, cpus = _alternate(
+        {
+            "generate": _tunelab_eval(work, "fs", n),
+            "likelihood": _tunelab_eval(work, "fs", n, "likelihood"),
+        },
+        work,
+        repeat,
+    )
+    fs, fs_ll = (statistics.median(times[k]) for k in ("generate", "likelihood"))
+    cpu, cpu_ll = (statistics.median(cpus[k]) for k in ("generate", "likelihood"))
+    print(f"tunelab 8-shot:           {_seconds(times['generate'])}  ({n / fs:5.1f} rows/s)")
+    print(
+        f"tunelab 8-shot likelihood:{_seconds(times['likelihood'])}  "
+        f"({fs / fs_ll:5.2f}x its generation; >= 3)"
+    )
+    print(
+        f"  CPU time (what the load cannot stretch): generation {cpu:.1f}s, likelihood "
+        f"{cpu_ll:.1f}s ({cpu / cpu_ll:5.2f}x)"
+    )
+    _token_costs(work)
+    return fs
+
+
+def _token_costs(work: Path) -> None:
+    """Tokens each way costs per row of the last 8-shot generation run: both prefill the rows'
+    own suffix after the shared prefix; generation then decodes, likelihood feeds labels."""
+    from tunelab.engine.generation.likelihood import _label_ids, _LabelTree
+    from tunelab.engine.generation.prefix_cache import common_prefix
+    from tunelab.engine.models.loading import load_builtin
+    from tunelab.engine.prompts.templates import prompt_token_ids
+    from tunelab.store.workspace import find_workspace
+
+    store = find_workspace(work).open_store()
+    runs = [r for r in store.list_runs() if r.scoring == "generate"]
+    outputs = store.run_outputs(max(r.id for r in runs))
+    tokenizer = load_builtin().tokenizer
+    encoded = [prompt_token_ids(tokenizer, o.rendered_prompt) for o in outputs]
+    shared = common_prefix(encoded)
+    suffix = sum(len(e) for e in encoded) / len(encoded) - shared
+    out = sum(o.tokens_out for o in outputs) / len(outputs)
+    ids = _label_ids(tokenizer, ["irony", "non_irony"], spaced=True)
+    fed = len(_LabelTree.of(ids).tokens)
+    print(
+        f"  tokens per row: shared prefix {shared} (prefilled once), own suffix {suffix:.1f} "
+        f"(prefilled by both); generation then {out:.2f} tokens out = {max(out - 1, 0):.2f} "
+        f"decode steps past the prefill; likelihood {fed} label tokens fed "
+        f"(labels {', '.join(str(len(i)) for i in ids)} tokens, first tokens from the prefill)"
+    )
+
+
+def _under_load(work: Path, n: int, repeat: int) -> None:
+    """Zero-shot quiet, beside a CPU hog, quiet, ... (`repeat` loaded runs); medians' ratio."""
+    quiet: list[float] = []
+    loaded: list[float] = []
+    cmd = _tunelab_eval(work, "zs", n, verbose=True)
+    for turn in range(2 * repeat + 1):
+        hog = None
+        if turn % 2:
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            time.sleep(1.0)  # running before tunelab measures the cores' load
+        load = os.getloadavg()[0]
+        try:
+            wall, _, err = _run(cmd, work)
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+        chosen = next(
+            (line.split("tunelab: ", 1)[1] for line in err.splitlines() if "torch threads" in line),
+            "torch threads: not reported",
+        )
+        (loaded if hog is not None else quiet).append(wall)
+        side = "loaded" if hog is not None else "quiet "
+        print(f"  {side} {wall:6.1f}s  (1-minute load {load:4.2f} at start; {chosen})")
+    ratio = statistics.median(quiet) / statistics.median(loaded)
+    print(
+        f"zero-shot beside a hog:   {_seconds(loaded)}  ({ratio:5.1%} of quiet "
+        f"throughput, quiet {_seconds(quiet).strip()}; >= 40%)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--no-harness", action="store_true")
+    parser.add_argument("--only", choices=("all", "likelihood", "load"), default="all")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="alternations per ratio (default 1; 3 with --only)"
+    )
     args = parser.parse_args()
+    repeat = args.repeat or (1 if args.only == "all" else 3)
     with DATA.open(encoding="utf-8") as handle:
         rows = [json.loads(line) for _, line in zip(range(SHOTS + args.rows), handle, strict=False)]
-    harness = not args.no_harness and importlib.util.find_spec("lm_eval") is not None
+    harness = (
+        args.only == "all"
+        and not args.no_harness
+        and importlib.util.find_spec("lm_eval") is not None
+    )
     from tunelab.engine.models.cache import builtin_model_dir
 
     model_dir = str(builtin_model_dir())
@@ -211,7 +343,16 @@ def main() -> None:
         work = Path(tmp)
         _setup(work, rows)
         n = args.rows
-        print(f"rows: {n}, max_new_tokens: {MAX_NEW}, cores: {len(os.sched_getaffinity(0))}")
+        print(
+            f"rows: {n}, max_new_tokens: {MAX_NEW}, cores: {len(os.sched_getaffinity(0))}, "
+            f"1-minute load: {os.getloadavg()[0]:.2f}"
+        )
+        if args.only == "likelihood":
+            _likelihood_vs_generation(work, n, repeat)
+            return
+        if args.only == "load":
+            _under_load(work, n, repeat)
+            return
         if harness:
             (work / "tasks").mkdir()
             # The harness's few-shot examples come from "train": the same 8 fixed rows.
@@ -222,26 +363,14 @@ def main() -> None:
         startup = _timed(_tunelab("--help"), work)
         overhead = _timed(_tunelab_eval(work, "zs", 1), work)
         zs = _timed(_tunelab_eval(work, "zs", n), work)
-        fs = _timed(_tunelab_eval(work, "fs", n), work)
-        fs_ll = _timed(_tunelab_eval(work, "fs", n, "likelihood"), work)
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        try:
-            loaded = _timed(_tunelab_eval(work, "zs", n), work)
-        finally:
-            hog.kill()
-            hog.wait()
         print(f"tunelab zero-shot:        {zs:7.1f}s  ({n / zs:5.1f} rows/s)")
-        print(f"tunelab 8-shot:           {fs:7.1f}s  ({n / fs:5.1f} rows/s)")
-        print(f"tunelab 8-shot likelihood:{fs_ll:7.1f}s  ({fs / fs_ll:5.2f}x its generation; >= 3)")
+        fs = _likelihood_vs_generation(work, n, repeat)
         print(
             f"process overhead (1 row): {overhead:7.1f}s  "
             f"({overhead / zs:5.1%} of zero-shot; <= 15%)"
         )
         print(f"  of which start-up:      {startup:7.1f}s  (tunelab --help: interpreter, CLI)")
-        print(
-            f"zero-shot beside a hog:   {loaded:7.1f}s  "
-            f"({zs / loaded:5.1%} of quiet throughput; >= 40%)"
-        )
+        _under_load(work, n, repeat)
         if harness:
             h_zs = _timed(_harness(work, "bench_zs", n, model_dir), work)
             h_fs = _timed(_harness(work, "bench_fs", n, model_dir), work)

@@ -1,7 +1,8 @@
 """Generation at the speed of the hardware: the thread-count choice and shared-prefix reuse.
 
 The prefix-cached path must give the plain path's greedy tokens on the real built-in model,
-at every batch size; the thread choice never exceeds the cores it may use.
+at every batch size, and label scoring the plain path's log-probabilities; the thread choice
+never exceeds the cores it may use.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import SHARED_DATASETS
-from tunelab.engine.generation import batched, prefix_cache, threads
+from tunelab.engine.generation import batched, likelihood, prefix_cache, threads
 from tunelab.engine.generation.batched import generate_batch
+from tunelab.engine.generation.likelihood import continuation, score_labels
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import prompt_token_ids
 
@@ -80,6 +83,24 @@ def test_threads_are_set_once_and_said_under_verbose(
     assert calls == [2]
     assert again is first
     assert "torch threads: 2 (from TUNELAB_THREADS)" in capsys.readouterr().err
+
+
+def test_auto_threads_leave_out_the_cores_measured_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CPU hog that started a second ago: the 1-minute load average has not seen it yet.
+    monkeypatch.setattr(threads, "_affinity_cpus", lambda: {0, 1})
+    monkeypatch.setattr(threads, "_load_average", lambda: 0.0)
+    monkeypatch.setattr(threads, "busy_cores", lambda cpus: 1.0)
+    choice = threads.thread_choice({})
+    assert (choice.threads, choice.source, choice.busy) == (1, "auto", 1.0)
+    assert "1.0 of them busy with other work" in choice.describe()
+    monkeypatch.setattr(threads, "busy_cores", lambda cpus: None)  # off Linux: the load average
+    assert threads.thread_choice({}).threads == 2
+
+
+def test_busy_cores_are_within_the_set() -> None:
+    cpus = threads._affinity_cpus()
+    busy = threads.busy_cores(cpus, seconds=0.05)
+    assert busy is None or 0.0 <= busy <= len(cpus)
 
 
 def test_omp_num_threads_is_left_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,3 +286,89 @@ def test_rows_finishing_at_very_different_lengths_leave_the_batch(
     assert rows_per_step == sorted(rows_per_step, reverse=True)
     assert rows_per_step[-1] == sum(1 for n in lengths if n == 16)
     assert len(rows_per_step) == 16
+
+
+def _plain_label_score(loaded: Any, prompt: str, label: str) -> float:
+    """A label's log-probability from one forward pass over prompt + label: no cache, no batch."""
+    ids = prompt_token_ids(loaded.tokenizer, prompt)
+    cont = loaded.tokenizer(continuation(prompt, label), add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=torch.tensor([ids + cont])).logits[0].float()
+    logprobs = logits.log_softmax(-1)
+    return sum(float(logprobs[len(ids) - 1 + j, t]) for j, t in enumerate(cont))
+
+
+def _check_scores(scores: list[Any], expected: list[dict[str, float]], labels: list[str]) -> None:
+    for got, plain in zip(scores, expected, strict=True):
+        assert dict(got) == pytest.approx(plain, abs=1e-4)
+        assert got.prediction == max(labels, key=lambda label: plain[label])
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("size", [1, 8])
+def test_label_scores_equal_the_plain_path_on_eight_shot_rows(
+    builtin_model: Any, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = few_shot_prompts(8)
+    labels = ["irony", "non_irony"]
+    expected = [{lab: _plain_label_score(builtin_model, p, lab) for lab in labels} for p in prompts]
+    prefix_cache.forget_prefixes()
+    _check_scores(score_labels(builtin_model, prompts, labels, batch_size=size), expected, labels)
+    # Again, on the remembered prefix cache; then in two passes (attention without 4D masks).
+    _check_scores(score_labels(builtin_model, prompts, labels, batch_size=size), expected, labels)
+    monkeypatch.setattr(likelihood, "_takes_tree_mask", lambda model: False)
+    _check_scores(score_labels(builtin_model, prompts, labels, batch_size=size), expected, labels)
+
+
+@pytest.mark.model
+def test_labels_that_start_alike_share_their_first_tokens(builtin_model: Any) -> None:
+    labels = ["non_irony", "non_sarcasm", "irony"]
+    ids = likelihood._label_ids(builtin_model.tokenizer, labels, spaced=True)
+    tree = likelihood._LabelTree.of(ids)
+    assert ids[0][:2] == ids[1][:2]  # " non" "_"
+    assert len(tree.tokens) == len(ids[0]) - 1 + len(ids[1]) - 1 - 2
+    prompts = few_shot_prompts(3)
+    expected = [{lab: _plain_label_score(builtin_model, p, lab) for lab in labels} for p in prompts]
+    _check_scores(score_labels(builtin_model, prompts, labels, batch_size=2), expected, labels)
+
+
+def test_label_tree_feeds_each_shared_token_once() -> None:
+    tree = likelihood._LabelTree.of([[5, 6, 7], [5, 6, 8, 9], [4]])
+    assert tree.tokens == [5, 6, 8]
+    assert tree.depths == [0, 1, 2]
+    assert tree.visible == [[0], [0, 1], [0, 1, 2]]
+    assert tree.picks == [[(0, 5), (1, 6), (2, 7)], [(0, 5), (1, 6), (2, 8), (3, 9)], [(0, 4)]]
+
+
+@pytest.mark.model
+def test_label_scoring_runs_one_pass_per_batch_and_the_prefix_once(
+    builtin_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = few_shot_prompts(8)
+    model_class = type(builtin_model.model)
+    forward = model_class.forward
+    rows_per_pass: list[int] = []
+
+    @functools.wraps(forward)
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rows_per_pass.append(int(kwargs["input_ids"].shape[0]))
+        return forward(self, *args, **kwargs)
+
+    prefix_cache.forget_prefixes()
+    monkeypatch.setattr(model_class, "forward", counting)
+    score_labels(builtin_model, prompts[:4], ["irony", "non_irony"], batch_size=4)
+    score_labels(builtin_model, prompts[4:], ["irony", "non_irony"], batch_size=2)
+    # One 1-row pass over the shared 8 examples, then one pass per batch, labels included.
+    assert rows_per_pass == [1, 4, 2, 2]
+
+
+def test_a_remembered_prefix_is_forgotten_when_the_weights_change() -> None:
+    model = torch.nn.Linear(2, 2)
+    prefix_cache.remember(model, [1, 2, 3], "cache")
+    rows = [[1, 2, 3, 4], [1, 2, 3, 5]]
+    assert prefix_cache.remembered(model, rows, 3) == ([1, 2, 3], "cache")
+    assert prefix_cache.remembered(model, [[1, 2, 3]], 2) is None  # no token of its own left
+    assert prefix_cache.remembered(model, [[1, 9, 3, 4]], 1) is None
+    with torch.no_grad():
+        model.weight.add_(1.0)  # a training step
+    assert prefix_cache.remembered(model, rows, 3) is None

@@ -1,10 +1,14 @@
 """Score classification labels by their log-likelihood as the continuation of each prompt.
 
-No generation: the prompt tokens shared by every row are run once, each batch of prompts is run
-once on top of that cache, and all labels are scored in one more forward pass over the label
-tokens only. A label is continued with a space when the prompt does not end in whitespace,
-the same rule the templates use to join a few-shot prompt and its answer. A prefix or prompt
-tuning adapter's virtual tokens head that shared cache, with the positions peft trains with.
+No generation: the prompt tokens shared by every row are run once (and remembered for the
+next chunk of an evaluation, see `prefix_cache.remembered`), then each batch takes one
+forward pass over its rows' own tokens followed by the label tokens. The labels' tokens are
+laid out as a tree (labels that start alike share those tokens), each attending to its row
+and its own earlier tokens through a 4D attention mask, so every label of every row is scored
+in that same pass, with no copy of the cache per label. A label is continued with a space
+when the prompt does not end in whitespace, the same rule the templates use to join a
+few-shot prompt and its answer. A prefix or prompt tuning adapter's virtual tokens head that
+shared cache, with the positions peft trains with.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.generation import threads
-from tunelab.engine.generation.prefix_cache import common_prefix
+from tunelab.engine.generation.prefix_cache import (
+    MIN_SHARED_TOKENS,
+    common_prefix,
+    remember,
+    remembered,
+)
 from tunelab.engine.models.prompt_learning import virtual_cache, virtual_tokens
 from tunelab.engine.prompts.templates import prompt_token_ids
 
@@ -69,6 +78,45 @@ def _label_ids(tokenizer: Any, labels: list[str], spaced: bool) -> list[list[int
     return out
 
 
+@dataclass(frozen=True)
+class _LabelTree:
+    """One label set's tokens as a tree: labels that start with the same tokens share them.
+
+    Node n is a label token fed to the model (every label token but each label's last), at
+    `depths[n]` past the prompt; `visible[n]` are the nodes it attends to (its ancestors and
+    itself). Logit row 0 is the prompt's last token, row 1 + n is node n's.
+    """
+
+    tokens: list[int]
+    depths: list[int]
+    visible: list[list[int]]
+    picks: list[list[tuple[int, int]]]
+    """Per label, the (logit row, token) pairs whose log-probabilities sum to its score."""
+
+    @classmethod
+    def of(cls, label_ids: list[list[int]]) -> _LabelTree:
+        index: dict[tuple[int, ...], int] = {}
+        tokens: list[int] = []
+        depths: list[int] = []
+        visible: list[list[int]] = []
+        picks: list[list[tuple[int, int]]] = []
+        for ids in label_ids:
+            pairs = [(0, ids[0])]
+            seen: list[int] = []
+            for j in range(1, len(ids)):
+                key = tuple(ids[:j])
+                if key not in index:
+                    index[key] = len(tokens)
+                    tokens.append(ids[j - 1])
+                    depths.append(j - 1)
+                    visible.append([*seen, len(tokens) - 1])
+                node = index[key]
+                seen = visible[node]
+                pairs.append((1 + node, ids[j]))
+            picks.append(pairs)
+        return cls(tokens, depths, visible, picks)
+
+
 def score_labels(
     loaded: LoadedModel,
     prompts: list[str],
@@ -96,6 +144,8 @@ def score_labels(
         spaced: _label_ids(tokenizer, labels, spaced)
         for spaced in {continuation(p, "x") != "x" for p in prompts}
     }
+    trees = {spaced: _LabelTree.of(ids) for spaced, ids in label_sets.items()}
+    spaced_rows = [continuation(p, "x") != "x" for p in prompts]
     longest_label = max(len(ids) for sets in label_sets.values() for ids in sets)
     virtual = virtual_tokens(loaded.model)
     offset = virtual.count if virtual is not None else 0
@@ -110,33 +160,41 @@ def score_labels(
     import torch  # heavy import
 
     threads.apply_once()
+    one_pass = _takes_tree_mask(model)
     with loaded.lock, torch.inference_mode():
-        prefix_len = common_prefix(encoded)
-        prefix_cache = None
-        if virtual is not None:
-            prefix_cache = virtual_cache(virtual, 1, loaded.device)
-        if prefix_len:
-            prefix_cache = _prefix_cache(
-                model, loaded.device, encoded[0][:prefix_len], prefix_cache, offset
-            )
+        prefix_len, prefix_cache = _shared_prefix(model, loaded.device, encoded, virtual, offset)
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
         budget = CPU_BATCH_TOKENS if loaded.device == "cpu" else GPU_BATCH_TOKENS
-        width = len(encoded[order[0]]) + longest_label
-        size = batch_size or max(1, min(MAX_BATCH, budget // (width * len(labels))))
+        nodes = max(len(tree.tokens) for tree in trees.values())
+        # Cached tokens per row (the one pass holds each row's copy of the prefix cache).
+        width = offset + len(encoded[order[0]]) + (nodes if one_pass else longest_label)
+        most = budget // (width if one_pass else width * len(labels))
+        size = batch_size or _even(len(order), max(1, min(MAX_BATCH, most)))
         results: list[LabelScores | None] = [None] * len(prompts)
         start = 0
         while start < len(order):
             chunk = order[start : start + size]
             try:
-                scored = _score_chunk(
-                    model,
-                    loaded,
-                    [encoded[i] for i in chunk],
-                    [label_sets[continuation(prompts[i], "x") != "x"] for i in chunk],
-                    prefix_len,
-                    prefix_cache,
-                    offset,
-                )
+                if one_pass:
+                    scored = _score_chunk(
+                        model,
+                        loaded,
+                        [encoded[i] for i in chunk],
+                        [trees[spaced_rows[i]] for i in chunk],
+                        prefix_len,
+                        prefix_cache,
+                        offset,
+                    )
+                else:
+                    scored = _score_chunk_two_passes(
+                        model,
+                        loaded,
+                        [encoded[i] for i in chunk],
+                        [label_sets[spaced_rows[i]] for i in chunk],
+                        prefix_len,
+                        prefix_cache,
+                        offset,
+                    )
             except (RuntimeError, MemoryError) as exc:
                 oom = isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
                 if not oom or size == 1:
@@ -146,7 +204,7 @@ def score_labels(
                 size = max(1, size // 2)
                 continue
             for i, row_scores in zip(chunk, scored, strict=True):
-                sets = label_sets[continuation(prompts[i], "x") != "x"]
+                sets = label_sets[spaced_rows[i]]
                 best = max(range(len(labels)), key=lambda k: row_scores[k])
                 results[i] = LabelScores(
                     {label: row_scores[k] for k, label in enumerate(labels)},
@@ -158,27 +216,65 @@ def score_labels(
     return [r for r in results if r is not None]
 
 
+def _even(total: int, most: int) -> int:
+    """The batch size that splits `total` rows into as few batches as `most` allows, evenly."""
+    batches = -(-total // most)
+    return -(-total // batches)
+
+
+def _takes_tree_mask(model: Any) -> bool:
+    """Whether the model's attention takes a custom 4D mask (sdpa and eager attention do);
+    remote-code models and fused kernels are scored in two passes instead."""
+    config = getattr(model, "config", None)
+    implementation = getattr(config, "_attn_implementation", None)
+    return implementation in (None, "sdpa", "eager") and not getattr(config, "auto_map", None)
+
+
+def _shared_prefix(
+    model: Any, device: str, encoded: list[list[int]], virtual: Any, offset: int
+) -> tuple[int, Any]:
+    """(tokens the cache holds after the virtual ones, that cache), remembered across calls
+    on a plain model."""
+    prefix_len = common_prefix(encoded)
+    if virtual is not None:
+        cache = virtual_cache(virtual, 1, device)
+        if prefix_len:
+            cache = _prefix_cache(model, device, encoded[0][:prefix_len], cache, offset)
+        return prefix_len, cache
+    if not prefix_len:
+        return 0, None
+    known = remembered(model, encoded, prefix_len)
+    if known is not None:
+        return len(known[0]), known[1]
+    cache = _prefix_cache(model, device, encoded[0][:prefix_len], None, 0)
+    if len(encoded) > 1 and prefix_len >= MIN_SHARED_TOKENS:
+        remember(model, encoded[0][:prefix_len], cache)
+    return prefix_len, cache
+
+
 def _forward_params(model: Any) -> set[str]:
     """Keyword names the model's forward accepts (unwrapping a peft model)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return set(inspect.signature(type(base).forward).parameters)
 
 
-def _forward(model: Any, cache: Any, last_only: bool = False, **kwargs: Any) -> tuple[Any, Any]:
-    """One forward pass that returns (logits, cache), across transformers' cache-kwarg renames."""
+def _forward(model: Any, cache: Any, keep: int = 0, **kwargs: Any) -> tuple[Any, Any]:
+    """One forward pass that returns (logits, cache), across transformers' cache-kwarg renames;
+    `keep` > 0 computes logits for the last `keep` positions only."""
     params = _forward_params(model)
     if cache is not None:
         kwargs["cache" if "cache" in params else "past_key_values"] = cache
-    if last_only:
+    if keep:
         for name in ("logits_to_keep", "num_logits_to_keep"):
             if name in params:
-                kwargs[name] = 1
+                kwargs[name] = keep
                 break
     out = model(**kwargs)
     new_cache = getattr(out, "past_key_values", None)
     if new_cache is None:
         new_cache = getattr(out, "cache", None)
-    return out.logits, new_cache
+    logits = out.logits[:, -keep:] if keep else out.logits
+    return logits, new_cache
 
 
 def _prefix_cache(model: Any, device: str, prefix: list[int], cache: Any, offset: int) -> Any:
@@ -189,7 +285,7 @@ def _prefix_cache(model: Any, device: str, prefix: list[int], cache: Any, offset
     return _forward(
         model,
         cache,
-        last_only=True,
+        keep=1,
         input_ids=ids,
         attention_mask=torch.ones((1, offset + len(prefix)), dtype=torch.long, device=device),
         position_ids=torch.arange(offset, offset + len(prefix), device=device)[None],
@@ -197,7 +293,7 @@ def _prefix_cache(model: Any, device: str, prefix: list[int], cache: Any, offset
     )[1]
 
 
-def _score_chunk(
+def _score_chunk_two_passes(
     model: Any,
     loaded: LoadedModel,
     rows: list[list[int]],
@@ -206,7 +302,8 @@ def _score_chunk(
     prefix_cache: Any,
     offset: int,
 ) -> list[list[float]]:
-    """Scores [row][label] for one batch: one pass over the prompts, one over the labels.
+    """Scores [row][label] for one batch: one pass over the prompts, one over the labels
+    (each row's cache copied per label), for attention that takes no 4D mask.
 
     `prefix_cache` holds `offset` virtual tokens then the first `prefix_len` prompt tokens;
     token j of a row sits at position offset + j, padded or not.
@@ -236,7 +333,7 @@ def _score_chunk(
     logits, cache = _forward(
         model,
         cache,
-        last_only=True,
+        keep=1,
         input_ids=input_ids,
         attention_mask=attention,
         position_ids=positions,
@@ -273,4 +370,91 @@ def _score_chunk(
             row = b * n_labels + k
             for j in range(1, len(tokens)):
                 scores[b][k] += float(logprobs[row, j - 1, tokens[j]])
+    return scores
+
+
+def _score_chunk(
+    model: Any,
+    loaded: LoadedModel,
+    rows: list[list[int]],
+    trees: list[_LabelTree],
+    prefix_len: int,
+    prefix_cache: Any,
+    offset: int,
+) -> list[list[float]]:
+    """Scores [row][label] for one batch in one forward pass: each row's own tokens (left
+    padded), then its label tree (right padded), under a 4D mask.
+
+    `prefix_cache` holds `offset` virtual tokens then the first `prefix_len` prompt tokens;
+    token j of a row sits at position offset + j, a tree node at offset + len(row) + depth.
+    """
+    import torch  # heavy import
+
+    device = loaded.device
+    pad = loaded.tokenizer.pad_token_id or 0
+    batch = len(rows)
+    suffixes = [r[prefix_len:] for r in rows]
+    width = max(len(s) for s in suffixes)
+    nodes = max(len(t.tokens) for t in trees)
+    held = offset + prefix_len
+    ids, positions = [], []
+    for suffix, row, tree in zip(suffixes, rows, trees, strict=True):
+        gap, spare = width - len(suffix), nodes - len(tree.tokens)
+        end = offset + len(row)
+        ids.append([pad] * gap + suffix + tree.tokens + [pad] * spare)
+        positions.append(
+            [held] * gap
+            + list(range(held, end))
+            + [end + depth for depth in tree.depths]
+            + [end] * spare
+        )
+    span = width + nodes
+    allowed = torch.zeros((batch, span, held + span), dtype=torch.bool)
+    allowed[:, :, :held] = True
+    lengths = torch.tensor([len(s) for s in suffixes])
+    real = torch.arange(width)[None, :] >= (width - lengths)[:, None]
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    allowed[:, :width, held : held + width] = causal[None] & real[:, None, :]
+    allowed[:, width:, held : held + width] = real[:, None, :]
+    for b, tree in enumerate(trees):
+        for n, seen in enumerate(tree.visible):
+            allowed[b, width + n, [held + width + m for m in seen]] = True
+    # Every position sees itself, so a padding position never attends to nothing.
+    every = torch.arange(span)
+    allowed[:, every, held + every] = True
+    dtype = model.get_input_embeddings().weight.dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    cache = None
+    if prefix_cache is not None:
+        cache = copy.deepcopy(prefix_cache)
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+    logits, _ = _forward(
+        model,
+        cache,
+        keep=nodes + 1,
+        input_ids=torch.tensor(ids, device=device),
+        attention_mask=mask[:, None].to(device),
+        position_ids=torch.tensor(positions, device=device),
+        use_cache=cache is not None,
+    )
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    rows_at, logits_at, tokens_at = [], [], []
+    for b, tree in enumerate(trees):
+        for pairs in tree.picks:
+            for r, t in pairs:
+                rows_at.append(b)
+                logits_at.append(r)
+                tokens_at.append(t)
+    picked = iter(logprobs[rows_at, logits_at, tokens_at].tolist())
+    scores = []
+    for tree in trees:
+        per_label = []
+        for pairs in tree.picks:
+            total = 0.0
+            for _ in pairs:
+                total += next(picked)
+            per_label.append(total)
+        scores.append(per_label)
     return scores

@@ -8,12 +8,19 @@ in the middle, and `generate()` derives position ids from that mask (cumulative 
 suffix token j of a row sits at position prefix + j exactly as it does on the plain path.
 Greedy output is therefore the plain path's. Prompt-learning adapters keep the plain path:
 their virtual tokens head their own cache (see `batched._decode_virtual`).
+
+An evaluation hands rows over a chunk at a time, so the last few prefixes run are remembered
+per model (`remembered`/`remember`) and a later chunk with the same prefix reuses its cache:
+the prefix is prefilled once per evaluation, not once per chunk. A remembered cache is never
+modified (callers copy it), and an in-place change to the weights (a training step) forgets it.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +31,58 @@ if TYPE_CHECKING:
 
 MIN_SHARED_TOKENS = 16
 """Shorter shared prefixes are not worth a cache copy per batch."""
+REMEMBERED_PER_MODEL = 4
+"""Prefix caches kept per model for later calls (a 400-token one of the built-in model: 18 MB)."""
+
+_MEMO_LOCK = threading.Lock()
+_MEMO: weakref.WeakKeyDictionary[Any, list[tuple[tuple[int, ...], tuple[Any, ...], Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _weights_version(model: Any) -> tuple[Any, ...]:
+    """The parameters' summed in-place version counters (a training step changes it), device
+    and dtype: a remembered cache is only valid while all three are unchanged."""
+    params = list(model.parameters())
+    first = params[0] if params else None
+    where = (str(first.device), str(first.dtype)) if first is not None else ()
+    return (sum(int(p._version) for p in params), *where)
+
+
+def remembered(model: Any, rows: list[list[int]], shared: int) -> tuple[list[int], Any] | None:
+    """The longest remembered prefix (and its cache) that starts every row, leaves each row at
+    least one token of its own and falls short of the `shared` tokens the rows have in common
+    by fewer than `MIN_SHARED_TOKENS`; None if there is none."""
+    with _MEMO_LOCK:
+        entries = list(_MEMO.get(model, ()))
+    if not entries or not rows:
+        return None
+    version = _weights_version(model)
+    shortest = min(len(r) for r in rows)
+    best: tuple[list[int], Any] | None = None
+    for tokens, weights, cache in entries:
+        n = len(tokens)
+        if weights != version or n >= shortest or shared - n >= MIN_SHARED_TOKENS:
+            continue
+        if best is not None and n <= len(best[0]):
+            continue
+        if all(tuple(r[:n]) == tokens for r in rows):
+            best = (list(tokens), cache)
+    return best
+
+
+def remember(model: Any, tokens: list[int], cache: Any) -> None:
+    """Keep `cache` (of `tokens`, batch 1) for later calls on `model`; the oldest goes first."""
+    entry = (tuple(tokens), _weights_version(model), cache)
+    with _MEMO_LOCK:
+        entries = [e for e in _MEMO.get(model, []) if e[0] != entry[0]]
+        _MEMO[model] = [*entries, entry][-REMEMBERED_PER_MODEL:]
+
+
+def forget_prefixes() -> None:
+    """Drop every remembered prefix (for tests and benchmarks)."""
+    with _MEMO_LOCK:
+        _MEMO.clear()
 
 
 def common_prefix(rows: list[list[int]]) -> int:
@@ -82,10 +141,13 @@ def shared_prefix(loaded: LoadedModel, encoded: list[list[int]]) -> SharedPrefix
     n = common_prefix(encoded)
     if n < MIN_SHARED_TOKENS:
         return None
-    import torch  # heavy import
-
     model = loaded.model
     kwarg = _cache_kwarg(model)
+    known = remembered(model, encoded, n)
+    if known is not None:
+        return SharedPrefix(known[0], known[1], kwarg)
+    import torch  # heavy import
+
     params = set(inspect.signature(type(model).forward).parameters)
     extra: dict[str, Any] = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
     device = loaded.device
@@ -101,4 +163,5 @@ def shared_prefix(loaded: LoadedModel, encoded: list[list[int]]) -> SharedPrefix
         cache = getattr(out, "cache", None)
     if cache is None or not hasattr(cache, "batch_repeat_interleave"):
         return None
+    remember(model, encoded[0][:n], cache)
     return SharedPrefix(list(encoded[0][:n]), cache, kwarg)
