@@ -10,6 +10,7 @@ event read twice, by one front end or by two at once, is applied once.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -114,7 +115,7 @@ def ingest_events(
         for event in read_events(path, seen.get(source, 0)):
             kind = str(event.get("kind", ""))
             if store.ingest_event(job_id, source, int(event["seq"]), kind,
-                                  lambda event=event: apply(event)):  # fmt: skip
+                                  functools.partial(apply, event)):  # fmt: skip
                 applied += 1
     return applied
 
