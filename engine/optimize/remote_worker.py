@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import signal
-import socket
 import sys
-import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.data.exported import ExportedRows, record_from_dict
-from tunelab.engine.errors import one_line
 from tunelab.engine.optimize.job import SearchJobProgress, request_from_config
 from tunelab.engine.optimize.search import OptimizeProgress, optimize
 from tunelab.engine.optimize.worker import result_message
 from tunelab.engine.training.job_events import EventWriter
+from tunelab.engine.training.remote_worker_life import report_failure, report_stopped, start_worker
 from tunelab.engine.training.search_spec import SearchSpec, read_search_spec
 from tunelab.store import (
     CachedResponse,
@@ -45,7 +41,7 @@ from tunelab.store import (
 )
 
 if TYPE_CHECKING:
-    from types import FrameType
+    pass
 
 
 class ReportingStore(Store):
@@ -198,19 +194,7 @@ def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
     exit status (0 finished, 1 stopped or failed)."""
     spec = read_search_spec(spec_path)
     events = events or EventWriter(Path(spec.folder))
-    stop = [False]
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop[0] = True
-        print("stop requested: finishing the current evaluation", flush=True)
-
-    signal.signal(signal.SIGTERM, request_stop)
-    events.write("started", host=socket.gethostname(), pid=os.getpid(),
-                 slurm_job_id=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
-
-    def should_stop() -> bool:
-        return stop[0] or Path(spec.stop_file).exists()
-
+    should_stop = start_worker(events, spec.stop_file, "the current evaluation")
     store = ReportingStore()
     try:
         fill_scratch(store, spec)
@@ -230,19 +214,15 @@ def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
 
         result = optimize(store, request, report, should_stop)
         if result.interrupted:
-            events.write("stopped", message="stopped by a signal or the stop file")
-            print("stopped: the scored candidates are reported", flush=True)
-            return 1
+            return report_stopped(events, "stopped: the scored candidates are reported")
         best = store.get_prompt_version(result.best_ref) if result.best_ref else None
         named = store.identity(best) if best is not None else {}
         events.write("finished", message=result_message(result), **named,
                      responses=store.take_fresh())  # fmt: skip
         print(f"job {spec.job_id}: {result_message(result)}", flush=True)
         return 0
-    except Exception as exc:  # any failure reaches the job as one line; the log has the rest
-        traceback.print_exc()
-        events.write("failed", error=one_line(exc))
-        return 1
+    except Exception as exc:
+        return report_failure(events, exc)
     finally:
         store.close()
 

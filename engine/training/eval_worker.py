@@ -10,22 +10,16 @@ or `failed` events to the job folder; it never opens the workspace database. SIG
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import sys
-import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from tunelab.engine.errors import one_line
 from tunelab.engine.evaluation.remote_spec import SpecRowStore, plan_from_spec, read_eval_spec
 from tunelab.engine.training.job_events import EventWriter
+from tunelab.engine.training.remote_worker_life import report_failure, report_stopped, start_worker
 
 if TYPE_CHECKING:
-    from types import FrameType
-
     from tunelab.store import Store
 
 
@@ -37,19 +31,7 @@ def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
     spec = read_eval_spec(spec_path)
     folder = Path(spec.folder)
     events = events or EventWriter(folder)
-    stop = [False]
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop[0] = True
-        print("stop requested: finishing the current chunk", flush=True)
-
-    signal.signal(signal.SIGTERM, request_stop)
-    events.write("started", host=socket.gethostname(), pid=os.getpid(),
-                 slurm_job_id=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
-
-    def should_stop() -> bool:
-        return stop[0] or Path(spec.stop_file).exists()
-
+    should_stop = start_worker(events, spec.stop_file, "the current chunk")
     try:
         rows = SpecRowStore(spec)
         plan = plan_from_spec(spec, rows)
@@ -69,16 +51,12 @@ def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
             if not complete:
                 break
         if should_stop():
-            events.write("stopped", message="stopped by a signal or the stop file")
-            print("stopped", flush=True)
-            return 1
+            return report_stopped(events, "stopped")
         events.write("finished", rows=len(jobs))
         print(f"run {spec.run_id} evaluated", flush=True)
         return 0
-    except Exception as exc:  # any failure reaches the run as one line; the log has the rest
-        traceback.print_exc()
-        events.write("failed", error=one_line(exc))
-        return 1
+    except Exception as exc:
+        return report_failure(events, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
