@@ -17,7 +17,7 @@ import dataclasses
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tunelab.engine.data.exported import ExportedRows, record_from_dict
 from tunelab.engine.optimize.job import SearchJobProgress, request_from_config
@@ -39,9 +39,6 @@ from tunelab.store import (
     SaveResult,
     Store,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class ReportingStore(Store):
