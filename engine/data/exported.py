@@ -9,7 +9,7 @@ evaluations (`evaluation/remote_spec.py`) share this one format and reader.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +41,15 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
     tmp.replace(path)
+
+
+def read_spec_file(path: Path, what: str, build: Callable[[dict[str, Any]], T]) -> T:
+    """A spec file `write_json_atomically` wrote, built into its record by `build`; a missing,
+    unreadable or malformed file is one error naming `what` ("the job spec")."""
+    try:
+        return build(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EngineError(f"cannot read {what} {path}: {exc}") from exc
 
 
 def record_from_dict(cls: type[T], data: dict[str, Any]) -> T:

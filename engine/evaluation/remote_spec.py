@@ -10,7 +10,6 @@ and `SpecRowStore` serves the few store calls rendering and scoring make.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from tunelab.engine.data.exported import (
     ExportedRows,
     export_splits,
+    read_spec_file,
     record_from_dict,
     write_json_atomically,
 )
-from tunelab.engine.errors import BadInputError, EngineError
+from tunelab.engine.errors import BadInputError
 from tunelab.store import CachedResponse, Dataset, DatasetRow, Model, PromptVersion, Split
 
 if TYPE_CHECKING:
@@ -162,10 +162,7 @@ def write_eval_spec(
 
 
 def read_eval_spec(path: Path) -> EvalSpec:
-    try:
-        return EvalSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EngineError(f"cannot read the evaluation spec {path}: {exc}") from exc
+    return read_spec_file(path, "the evaluation spec", EvalSpec.from_dict)
 
 
 def plan_from_spec(spec: EvalSpec, rows: SpecRowStore) -> EvalPlan:

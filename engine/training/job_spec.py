@@ -8,7 +8,6 @@ from the spec and reporting every write (checkpoints, the best one) as a file ev
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.engine.data.exported import (
     ExportedRows,
     export_splits,
+    read_spec_file,
     record_from_dict,
     write_json_atomically,
 )
@@ -114,10 +114,7 @@ def write_spec(
 
 
 def read_spec(path: Path) -> JobSpec:
-    try:
-        return JobSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EngineError(f"cannot read the job spec {path}: {exc}") from exc
+    return read_spec_file(path, "the job spec", JobSpec.from_dict)
 
 
 class SpecStore:

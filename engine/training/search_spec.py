@@ -11,13 +11,17 @@ again, so a resumed search reuses what the earlier allocation scored.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.engine.data.exported import export_splits, write_json_atomically
-from tunelab.engine.errors import EngineError
+from tunelab.engine.data.exported import (
+    export_splits,
+    read_spec_file,
+    record_from_dict,
+    write_json_atomically,
+)
 
 if TYPE_CHECKING:
     from tunelab.store import Job, Model, Run, Store
@@ -140,9 +144,4 @@ def write_search_spec(
 
 
 def read_search_spec(path: Path) -> SearchSpec:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        known = set(SearchSpec.__dataclass_fields__)
-        return SearchSpec(**{k: v for k, v in data.items() if k in known})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EngineError(f"cannot read the search spec {path}: {exc}") from exc
+    return read_spec_file(path, "the search spec", partial(record_from_dict, SearchSpec))
