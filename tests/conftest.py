@@ -41,6 +41,16 @@ def store() -> Iterator[Store]:
 
 
 @pytest.fixture
+def seeded() -> Store:
+    """A throwaway store holding the TUI tests' seed (`tests.tui_fixtures.seed_store`)."""
+    from tests.tui_fixtures import seed_store
+
+    store = Store.memory()
+    seed_store(store)
+    return store
+
+
+@pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     ws, _ = init_workspace(tmp_path / "ws")
     return ws

@@ -10,7 +10,6 @@ import pytest
 from textual.command import CommandList, CommandPalette
 
 from tests.fake_engine import FakeEngine
-from tests.tui_fixtures import seed_store
 from tests.tui_helpers import screen_text, settle, show_screen, wait_until
 from tunelab.store import Store
 from tunelab.tui.app import TunelabApp, make_app
@@ -18,13 +17,6 @@ from tunelab.tui.config import UserSettings, load_settings
 from tunelab.tui.screens.help import HelpModal
 
 SIZE = (100, 30)
-
-
-@pytest.fixture
-def seeded() -> Store:
-    store = Store.memory()
-    seed_store(store)
-    return store
 
 
 def app_for(store: Store, **kwargs: object) -> TunelabApp:

@@ -8,7 +8,6 @@ import pytest
 from textual.widgets import Input, Select, TextArea
 
 from tests.fake_engine import FakeEngine
-from tests.tui_fixtures import seed_store
 from tests.tui_helpers import (
     current_screen,
     screen_text,
@@ -27,13 +26,6 @@ from tunelab.tui.screens.runs import RunsScreen, default_split, match_count
 from tunelab.tui.widgets.outputs_table import OutputsTable
 
 SIZE = (120, 36)
-
-
-@pytest.fixture
-def seeded() -> Store:
-    store = Store.memory()
-    seed_store(store)
-    return store
 
 
 def record_exit(app: TunelabApp) -> list[bool]:

@@ -137,13 +137,6 @@ async def test_prompts_follow_another_connection(
 
 
 # The palette -----------------------------------------------------------------------------
-@pytest.fixture
-def seeded() -> Store:
-    store = Store.memory()
-    seed_store(store)
-    return store
-
-
 async def open_palette_and_pick(app: TunelabApp, pilot: object, query: str, want: str) -> str:
     """Type `query` into the palette; wait until `want` is the top hit; return its help."""
     from textual.command import CommandList, CommandPalette

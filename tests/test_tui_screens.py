@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from textual.widgets import DataTable, Input, Select, Static, TextArea
 from textual.worker import WorkerState
 
 from tests.fake_engine import FakeEngine
-from tests.tui_fixtures import seed_store
 from tests.tui_helpers import (
     current_screen,
     screen_text,
@@ -28,13 +26,6 @@ from tunelab.tui.screens.playground import PlaygroundScreen
 from tunelab.tui.screens.runs import RunsScreen
 
 SIZE = (100, 30)
-
-
-@pytest.fixture
-def seeded() -> Store:
-    store = Store.memory()
-    seed_store(store)
-    return store
 
 
 def set_field(app: TunelabApp, name: str, value: str) -> None:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from tests.fake_engine import FakeEngine
-from tests.tui_fixtures import seed_store
 from tests.tui_helpers import (
     current_screen,
     screen_text,
@@ -30,13 +27,6 @@ from tunelab.tui.screens.runs import RunsScreen
 from tunelab.tui.widgets.status_line import StatusLine, activity_text, elide_middle
 
 SIZE = (120, 30)
-
-
-@pytest.fixture
-def seeded() -> Store:
-    store = Store.memory()
-    seed_store(store)
-    return store
 
 
 def status_of(app: TunelabApp) -> str:
