@@ -16,7 +16,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from hypothesis import HealthCheck, settings
+
 from tunelab.store import Store, Workspace, init_workspace
+
+# Hypothesis's per-example deadline and its too-slow health check are timed assertions: on a
+# busy machine (CI, or a suite beside a CPU-bound job) an example that opens a throwaway
+# store (a WAL file) can take 0.7 s and fail a sound property. Speed is the benchmarks' job.
+settings.register_profile("tunelab", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tunelab")
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
