@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import shared_dataset
 from tunelab.engine.errors import BadInputError
+from tunelab.engine.evaluation import plan as plan_module
 from tunelab.engine.evaluation.metrics import INVALID
-from tunelab.engine.evaluation.plan import cache_key, select_indices
+from tunelab.engine.evaluation.plan import (
+    BATCHES_PER_CHUNK,
+    EvalPlan,
+    RowJob,
+    cache_key,
+    in_chunks,
+    select_indices,
+)
 from tunelab.engine.evaluation.run import EvalProgress, EvalRequest, evaluate, resume_run
-from tunelab.store import NewDataset, NewSplit, PromptContent, Store
+from tunelab.store import DatasetRow, NewDataset, NewSplit, PromptContent, Store
 
 LABELS = ["irony", "non_irony"]
 TEMPLATE = "Is this tweet ironic? Reply with one word: irony or non_irony.\n\nTweet: {{ text }}"
@@ -108,6 +120,37 @@ def test_row_selection_is_reproducible() -> None:
     assert len(set(sampled)) == 5 and sampled == sorted(sampled)
 
 
+def _jobs(lengths: list[int]) -> list[RowJob]:
+    return [
+        RowJob(cast("DatasetRow", SimpleNamespace(idx=i)), f"p{i}", n, None, f"k{i}")
+        for i, n in enumerate(lengths)
+    ]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=500), max_size=60), st.integers(1, 9))
+def test_local_rows_are_chunked_longest_first_four_batches_at_a_time(
+    lengths: list[int], batch_size: int
+) -> None:
+    local = cast(
+        "EvalPlan", SimpleNamespace(model=SimpleNamespace(kind="builtin"), scoring="generate")
+    )
+    chunks = in_chunks(local, _jobs(lengths), batch_size)
+    flat = [job for chunk in chunks for job in chunk]
+    assert sorted(j.row.idx for j in flat) == list(range(len(lengths)))
+    assert [j.token_count for j in flat] == sorted(lengths, reverse=True)
+    assert all(len(c) == batch_size * BATCHES_PER_CHUNK for c in chunks[:-1])
+    # Likelihood scoring batches by its own token budget: a chunk is one batch.
+    scoring = cast("EvalPlan", SimpleNamespace(model=local.model, scoring="likelihood"))
+    assert all(len(c) <= batch_size for c in in_chunks(scoring, _jobs(lengths), batch_size))
+    # An endpoint's rows keep the dataset's order, a batch (its requests in flight) a chunk.
+    remote = cast(
+        "EvalPlan", SimpleNamespace(model=SimpleNamespace(kind="endpoint"), scoring="generate")
+    )
+    sent = in_chunks(remote, _jobs(lengths), batch_size)
+    assert [j.row.idx for c in sent for j in c] == list(range(len(lengths)))
+    assert all(len(c) == batch_size for c in sent[:-1])
+
+
 def test_cache_key_covers_what_changes_the_output() -> None:
     greedy = {"temperature": 0.0, "seed": 0, "max_new_tokens": 8}
     key = cache_key("m1", "prompt", greedy, "generate", LABELS)
@@ -142,9 +185,10 @@ def test_run_writes_outputs_and_metrics(irony: Store) -> None:
     assert metrics["accuracy"] == pytest.approx(sum(o.scores["accuracy"] for o in outputs) / 4)
     assert 0.0 <= metrics["macro_f1"] <= 1.0
     assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 4
-    assert all(o.batch_rows == 2 and o.batch_ms is not None for o in outputs)
+    # Batches of 2 from one chunk of 4 batches' worth: the 4 rows shared one pool.
+    assert all(o.batch_rows == 4 and o.batch_ms is not None for o in outputs)
     for out in outputs:
-        assert out.latency_ms == pytest.approx((out.batch_ms or 0) / 2)
+        assert out.latency_ms == pytest.approx((out.batch_ms or 0) / 4)
     assert metrics["rows_per_second"] > 0 and metrics["tokens_per_second"] > 0
     # A batched row's time is a share of its batch, not a latency: no latency is claimed.
     assert not any(name.startswith("latency") for name in metrics)
@@ -155,7 +199,10 @@ def test_run_writes_outputs_and_metrics(irony: Store) -> None:
 
 
 @pytest.mark.model
-def test_resume_after_interruption_finishes_without_duplicates(irony: Store) -> None:
+def test_resume_after_interruption_finishes_without_duplicates(
+    irony: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan_module, "BATCHES_PER_CHUNK", 1)  # chunks of 2 of the 4 rows
     progress: list[EvalProgress] = []
     interrupted = evaluate(
         irony,

@@ -212,23 +212,17 @@ def zero_shot_prompts(n: int) -> list[str]:
     return [f"{head}Tweet: {r['text']}\nLabel:" for r in rows[8:]]
 
 
-def _with_generate(
-    loaded: Any,
-    input_ids: Any,
-    mask: Any,
-    settings: GenerationSettings,
-    kwargs: dict[str, Any],
-    criteria: list[Any],
-    cache: Any = None,
-    cache_kwarg: str = "cache",
-) -> Any:
-    """Hugging Face's generate(), which decodes padding for finished rows: the reference."""
-    from transformers import StoppingCriteriaList
+def _one_at_a_time(loaded: Any, prompts: list[str], settings: GenerationSettings) -> list[Any]:
+    """Hugging Face's generate(), one row at a time (no padding, no pool): the reference."""
+    encoded = [prompt_token_ids(loaded.tokenizer, p) for p in prompts]
+    order = list(range(len(prompts)))
+    return batched._generate_in_batches(loaded, encoded, order, settings, None, 1)
 
-    if cache is not None:
-        kwargs = {**kwargs, cache_kwarg: cache}
-    stopping = StoppingCriteriaList(criteria) if criteria else None
-    return batched._generate(loaded, input_ids, mask, settings, kwargs, stopping)
+
+def _same_outputs(got: list[Any], expected: list[Any]) -> None:
+    assert [r.text for r in got] == [r.text for r in expected]
+    assert [r.tokens_out for r in got] == [r.tokens_out for r in expected]
+    assert [r.finish_reason for r in got] == [r.finish_reason for r in expected]
 
 
 @pytest.mark.model
@@ -238,21 +232,35 @@ def _with_generate(
         (False, 1, 1),
         (False, 8, 8),
         (True, 8, 8),
+        (False, 12, 4),
         pytest.param(False, 32, 32, marks=pytest.mark.slow),
         pytest.param(True, 32, 32, marks=pytest.mark.slow),
+        pytest.param(False, 64, 32, marks=pytest.mark.slow),
     ],
 )
-def test_shrinking_batch_greedy_equals_generate(
-    builtin_model: Any, few_shot: bool, rows: int, size: int, monkeypatch: pytest.MonkeyPatch
+def test_pooled_greedy_equals_generate_one_row_at_a_time(
+    builtin_model: Any, few_shot: bool, rows: int, size: int
 ) -> None:
     prompts = few_shot_prompts(rows) if few_shot else zero_shot_prompts(rows)
     settings = GenerationSettings(max_new_tokens=12, stop=["\n"])
-    shrinking = generate_batch(builtin_model, prompts, settings, batch_size=size)
-    monkeypatch.setattr(batched, "decode_shrinking", _with_generate)
-    reference = generate_batch(builtin_model, prompts, settings, batch_size=size)
-    assert [r.text for r in shrinking] == [r.text for r in reference]
-    assert [r.tokens_out for r in shrinking] == [r.tokens_out for r in reference]
-    assert [r.finish_reason for r in shrinking] == [r.finish_reason for r in reference]
+    pooled = generate_batch(builtin_model, prompts, settings, batch_size=size)
+    _same_outputs(pooled, _one_at_a_time(builtin_model, prompts, settings))
+    assert any(r.finish_reason == "stop" for r in pooled)
+
+
+def _counting_forward(
+    loaded: Any, monkeypatch: pytest.MonkeyPatch, passes: list[tuple[int, int]]
+) -> None:
+    """Record (rows, tokens per row) of every forward pass of the model."""
+    model_class = type(loaded.model)
+    forward = model_class.forward
+
+    @functools.wraps(forward)
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        passes.append(tuple(kwargs["input_ids"].shape))  # type: ignore[arg-type]
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "forward", counting)
 
 
 @pytest.mark.model
@@ -261,31 +269,64 @@ def test_rows_finishing_at_very_different_lengths_leave_the_batch(
 ) -> None:
     prompts = zero_shot_prompts(8)  # on these the model stops after 2 tokens or runs to 16
     settings = GenerationSettings(max_new_tokens=16, stop=["\n"])
-    model_class = type(builtin_model.model)
-    forward = model_class.forward
-    rows_per_step: list[int] = []
-
-    @functools.wraps(forward)
-    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        rows_per_step.append(int(kwargs["input_ids"].shape[0]))
-        return forward(self, *args, **kwargs)
-
+    passes: list[tuple[int, int]] = []
+    reference = _one_at_a_time(builtin_model, prompts, settings)
     # Only decoding steps are counted: no one-row prefill of a shared prefix first.
     monkeypatch.setattr(batched, "shared_prefix", lambda loaded, encoded: None)
-    monkeypatch.setattr(model_class, "forward", counting)
-    shrinking = generate_batch(builtin_model, prompts, settings, batch_size=8)
-    monkeypatch.setattr(model_class, "forward", forward)
-    monkeypatch.setattr(batched, "decode_shrinking", _with_generate)
-    reference = generate_batch(builtin_model, prompts, settings, batch_size=8)
+    with monkeypatch.context() as patch:
+        _counting_forward(builtin_model, patch, passes)
+        shrinking = generate_batch(builtin_model, prompts, settings, batch_size=8)
     lengths = sorted(r.tokens_out for r in shrinking)
     assert lengths[0] <= 2 and lengths[-1] == 16
-    assert [r.text for r in shrinking] == [r.text for r in reference]
-    assert [r.finish_reason for r in shrinking] == [r.finish_reason for r in reference]
+    _same_outputs(shrinking, reference)
+    rows_per_step = [rows for rows, _ in passes]
     # Every step runs only the rows still going: the batch only shrinks, down to the longest.
     assert rows_per_step[0] == 8
     assert rows_per_step == sorted(rows_per_step, reverse=True)
     assert rows_per_step[-1] == sum(1 for n in lengths if n == 16)
     assert len(rows_per_step) == 16
+
+
+@pytest.mark.model
+def test_waiting_rows_take_the_places_of_finished_ones(
+    builtin_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = zero_shot_prompts(16)
+    settings = GenerationSettings(max_new_tokens=16, stop=["\n"])
+    reference = _one_at_a_time(builtin_model, prompts, settings)
+    monkeypatch.setattr(batched, "shared_prefix", lambda loaded, encoded: None)
+    passes: list[tuple[int, int]] = []
+    with monkeypatch.context() as patch:
+        _counting_forward(builtin_model, patch, passes)
+        pooled = generate_batch(builtin_model, prompts, settings, batch_size=4)
+    _same_outputs(pooled, reference)
+    assert max(rows for rows, _ in passes) <= 4
+    prefills = [n for n, (_, tokens) in enumerate(passes) if tokens > 1]
+    assert len(prefills) > 4  # more than 16 rows / 4: they joined as places came free
+    # Some rows joined while others were still decoding: the next step had more rows.
+    joined = [
+        n for n in prefills[1:] if 0 < n < len(passes) - 1 and passes[n + 1][0] > passes[n][0]
+    ]
+    assert joined
+    # Fewer decoding steps than batches of 4 (longest prompts first) would take: each decodes
+    # until its longest output is done, the first token coming from the prefill.
+    decoded = sum(1 for _, tokens in passes if tokens == 1)
+    lengths = [len(prompt_token_ids(builtin_model.tokenizer, p)) for p in prompts]
+    order = sorted(range(16), key=lambda i: lengths[i], reverse=True)
+    batches = [order[i : i + 4] for i in range(0, 16, 4)]
+    assert decoded < sum(max(reference[i].tokens_out for i in b) - 1 for b in batches)
+
+
+@pytest.mark.model
+def test_pool_rows_share_its_time_and_lone_rows_keep_their_own(builtin_model: Any) -> None:
+    prompts = zero_shot_prompts(6)
+    settings = GenerationSettings(max_new_tokens=4, stop=["\n"])
+    alone = generate_batch(builtin_model, prompts, settings, batch_size=1)
+    assert all(r.batch_rows == 1 and r.latency_ms == r.batch_ms > 0 for r in alone)
+    pooled = generate_batch(builtin_model, prompts, settings, batch_size=3)
+    assert {r.batch_rows for r in pooled} == {6}
+    assert len({(r.batch_ms, r.latency_ms) for r in pooled}) == 1
+    assert pooled[0].latency_ms == pytest.approx(pooled[0].batch_ms / 6)
 
 
 def _plain_label_score(loaded: Any, prompt: str, label: str) -> float:

@@ -51,6 +51,8 @@ from tunelab.store import (
 
 CACHE_KEY_VERSION = 1
 """Bump when what a cache entry means changes, so old entries stop matching."""
+BATCHES_PER_CHUNK = 4
+"""A local model's generated rows are written every this many batches' worth of rows."""
 
 
 @dataclass
@@ -310,6 +312,10 @@ def load(store: Store, plan: EvalPlan) -> Any:
 
     The scoring module is imported here too, so a broken install fails before a run exists.
     """
+    from tunelab.engine.generation import threads
+
+    if not is_endpoint(plan.model):
+        threads.measure_ahead()  # the free cores, sampled while torch imports and weights load
     from tunelab.engine.generation import batched as generation  # noqa: F401 - imported early on purpose
     from tunelab.engine.generation import likelihood  # noqa: F401 - imported early on purpose
     from tunelab.engine.models.loading import load_model
@@ -458,14 +464,34 @@ def _scored(
     )
 
 
+def in_chunks(
+    plan: EvalPlan, jobs: Sequence[RowJob], batch_size: int, samples: int = 1
+) -> list[list[RowJob]]:
+    """The rows in the chunks they are scored and written in.
+
+    A local model's rows go longest first, so each batch holds rows of about one length (a
+    batch pads to its longest prompt), and a generating chunk holds `BATCHES_PER_CHUNK`
+    batches' worth, so rows waiting in it take the places of rows that finish (see
+    `generation/decoding.py`). An endpoint's chunk is its batch, in the dataset's order.
+    """
+    rows, size = list(jobs), batch_size
+    if not is_endpoint(plan.model):
+        rows.sort(key=lambda job: job.token_count, reverse=True)
+        if plan.scoring == "generate" and samples == 1:
+            size = batch_size * BATCHES_PER_CHUNK
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
 def score_chunk(
     store: Store,
     plan: EvalPlan,
     loaded: Any,
     chunk: Sequence[RowJob],
     should_stop: Callable[[], bool],
+    batch_size: int | None = None,
 ) -> tuple[list[NewRunOutput], int, bool]:
-    """Score a chunk of rows, from the cache where possible.
+    """Score a chunk of rows, from the cache where possible; at most `batch_size` rows are
+    generated at a time (None: as many as fit).
 
     Returns:
         (scored outputs, how many came from the cache, whether the whole chunk was scored).
@@ -482,7 +508,7 @@ def score_chunk(
         if plan.scoring == "likelihood":
             fresh = likelihood_responses(plan, loaded, missing)
         else:
-            fresh, complete = _generate(plan, loaded, missing, should_stop)
+            fresh, complete = _generate(plan, loaded, missing, should_stop, batch_size)
         if use_cache and fresh:
             store.cache_responses({k: v for k, (v, _) in fresh.items()})
     fresh.update(prescored)  # scored ahead by this run: fresh rows with their own timing
@@ -526,7 +552,11 @@ def _from_response(
 
 
 def _generate(
-    plan: EvalPlan, loaded: Any, jobs: Sequence[RowJob], should_stop: Callable[[], bool]
+    plan: EvalPlan,
+    loaded: Any,
+    jobs: Sequence[RowJob],
+    should_stop: Callable[[], bool],
+    batch_size: int | None = None,
 ) -> tuple[dict[str, tuple[CachedResponse, Timing]], bool]:
     from tunelab.engine.generation.batched import generate_batch
 
@@ -537,7 +567,11 @@ def _generate(
         results = generate_endpoint(loaded, requests, plan.settings, should_stop=should_stop)
     else:
         results = generate_batch(
-            loaded, [j.prompt for j in jobs], plan.settings, should_stop=should_stop
+            loaded,
+            [j.prompt for j in jobs],
+            plan.settings,
+            should_stop=should_stop,
+            batch_limit=batch_size,
         )
     fresh: dict[str, tuple[CachedResponse, Timing]] = {}
     for job, result in zip(jobs, results, strict=True):

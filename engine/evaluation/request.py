@@ -27,7 +27,8 @@ class EvalRequest:
         settings: generation settings that override the prompt version's.
         scoring: 'generate' (generate then score) or 'likelihood' (most likely label).
         metrics: metric names; empty means the dataset's own list.
-        batch_size: rows generated together; also how often results are written.
+        batch_size: rows generated together (a local model writes results every 4 batches'
+            worth of rows, an endpoint every batch).
         resume_run_id: finish this interrupted run instead of starting a new one.
         use_cache: read and write the response cache for deterministic generations.
         latency_probe: after the run, time this many rows one at a time (batch size 1, a

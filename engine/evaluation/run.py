@@ -1,9 +1,10 @@
 """Evaluation runs: a prompt version, model, dataset split and settings, scored row by row.
 
 Each chunk of rows is generated (or found in the response cache), scored and written to the
-store before the next one starts, so an interrupted run keeps what it did and `resume_run`
-finishes only the missing rows. The engine knows nothing of a UI: progress goes through
-`on_progress`, cancellation comes through `should_stop`.
+store before the next one starts (rows of about one length together, longest first), so an
+interrupted run keeps what it did and `resume_run` finishes only the missing rows. The engine
+knows nothing of a UI: progress goes through `on_progress`, cancellation comes through
+`should_stop`.
 """
 
 from __future__ import annotations
@@ -246,11 +247,10 @@ def _execute(
 
     report()
     try:
-        for start in range(0, len(pending), batch_size):
+        for chunk in eval_plan.in_chunks(plan, pending, batch_size, request.samples):
             if stop():
                 interrupted = True
                 break
-            chunk = pending[start : start + batch_size]
             if request.samples > 1:
                 outputs, others, from_cache, complete = score_sampled_chunk(
                     store, plan, loaded, chunk, request.samples, stop
@@ -258,7 +258,7 @@ def _execute(
                 written = store.add_sampled_outputs(run.id, outputs, others)
             else:
                 outputs, from_cache, complete = eval_plan.score_chunk(
-                    store, plan, loaded, chunk, stop
+                    store, plan, loaded, chunk, stop, batch_size
                 )
                 written = store.add_run_outputs(run.id, outputs)
             tally([o.scores for o in outputs])

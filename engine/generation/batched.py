@@ -1,9 +1,10 @@
 """Generate text: batched for evaluations, streamed for the playground.
 
-Batches are left-padded and bucketed by prompt length so little compute goes to padding;
-greedy output does not depend on how rows are batched. Stop strings and logit bias are
-applied per row inside generation, not after it (the controls that do so are built in
-`controls.py`). Prefix and prompt tuning adapters are decoded by a loop of our own on their
+Rows run longest first in a pool that finished rows leave and waiting rows join (see
+`decoding.py`), so rows prefilled together are of about one length and little compute goes
+to padding; greedy output does not depend on which rows ran together. Stop strings and
+logit bias are applied per row inside generation, not after it (the controls that do so are
+built in `controls.py`). Prefix and prompt tuning adapters are decoded by a loop of our own on their
 base model (see `models/prompt_learning.py`), since peft's `generate` gets them wrong.
 """
 
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from tunelab.engine.errors import BadInputError, EngineError
 from tunelab.engine.generation import controls as controls
 from tunelab.engine.generation import threads
-from tunelab.engine.generation.decoding import decode_shrinking
-from tunelab.engine.generation.prefix_cache import SharedPrefix, shared_prefix
+from tunelab.engine.generation.decoding import FinishedRow, decode_pool
+from tunelab.engine.generation.prefix_cache import shared_prefix
 from tunelab.engine.models.prompt_learning import VirtualTokens, virtual_cache, virtual_tokens
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import prompt_token_ids
@@ -42,7 +43,8 @@ class GenerationResult:
     tokens_in: int
     tokens_out: int
     latency_ms: float
-    """Wall time of the row's batch divided by the batch's rows (amortized cost per row)."""
+    """Wall time of the row's batch divided by the batch's rows (amortized cost per row); a
+    batch is the rows that ran through one pool together, or one row that ran alone."""
     finish_reason: str
     """eos | stop | length | cancelled."""
     batch_ms: float = 0.0
@@ -89,16 +91,20 @@ def generate_batch(
     on_progress: Callable[[GenerationProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     batch_size: int | None = None,
+    batch_limit: int | None = None,
 ) -> list[GenerationResult]:
-    """Generate for many prompts, in length-bucketed left-padded batches.
+    """Generate for many prompts, longest first, at most `batch_size` rows at a time; a row
+    that finishes leaves the batch and a waiting one takes its place (see `decoding.py`).
 
     Args:
         loaded: the model to run.
         prompts: rendered prompts (see `templates.render_prompt`).
         settings: generation settings; with temperature 0 the output equals one-at-a-time.
-        on_progress: called after each batch with the rows it finished.
-        should_stop: polled between and during batches; unfinished rows come back "cancelled".
-        batch_size: rows per batch; None picks the largest that fits, halving on out-of-memory.
+        on_progress: called with the rows finished, once they all are (or on cancellation).
+        should_stop: polled during generation; unfinished rows come back "cancelled".
+        batch_size: rows decoded together; None picks the most that fit a token budget, and
+            out-of-memory halves it either way.
+        batch_limit: with `batch_size` None, never more rows at a time than this.
 
     Returns:
         One result per prompt, in the order given.
@@ -113,22 +119,148 @@ def generate_batch(
                 f"the model's context window of {loaded.context_window}; shorten it"
             )
     threads.apply_once()
-    prefix = shared_prefix(loaded, encoded)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    results: list[GenerationResult | None] = [None] * len(prompts)
-    size = batch_size or _auto_batch_size(loaded, len(encoded[order[0]]) if order else 1, settings)
-    done = 0
-    start = 0
     if not settings.greedy:
         import torch  # heavy import
 
         torch.manual_seed(settings.seed)
+    if virtual_tokens(loaded.model) is not None:
+        results = _generate_in_batches(loaded, encoded, order, settings, should_stop, batch_size)
+    else:
+        results = _generate_pooled(
+            loaded, encoded, order, settings, should_stop, batch_size, batch_limit
+        )
+    done = [i for i in range(len(prompts)) if results[i] is not None]
+    if on_progress is not None and done:
+        finished = [r for r in results if r is not None]
+        on_progress(GenerationProgress(len(done), len(prompts), done, finished))
+    return [
+        r if r is not None else GenerationResult("", len(encoded[i]), 0, 0.0, "cancelled")
+        for i, r in enumerate(results)
+    ]
+
+
+def _generate_pooled(
+    loaded: LoadedModel,
+    encoded: list[list[int]],
+    order: list[int],
+    settings: GenerationSettings,
+    should_stop: Callable[[], bool] | None,
+    batch_size: int | None,
+    batch_limit: int | None,
+) -> list[GenerationResult | None]:
+    """Every row through one refilling pool; on out-of-memory the rows not yet finished run
+    again in a pool half the size."""
+    import torch  # heavy import
+
+    prefix = shared_prefix(loaded, encoded)
+    cap = batch_size or batch_limit or MAX_BATCH
+    results: list[GenerationResult | None] = [None] * len(encoded)
+
+    def capacity(longest: int) -> int:
+        if batch_size is not None:
+            return min(batch_size, cap)
+        return min(cap, _auto_batch_size(loaded, longest, settings))
+
+    waiting = list(order)
+    while waiting:
+        began = time.perf_counter()
+        ran: list[FinishedRow] = []
+        try:
+            with loaded.lock, torch.inference_mode():
+                decode_pool(
+                    loaded, encoded, waiting, settings, capacity, prefix, should_stop, ran.append
+                )
+            waiting = []
+        except (RuntimeError, MemoryError) as exc:
+            if not _is_oom(exc) or capacity(len(encoded[waiting[0]])) == 1:
+                raise EngineError(f"generation failed: {str(exc).splitlines()[0]}") from exc
+            _empty_cache(loaded)
+            cap = max(1, capacity(len(encoded[waiting[0]])) // 2)
+            left = {row.index for row in ran}
+            waiting = [i for i in waiting if i not in left]
+        _record(loaded, encoded, settings, ran, began, results)
+    return results
+
+
+def _record(
+    loaded: LoadedModel,
+    encoded: list[list[int]],
+    settings: GenerationSettings,
+    ran: list[FinishedRow],
+    began: float,
+    results: list[GenerationResult | None],
+) -> None:
+    """Results of one pool's rows, in the order they finished. A row that never shared the
+    pool ran alone from the previous row's end to its own: that is its latency (batch of 1).
+    The others share what is left of the pool's wall time equally."""
+    if not ran:
+        return
+    eos = controls.eos_ids(controls.generate_kwargs(loaded, settings))
+    alone_ms: dict[int, float] = {}
+    previous = began
+    for row in ran:
+        if not row.shared:
+            alone_ms[row.index] = (row.finished_at - previous) * 1000
+        previous = row.finished_at
+    together = [row for row in ran if row.shared]
+    shared_ms = (ran[-1].finished_at - began) * 1000 - sum(alone_ms.values())
+    for row in ran:
+        batch_ms, rows = (alone_ms[row.index], 1) if not row.shared else (shared_ms, len(together))
+        results[row.index] = _result(
+            loaded, len(encoded[row.index]), row.tokens, eos, settings, row.cancelled,
+            max(batch_ms, 0.0), rows,
+        )  # fmt: skip
+
+
+def _result(
+    loaded: LoadedModel,
+    tokens_in: int,
+    generated: list[int],
+    eos_ids: set[int],
+    settings: GenerationSettings,
+    cancelled: bool,
+    batch_ms: float,
+    batch_rows: int,
+) -> GenerationResult:
+    """A row's text and why it ended, from the tokens generated for it."""
+    finish = "length"
+    kept: list[int] = []
+    for token in generated:
+        if token in eos_ids:
+            finish = "eos"
+            break
+        kept.append(token)
+    text = loaded.tokenizer.decode(kept, skip_special_tokens=True)
+    text, stopped = controls.cut_at_stop(text, settings.stop)
+    if stopped:
+        finish = "stop"
+    elif cancelled and finish == "length" and len(kept) < settings.max_new_tokens:
+        finish = "cancelled"
+    return GenerationResult(
+        text, tokens_in, len(kept), batch_ms / batch_rows, finish, batch_ms, batch_rows
+    )
+
+
+def _generate_in_batches(
+    loaded: LoadedModel,
+    encoded: list[list[int]],
+    order: list[int],
+    settings: GenerationSettings,
+    should_stop: Callable[[], bool] | None,
+    batch_size: int | None,
+) -> list[GenerationResult | None]:
+    """Prompt-learning adapters: length-bucketed batches through `_decode_virtual`, halving
+    the batch on out-of-memory."""
+    results: list[GenerationResult | None] = [None] * len(encoded)
+    size = batch_size or _auto_batch_size(loaded, len(encoded[order[0]]) if order else 1, settings)
+    start = 0
     while start < len(order):
         if should_stop is not None and should_stop():
             break
         chunk = order[start : start + size]
         try:
-            batch = _run_batch(loaded, [encoded[i] for i in chunk], settings, should_stop, prefix)
+            batch = _run_batch(loaded, [encoded[i] for i in chunk], settings, should_stop)
         except (RuntimeError, MemoryError) as exc:
             if not _is_oom(exc) or size == 1:
                 raise EngineError(f"generation failed: {str(exc).splitlines()[0]}") from exc
@@ -138,15 +270,9 @@ def generate_batch(
         for i, result in zip(chunk, batch, strict=True):
             results[i] = result
         start += len(chunk)
-        done += len(chunk)
         if batch_size is None and start < len(order):
             size = max(size, _auto_batch_size(loaded, len(encoded[order[start]]), settings))
-        if on_progress is not None:
-            on_progress(GenerationProgress(done, len(prompts), chunk, batch))
-    return [
-        r if r is not None else GenerationResult("", len(encoded[i]), 0, 0.0, "cancelled")
-        for i, r in enumerate(results)
-    ]
+    return results
 
 
 def _empty_cache(loaded: LoadedModel) -> None:
@@ -161,22 +287,16 @@ def _run_batch(
     rows: list[list[int]],
     settings: GenerationSettings,
     should_stop: Callable[[], bool] | None,
-    prefix: SharedPrefix | None = None,
 ) -> list[GenerationResult]:
+    """One left-padded batch of a prompt-learning adapter's rows."""
     import torch  # heavy import
 
     tokenizer = loaded.tokenizer
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
     kwargs = controls.generate_kwargs(loaded, settings)
-    cache = None
-    if prefix is None:
-        id_rows = [[pad] * (width - len(r)) + r for r in rows]
-        mask_rows = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
-    else:
-        # Shared prefix, then padding, then each row's own tokens; see prefix_cache.py.
-        id_rows, mask_rows = prefix.layout(rows, pad)
-        cache = prefix.for_batch(len(rows))
+    id_rows = [[pad] * (width - len(r)) + r for r in rows]
+    mask_rows = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
     input_ids = torch.tensor(id_rows, dtype=torch.long).to(loaded.device)
     mask = torch.tensor(mask_rows, dtype=torch.long).to(loaded.device)
     criteria = controls.stopping(loaded, width, settings.stop, should_stop)
@@ -184,52 +304,27 @@ def _run_batch(
 
     began = time.perf_counter()
     with loaded.lock, torch.inference_mode():
-        if virtual_tokens(loaded.model) is None:
-            # Finished rows leave the batch instead of decoding padding; see decoding.py.
-            output = decode_shrinking(
-                loaded,
-                input_ids,
-                mask,
-                settings,
-                kwargs,
-                criteria,
-                cache,
-                prefix.cache_kwarg if prefix is not None else "cache",
-            )
-        else:
-            output = _generate(
-                loaded,
-                input_ids,
-                mask,
-                settings,
-                kwargs,
-                StoppingCriteriaList(criteria) if criteria else None,
-            )
+        output = _generate(
+            loaded,
+            input_ids,
+            mask,
+            settings,
+            kwargs,
+            StoppingCriteriaList(criteria) if criteria else None,
+        )
     batch_ms = (time.perf_counter() - began) * 1000
-    elapsed_ms = batch_ms / len(rows)
     cancelled = bool(should_stop and should_stop())
     eos_ids = controls.eos_ids(kwargs)
     results = []
     for i, row in enumerate(rows):
         generated = output[i, width:].tolist()
-        finish = "length"
-        kept: list[int] = []
-        for token in generated:
-            if token in eos_ids:
-                finish = "eos"
-                break
-            kept.append(token)
-        if finish == "length" and len(kept) < settings.max_new_tokens and pad not in eos_ids:
-            while kept and kept[-1] == pad:
-                kept.pop()
-        text = tokenizer.decode(kept, skip_special_tokens=True)
-        text, stopped = controls.cut_at_stop(text, settings.stop)
-        if stopped:
-            finish = "stop"
-        elif cancelled and finish == "length" and len(kept) < settings.max_new_tokens:
-            finish = "cancelled"
+        ended = next((n for n, token in enumerate(generated) if token in eos_ids), None)
+        if ended is None and pad not in eos_ids and len(generated) < settings.max_new_tokens:
+            # Padding after a row that stopped on a stop string while others went on.
+            while generated and generated[-1] == pad:
+                generated.pop()
         results.append(
-            GenerationResult(text, len(row), len(kept), elapsed_ms, finish, batch_ms, len(rows))
+            _result(loaded, len(row), generated, eos_ids, settings, cancelled, batch_ms, len(rows))
         )
     return results
 

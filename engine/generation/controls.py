@@ -73,32 +73,39 @@ def _vocab_size(loaded: LoadedModel) -> int:
     return int(loaded.model.config.vocab_size)
 
 
+def stop_string_check(loaded: LoadedModel, stops: list[str]) -> Callable[[list[int]], bool]:
+    """Whether a row's generated tokens contain a stop string yet (only their last few tokens
+    are decoded: a stop string ends within the tokens that made it)."""
+    tokenizer = loaded.tokenizer
+    if not stops:
+        return lambda generated: False
+    window = 4 + max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops)
+
+    def stopped(generated: list[int]) -> bool:
+        text = tokenizer.decode(generated[-window:], skip_special_tokens=True)
+        return any(stop in text for stop in stops)
+
+    return stopped
+
+
 def stopping(
     loaded: LoadedModel, prompt_len: int, stops: list[str], cancel: Callable[[], bool] | None
 ) -> list[Any]:
-    """Stopping criteria: per-row stop strings and a cancel flag. Each call looks only at the
-    rows it is given, so a batch may shrink between calls."""
+    """Stopping criteria for `generate()`: per-row stop strings and a cancel flag. Each call
+    looks only at the rows it is given, so a batch may shrink between calls."""
     import torch  # heavy import
     from transformers import StoppingCriteria
 
-    tokenizer = loaded.tokenizer
-    window = max(
-        (len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops), default=0
-    )
-    window += 4
+    stopped = stop_string_check(loaded, stops)
 
     class StopOnStrings(StoppingCriteria):
         """Marks a row finished once its generated text contains a stop string."""
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            generated = input_ids[:, prompt_len:]
-            tails = generated[:, -window:].tolist()
-            for i, tail in enumerate(tails):
-                text = tokenizer.decode(tail, skip_special_tokens=True)
-                if any(stop in text for stop in stops):
-                    done[i] = True
-            return done
+            rows = input_ids[:, prompt_len:].tolist()
+            return torch.tensor(
+                [stopped(row) for row in rows], dtype=torch.bool, device=input_ids.device
+            )
 
     class Cancel(StoppingCriteria):
         """Ends every row when the caller asks to stop."""

@@ -128,7 +128,8 @@ class SharedPrefix:
         return ids, mask
 
 
-def _cache_kwarg(model: Any) -> str:
+def cache_kwarg(model: Any) -> str:
+    """What the model's forward calls its key/value cache argument in this transformers."""
     params = set(inspect.signature(type(model).forward).parameters)
     return "cache" if "cache" in params else "past_key_values"
 
@@ -142,7 +143,7 @@ def shared_prefix(loaded: LoadedModel, encoded: list[list[int]]) -> SharedPrefix
     if n < MIN_SHARED_TOKENS:
         return None
     model = loaded.model
-    kwarg = _cache_kwarg(model)
+    kwarg = cache_kwarg(model)
     known = remembered(model, encoded, n)
     if known is not None:
         return SharedPrefix(known[0], known[1], kwarg)

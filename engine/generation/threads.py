@@ -135,6 +135,32 @@ def thread_choice(environ: dict[str, str] | None = None) -> ThreadChoice:
 
 _LOCK = threading.Lock()
 _APPLIED: list[ThreadChoice] = []
+_AHEAD: list[tuple[threading.Thread, list[ThreadChoice]]] = []
+
+
+def measure_ahead() -> None:
+    """Start measuring the free cores in the background (a model is about to load), so the
+    first model run does not wait the sample out: the sample's sleep overlaps the imports and
+    the weights' loading, whose CPU time is this process's own and is taken out."""
+    with _LOCK:
+        if _APPLIED or _AHEAD:
+            return
+        found: list[ThreadChoice] = []
+        thread = threading.Thread(
+            target=lambda: found.append(thread_choice()), name="tunelab-cores", daemon=True
+        )
+        _AHEAD.append((thread, found))
+    thread.start()
+
+
+def _measured() -> ThreadChoice:
+    """The background measurement if one was started (waiting for it), else a fresh one."""
+    if _AHEAD:
+        thread, found = _AHEAD[0]
+        thread.join()
+        if found:
+            return found[0]
+    return thread_choice()
 
 
 def apply_once(set_threads: Callable[[int], None] | None = None) -> ThreadChoice:
@@ -143,7 +169,7 @@ def apply_once(set_threads: Callable[[int], None] | None = None) -> ThreadChoice
     with _LOCK:
         if _APPLIED:
             return _APPLIED[0]
-        choice = thread_choice()
+        choice = _measured()
         if choice.source != "OMP_NUM_THREADS":
             if set_threads is None:
                 import torch  # heavy import
@@ -160,3 +186,4 @@ def forget() -> None:
     """Let the next model run choose again (for tests)."""
     with _LOCK:
         _APPLIED.clear()
+        _AHEAD.clear()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
     """Evaluate the spec's rows, reporting through file events; returns the exit status."""
     from tunelab.engine.evaluation import plan as eval_plan
+    from tunelab.engine.generation import threads
     from tunelab.engine.models.loading import load_ref
 
     spec = read_eval_spec(spec_path)
@@ -35,17 +36,19 @@ def run_spec(spec_path: Path, events: EventWriter | None = None) -> int:
     try:
         rows = SpecRowStore(spec)
         plan = plan_from_spec(spec, rows)
+        threads.measure_ahead()  # the free cores, sampled while the model loads
         loaded = load_ref(spec.ref())
         # Rendering and scoring make only the store calls `SpecRowStore` serves.
         store = cast("Store", rows)
         done = set(spec.done_rows)  # a resubmission scores only the rows the run lacks
         jobs = [j for j in eval_plan.render_jobs(store, plan, loaded) if j.row.idx not in done]
         print(f"run {spec.run_id}: {len(jobs)} rows on {loaded.name}", flush=True)
-        for start in range(0, len(jobs), spec.batch_size):
+        for chunk in eval_plan.in_chunks(plan, jobs, spec.batch_size):
             if should_stop():
                 break
-            chunk = jobs[start : start + spec.batch_size]
-            outputs, _, complete = eval_plan.score_chunk(store, plan, loaded, chunk, should_stop)
+            outputs, _, complete = eval_plan.score_chunk(
+                store, plan, loaded, chunk, should_stop, spec.batch_size
+            )
             events.write("outputs", outputs=[asdict(o) for o in outputs],
                          responses=rows.take_fresh())  # fmt: skip
             if not complete:
