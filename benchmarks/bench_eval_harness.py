@@ -372,19 +372,27 @@ def main() -> None:
             _harness_task(work, "bench_fs", SHOTS)
         startup = _timed(_tunelab("--help"), work)
         python = str(ROOT / ".venv" / "bin" / "python")
-        floor = _timed([python, "-c", LIBRARY_FLOOR, model_dir], work)
-        overhead = _timed(_tunelab_eval(work, "zs", 1), work)
+        # Alternated three times, medians: single second-scale runs swing with the machine.
+        small, _ = _alternate(
+            {
+                "floor": [python, "-c", LIBRARY_FLOOR, model_dir],
+                "overhead": _tunelab_eval(work, "zs", 1),
+            },
+            work,
+            3,
+        )
+        floor, overhead = (statistics.median(small[k]) for k in ("floor", "overhead"))
         zs = _timed(_tunelab_eval(work, "zs", n), work)
         print(f"tunelab zero-shot:        {zs:7.1f}s  ({n / zs:5.1f} rows/s)")
         fs = _likelihood_vs_generation(work, n, repeat)
         print(
-            f"process overhead (1 row): {overhead:7.1f}s  "
+            f"process overhead (1 row): {_seconds(small['overhead'])}  "
             f"({overhead / zs:5.1%} of zero-shot; <= 15%)"
         )
         print(f"  of which start-up:      {startup:7.1f}s  (tunelab --help: interpreter, CLI)")
         print(
-            f"  libraries' floor:       {floor:7.1f}s  (import torch and transformers, load the "
-            f"model and tokenizer: any evaluator on them pays it, the harness too)"
+            f"  libraries' floor:       {_seconds(small['floor'])}  (import torch and "
+            f"transformers, load the model and tokenizer: any evaluator on them pays it)"
         )
         own = overhead - floor
         print(f"  tunelab's own overhead: {own:7.1f}s  ({own / zs:5.1%} of zero-shot)")

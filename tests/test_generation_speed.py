@@ -413,3 +413,29 @@ def test_a_remembered_prefix_is_forgotten_when_the_weights_change() -> None:
     with torch.no_grad():
         model.weight.add_(1.0)  # a training step
     assert prefix_cache.remembered(model, rows, 3) is None
+
+
+@pytest.mark.model
+def test_out_of_memory_halves_the_pool_and_keeps_the_outputs(
+    builtin_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = zero_shot_prompts(6)
+    settings = GenerationSettings(max_new_tokens=4, stop=["\n"])
+    reference = _one_at_a_time(builtin_model, prompts, settings)
+    model_class = type(builtin_model.model)
+    forward = model_class.forward
+    rows_seen: list[int] = []
+
+    @functools.wraps(forward)
+    def small_memory(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rows = int(kwargs["input_ids"].shape[0])
+        rows_seen.append(rows)
+        if rows > 2:
+            raise RuntimeError("CPU out of memory: tried to allocate 2.00 GiB")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(batched, "shared_prefix", lambda loaded, encoded: None)
+    monkeypatch.setattr(model_class, "forward", small_memory)
+    pooled = generate_batch(builtin_model, prompts, settings, batch_size=8)
+    _same_outputs(pooled, reference)
+    assert rows_seen[:2] == [6, 4] and max(rows_seen[2:]) <= 2  # halved twice, then it fits
