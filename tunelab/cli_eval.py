@@ -28,6 +28,7 @@ from tunelab.cli_common import (
 from tunelab.cli_eval_remote import cluster_option, submit_remote_eval
 from tunelab.cli_judge import check_rubric_arg, judge_finished_run, print_report, report_json
 from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS
+from tunelab.engine.evaluation.request import DEFAULT_BATCH_SIZE
 from tunelab.engine.evaluation.run_detail import SPEED_NOTES
 from tunelab.store import Run
 
@@ -241,7 +242,11 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int | None = typer.Option(
             None, "--max-new-tokens", help="Override max_new_tokens."
         ),
-        batch_size: int = typer.Option(8, "--batch-size", help="Rows generated together."),
+        batch_size: int = typer.Option(
+            DEFAULT_BATCH_SIZE,
+            "--batch-size",
+            help="Rows generated together, at most (fewer where long prompts would not fit).",
+        ),
         resume: int | None = typer.Option(
             None, "--resume", help="Finish the missing rows of an interrupted run."
         ),

@@ -20,6 +20,7 @@ from tunelab.engine.evaluation.latency_probe import DEFAULT_PROBE_REQUESTS, prob
 from tunelab.engine.evaluation.metrics import Example, aggregate_metrics
 from tunelab.engine.evaluation.plan import EvalPlan, RowJob
 from tunelab.engine.evaluation.request import (
+    DEFAULT_BATCH_SIZE,
     EvalProgress,
     EvalRequest,
     EvalResult,
@@ -138,7 +139,7 @@ def resume_run(
     run_id: int,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     latency_probe: int = DEFAULT_PROBE_REQUESTS,
 ) -> EvalResult:
     """Finish the rows an interrupted or failed run is missing, with its original settings.
@@ -174,7 +175,10 @@ def _resume_claimed(
 
 
 def resume_request(
-    store: Store, run: Run, batch_size: int = 8, latency_probe: int = DEFAULT_PROBE_REQUESTS
+    store: Store,
+    run: Run,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    latency_probe: int = DEFAULT_PROBE_REQUESTS,
 ) -> EvalRequest:
     """The request that continues `run` with its original settings (its missing rows)."""
     is_sample = run.sample_seed is not None

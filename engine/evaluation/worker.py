@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.engine.errors import one_line
+from tunelab.engine.evaluation.request import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -29,7 +30,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="tunelab-eval-worker")
     parser.add_argument("run_id", type=int)
     parser.add_argument("--workspace", type=Path, required=True)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--latency-probe", type=int, default=0)
     parser.add_argument("--no-cache", action="store_true")
     return parser.parse_args(argv)
