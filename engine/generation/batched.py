@@ -21,7 +21,12 @@ from tunelab.engine.generation import controls as controls
 from tunelab.engine.generation import threads
 from tunelab.engine.generation.decoding import FinishedRow, decode_pool
 from tunelab.engine.generation.prefix_cache import shared_prefix
-from tunelab.engine.models.prompt_learning import VirtualTokens, virtual_cache, virtual_tokens
+from tunelab.engine.models.prompt_learning import (
+    VirtualTokens,
+    output_cache,
+    virtual_cache,
+    virtual_tokens,
+)
 from tunelab.engine.prompts.settings import GenerationSettings
 from tunelab.engine.prompts.templates import prompt_token_ids
 
@@ -158,8 +163,9 @@ def _generate_pooled(
     results: list[GenerationResult | None] = [None] * len(encoded)
 
     def capacity(longest: int) -> int:
+        # `cap` starts at the rows asked for (or allowed) and only halves on out-of-memory.
         if batch_size is not None:
-            return min(batch_size, cap)
+            return cap
         return min(cap, _auto_batch_size(loaded, longest, settings))
 
     waiting = list(order)
@@ -402,7 +408,7 @@ def _decode_virtual(
             use_cache=True,
             logits_to_keep=1,
         )
-        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        cache = output_cache(out)
         scores = chain(sequences, out.logits[:, -1, :].float())
         if settings.greedy:
             chosen = scores.argmax(dim=-1)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.engine.generation import controls
 from tunelab.engine.generation.prefix_cache import SharedPrefix, cache_kwarg
+from tunelab.engine.models.prompt_learning import output_cache
 from tunelab.engine.prompts.settings import GenerationSettings
 
 if TYPE_CHECKING:
@@ -54,11 +55,6 @@ class FinishedRow:
     """Whether another row was in the pool at any step of this one (False: it ran alone)."""
 
 
-def cache_of(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
-
-
 def _joinable(cache: Any) -> bool:
     """Plain per-layer [rows, heads, positions, dim] tensors, which left-padding keeps valid."""
     from transformers.cache_utils import DynamicLayer
@@ -80,7 +76,9 @@ class _Rows:
     last: Any
     sequences: Any
 
-    def keep(self, keep: list[int]) -> None:
+    def keep(self, keep: list[int], trim: bool) -> None:
+        """Only the rows at `keep`; with `trim` (plain per-layer tensors, see `_joinable`),
+        positions no remaining row attends to (left padding of rows that left) are dropped."""
         import torch  # heavy import
 
         rows = torch.tensor(keep, dtype=torch.long, device=self.attention.device)
@@ -89,8 +87,7 @@ class _Rows:
         self.attention = self.attention[rows]
         self.following, self.last = self.following[rows], self.last[rows]
         self.sequences = self.sequences[rows]
-        # Positions no remaining row attends to (left padding of rows that left) are dropped.
-        if _joinable(self.cache):
+        if trim:
             used = self.attention.any(dim=0).nonzero()
             lead = int(used[0, 0]) if used.numel() else 0
             if lead:
@@ -193,11 +190,12 @@ def decode_pool(
             else:
                 keep.append(j)
         if len(keep) < len(rows.index) and keep:
-            rows.keep(keep)
+            rows.keep(keep, trim=bool(joinable))
         elif not keep:
             rows.index = []
 
     def prefill(group: list[int]) -> _Rows:
+        nonlocal joinable
         rows = [encoded[i] for i in group]
         cache = None
         cached = 0
@@ -223,7 +221,10 @@ def decode_pool(
             use_cache=True,
             **step,
         )
-        joined = _Rows(list(group), cache_of(out), mask, positions[:, -1:] + 1, None, ids)
+        kept = output_cache(out)
+        if joinable is None:  # the first pass says what kind of cache this model keeps
+            joinable = _joinable(kept)
+        joined = _Rows(list(group), kept, mask, positions[:, -1:] + 1, None, ids)
         choose(joined, out.logits[:, -1, :])
         return joined
 
@@ -238,8 +239,6 @@ def decode_pool(
         if free > 0 and (not running or (joinable and free * REFILL_SHARE >= running + free)):
             group, queue = queue[:free], queue[free:]
             joined = prefill(group)
-            if joinable is None:
-                joinable = _joinable(joined.cache)
             if not joined.index:
                 continue
             if pool is None or not pool.index:
@@ -256,6 +255,6 @@ def decode_pool(
             use_cache=True,
             **{**extra, kwarg: pool.cache},
         )
-        pool.cache = cache_of(out)
+        pool.cache = output_cache(out)
         pool.following = pool.following + 1
         choose(pool, out.logits[:, -1, :])

@@ -27,7 +27,7 @@ from tunelab.engine.generation.prefix_cache import (
     remember,
     remembered,
 )
-from tunelab.engine.models.prompt_learning import virtual_cache, virtual_tokens
+from tunelab.engine.models.prompt_learning import output_cache, virtual_cache, virtual_tokens
 from tunelab.engine.prompts.templates import prompt_token_ids
 
 if TYPE_CHECKING:
@@ -270,9 +270,7 @@ def _forward(model: Any, cache: Any, keep: int = 0, **kwargs: Any) -> tuple[Any,
                 kwargs[name] = keep
                 break
     out = model(**kwargs)
-    new_cache = getattr(out, "past_key_values", None)
-    if new_cache is None:
-        new_cache = getattr(out, "cache", None)
+    new_cache = output_cache(out)
     logits = out.logits[:, -keep:] if keep else out.logits
     return logits, new_cache
 

@@ -24,7 +24,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunelab.engine.models.prompt_learning import virtual_tokens
+from tunelab.engine.models.prompt_learning import output_cache, virtual_tokens
 
 if TYPE_CHECKING:
     from tunelab.engine.models.loading import LoadedModel
@@ -159,9 +159,7 @@ def shared_prefix(loaded: LoadedModel, encoded: list[list[int]]) -> SharedPrefix
             use_cache=True,
             **extra,
         )
-    cache = getattr(out, "past_key_values", None)
-    if cache is None:
-        cache = getattr(out, "cache", None)
+    cache = output_cache(out)
     if cache is None or not hasattr(cache, "batch_repeat_interleave"):
         return None
     remember(model, encoded[0][:n], cache)

@@ -72,7 +72,7 @@ def virtual_cache(virtual: VirtualTokens, batch_size: int, device: Any) -> Any:
             use_cache=True,
             logits_to_keep=1,
         )
-        return _output_cache(out)
+        return output_cache(out)
     prompt = virtual.adapter.get_prompt(batch_size)
     if isinstance(prompt, DynamicCache):
         cache = prompt
@@ -89,7 +89,9 @@ def virtual_cache(virtual: VirtualTokens, batch_size: int, device: Any) -> Any:
     return cache
 
 
-def _output_cache(out: Any) -> Any:
+def output_cache(out: Any) -> Any:
+    """The key/value cache a forward pass returned, whichever name this transformers gives it
+    (`cache`; `past_key_values` before the rename)."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
